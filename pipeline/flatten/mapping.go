@@ -1,17 +1,92 @@
 package flatten
 
-// Mapping is the compiled form of an event type's tables.
-//
-// STUB: the flatten issue replaces this file with the real compiler. The
-// signature of Compile is the contract conf/ validates through.
+// Mapping is the compiled form of an event type's tables. It is immutable
+// and safe for concurrent use by many goroutines (each with its own Parser).
 type Mapping struct {
-	Tables []TableSpec
+	csv    csvOut
+	header bool
+	tables []table
 }
 
-// Compile checks and compiles the tables of one event type. The error, when
-// not nil, is a Problems listing every problem found (paths that do not parse,
-// unknown types or sources, [*] columns not on one array chain, duplicate
-// column names, ...).
-func Compile(tables []TableSpec, csv CSV) (*Mapping, error) {
-	return &Mapping{Tables: tables}, nil
+// table is one compiled table.
+type table struct {
+	name string
+	cols []column
+	// levels[k] are the steps from the element of level k (level 0 = the
+	// event) to the array exploded at level k+1, without its [*].
+	levels [][]step
+	header []byte
+}
+
+// column is one compiled column.
+type column struct {
+	name     string
+	typ      Type
+	source   Source
+	required bool
+	path     Path
+	level    int    // the element read: 0 = the event, k = the element of the k-th [*]
+	rest     []step // steps from that element (event source)
+}
+
+// TableInfo describes a compiled table: its name and its columns in order.
+type TableInfo struct {
+	Name    string
+	Columns []ColumnInfo
+}
+
+// ColumnInfo is one column of a TableInfo. Type is the column's effective
+// type: "int" for ordinal columns, "string" for lineage columns.
+type ColumnInfo struct {
+	Name string `json:"name"`
+	Type Type   `json:"type"`
+}
+
+// Tables describes the compiled tables in config order.
+func (m *Mapping) Tables() []TableInfo {
+	out := make([]TableInfo, len(m.tables))
+	for i, t := range m.tables {
+		cols := make([]ColumnInfo, len(t.cols))
+		for j, c := range t.cols {
+			cols[j] = ColumnInfo{Name: c.name, Type: c.typ}
+		}
+		out[i] = TableInfo{Name: t.name, Columns: cols}
+	}
+	return out
+}
+
+// TableIndex returns the index of the table called name, or -1.
+func (m *Mapping) TableIndex(name string) int {
+	for i, t := range m.tables {
+		if t.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Header returns the header line of table i (column names as CSV fields,
+// ending in "\n"), whether or not the [csv] header option is set. The caller
+// must not modify it.
+func (m *Mapping) Header(i int) []byte { return m.tables[i].header }
+
+// WritesHeader reports the [csv] header option: whether files start with
+// the header line.
+func (m *Mapping) WritesHeader() bool { return m.header }
+
+// CSV returns the [csv] options the mapping was compiled with (Delimiter
+// resolved to ',' when it was zero).
+func (m *Mapping) CSV() CSV {
+	return CSV{Delimiter: m.csv.delim, Header: m.header, Null: m.csv.null}
+}
+
+func (t *table) buildHeader(c *csvOut) {
+	var b []byte
+	for i, col := range t.cols {
+		if i > 0 {
+			b = append(b, c.delim)
+		}
+		b = c.appendStringField(b, col.name)
+	}
+	t.header = append(b, '\n')
 }

@@ -65,7 +65,16 @@ type Problem struct {
 	Msg    string
 }
 
+// Error prints the problem with its key: tables[T].columns[C].field for a
+// column, tables[T].field for a table (Column = -1), field alone for the
+// event type or the [csv] options (Table = -1).
 func (p Problem) Error() string {
+	switch {
+	case p.Table < 0:
+		return fmt.Sprintf("%s: %q %s", p.Field, p.Value, p.Msg)
+	case p.Column < 0:
+		return fmt.Sprintf("tables[%d].%s: %q %s", p.Table, p.Field, p.Value, p.Msg)
+	}
 	return fmt.Sprintf("tables[%d].columns[%d].%s: %q %s", p.Table, p.Column, p.Field, p.Value, p.Msg)
 }
 
