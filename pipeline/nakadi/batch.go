@@ -1,0 +1,35 @@
+package nakadi
+
+// Batch is one line of a subscription stream: events of one partition, or a
+// "partition lost" signal.
+//
+// Events are the raw JSON of each event, sub-slices of one buffer the batch
+// owns; the pipeline may keep them as long as it keeps the batch.
+type Batch struct {
+	// StreamID is the X-Nakadi-StreamId of the stream the batch came from.
+	StreamID string
+	// Cursor points at the last event of the batch.
+	Cursor Cursor
+	// Events holds the raw JSON of each event, in partition order.
+	Events [][]byte
+	// Info is info.debug of the line, if any (log it; do not parse it).
+	Info string
+	// Committed is set on the first event batch of each partition on each
+	// stream: the subscription's committed cursor for that partition, read
+	// with GET /subscriptions/{id}/cursors after that batch arrived, i.e.
+	// exactly where Nakadi resumed. Nil on later batches, and on a first
+	// batch when Nakadi lists no committed cursor for the partition (for
+	// example Nakadi's dead-letter redrive event type).
+	Committed *Cursor
+	// Lost is true for the "partition lost" signal: the partition named by
+	// Cursor.EventType/Cursor.Partition left stream StreamID (422 on commit,
+	// or /stats shows it assigned to another stream). It has no events, and
+	// no more batches of that partition come from that stream after it.
+	Lost bool
+
+	bytes int // length of the line, for metrics
+	entry *entry
+}
+
+// keepAlive reports whether the line had no events.
+func (b *Batch) keepAlive() bool { return len(b.Events) == 0 }
