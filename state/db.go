@@ -1,0 +1,424 @@
+package state
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+
+	"materializer/pipeline/compact"
+)
+
+// FormatVersion is the layout version this binary reads and writes. Bump it
+// whenever a key or value encoding changes.
+const FormatVersion = 1
+
+// Errors of the state package.
+var (
+	ErrFormat = errors.New("state: incompatible format")
+	ErrClosed = errors.New("state: closed")
+)
+
+const (
+	tagVersion     = 'V'
+	tagWriter      = 'W'
+	tagFingerprint = 'E'
+	tagSlot        = 'I'
+	tagNextSlot    = 'i'
+	tagKey         = 'M'
+	tagBest        = 'B'
+	tagSession     = 'T'
+	tagExpiry      = 'X'
+	tagCursor      = 'C'
+	tagRing        = 'R'
+	tagCounters    = 'N'
+	tagNextSeq     = 'Q'
+	tagFile        = 'G'
+	tagOutbox      = 'O'
+)
+
+// TimerKind tells session timers from retention timers.
+type TimerKind byte
+
+// Timer kinds.
+const (
+	SessionTimer TimerKind = tagSession
+	ExpiryTimer  TimerKind = tagExpiry
+)
+
+// Options tune the Pebble instance.
+type Options struct {
+	Logger       zerolog.Logger
+	CacheSize    int64  // block cache; default 128 MiB
+	MemTableSize uint64 // default 64 MiB (TOOLING.md: smaller memtables stall)
+	FS           vfs.FS // default the OS file system; vfs.NewMem() in tests
+}
+
+// DB is the state store of one data dir.
+type DB struct {
+	p      *pebble.DB
+	writer string
+}
+
+// Open opens (or creates) the state in dir. It refuses state written in
+// another format version, naming both versions.
+func Open(dir string, o Options) (*DB, error) {
+	if o.CacheSize == 0 {
+		o.CacheSize = 128 << 20
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 64 << 20
+	}
+	cache := pebble.NewCache(o.CacheSize)
+	defer cache.Unref()
+	popts := &pebble.Options{
+		FS:                          o.FS,
+		Cache:                       cache,
+		MemTableSize:                o.MemTableSize,
+		MemTableStopWritesThreshold: 4,
+		FormatMajorVersion:          pebble.FormatNewest,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       1000,
+		Logger:                      pebbleLogger{o.Logger.With().Str("component", "pebble").Logger()},
+	}
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	popts.Levels[0].BlockSize = 32 << 10
+	for i := 1; i < len(popts.Levels); i++ {
+		popts.Levels[i] = popts.Levels[0]
+	}
+	p, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+	}
+	db := &DB{p: p}
+	if err := db.init(); err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// init checks the format version and loads (or creates) the writer id.
+func (db *DB) init() error {
+	v, err := db.get([]byte{tagVersion})
+	if err != nil {
+		return err
+	}
+	b := db.p.NewBatch()
+	defer func() { _ = b.Close() }()
+	if v == nil {
+		if err := db.checkEmpty(); err != nil {
+			return err
+		}
+		_ = b.Set([]byte{tagVersion}, binary.AppendUvarint(nil, FormatVersion), nil)
+	} else if got, n := binary.Uvarint(v); n <= 0 || got != FormatVersion {
+		return fmt.Errorf("%w: the data dir holds state format %d, this binary reads format %d", ErrFormat, got, FormatVersion)
+	}
+	w, err := db.get([]byte{tagWriter})
+	if err != nil {
+		return err
+	}
+	if w == nil {
+		db.writer = NewWriterID()
+		_ = b.Set([]byte{tagWriter}, []byte(db.writer), nil)
+	} else {
+		db.writer = string(w)
+	}
+	if b.Empty() {
+		return nil
+	}
+	return b.Commit(pebble.Sync)
+}
+
+func (db *DB) checkEmpty() error {
+	it, err := db.p.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = it.Close() }()
+	if it.First() {
+		return fmt.Errorf("%w: the data dir holds state without a format version (key %q)", ErrFormat, it.Key())
+	}
+	return nil
+}
+
+// NewWriterID makes a fresh random writer id (12 hex digits).
+func NewWriterID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// WriterID is the stable id of this data dir's writer (DESIGN.md §7).
+func (db *DB) WriterID() string { return db.writer }
+
+// SetWriterID replaces the writer id; a restored checkpoint takes a new one
+// so its files never collide with those of the daemon it came from.
+func (db *DB) SetWriterID(id string) error {
+	if err := db.p.Set([]byte{tagWriter}, []byte(id), pebble.Sync); err != nil {
+		return err
+	}
+	db.writer = id
+	return nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.p.Close() }
+
+// Checkpoint writes a consistent copy of the database to dir, which must not
+// exist. Callers that need it consistent with files pause writers first.
+func (db *DB) Checkpoint(dir string) error {
+	return db.p.Checkpoint(dir, pebble.WithFlushedWAL())
+}
+
+// Metrics exposes Pebble's metrics (for /metrics and status).
+func (db *DB) Metrics() *pebble.Metrics { return db.p.Metrics() }
+
+// get returns a copy of the value, or nil when the key is absent.
+func (db *DB) get(key []byte) ([]byte, error) {
+	v, closer, err := db.p.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: get: %w", err)
+	}
+	out := append([]byte{}, v...)
+	_ = closer.Close()
+	return out, nil
+}
+
+// getInto calls fn with the value while it is valid; found is false when the
+// key is absent.
+func (db *DB) getInto(key []byte, fn func([]byte) error) (found bool, err error) {
+	v, closer, err := db.p.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("state: get: %w", err)
+	}
+	defer func() { _ = closer.Close() }()
+	return true, fn(v)
+}
+
+// scan calls fn for every key with the prefix, in order.
+func (db *DB) scan(prefix []byte, fn func(k, v []byte) error) error {
+	return db.scanRange(prefix, prefixEnd(prefix), fn)
+}
+
+func (db *DB) scanRange(lower, upper []byte, fn func(k, v []byte) error) error {
+	it, err := db.p.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// prefixEnd is the smallest key greater than every key with the prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := append([]byte{}, prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func slotKey(tag byte, slot Slot) []byte { return appendUint32([]byte{tag}, uint32(slot)) }
+
+func keyStateKey(slot Slot, key []byte) []byte { return append(slotKey(tagKey, slot), key...) }
+func bestKey(slot Slot, key []byte) []byte     { return append(slotKey(tagBest, slot), key...) }
+
+func timerKey(kind TimerKind, slot Slot, deadline int64, key []byte) []byte {
+	k := appendUint64(slotKey(byte(kind), slot), uint64(deadline)^(1<<63))
+	return append(k, key...)
+}
+
+// KeyState loads the state of key into st; found is false when the key has
+// none.
+func (db *DB) KeyState(slot Slot, key []byte, st *compact.KeyState) (found bool, err error) {
+	return db.getInto(keyStateKey(slot, key), func(v []byte) error { return decodeKeyState(v, st) })
+}
+
+// Best returns the best event of the key's open session.
+func (db *DB) Best(slot Slot, key []byte) (offset string, raw []byte, err error) {
+	v, err := db.get(bestKey(slot, key))
+	if err != nil || v == nil {
+		return "", nil, err
+	}
+	d := dec{b: v}
+	offset = d.str()
+	raw = d.bytes()
+	return offset, raw, d.err
+}
+
+// Timers calls fn for the slot's timers of one kind with deadline <= until,
+// oldest first, until fn returns false or an error.
+func (db *DB) Timers(kind TimerKind, slot Slot, until int64, fn func(deadline int64, key []byte) (bool, error)) error {
+	lower := slotKey(byte(kind), slot)
+	upper := timerKey(kind, slot, until, nil)
+	upper = append(upper, 0xff, 0xff, 0xff, 0xff) // every key at exactly `until`
+	stop := errors.New("stop")
+	err := db.scanRange(lower, upper, func(k, _ []byte) error {
+		deadline := int64(binary.BigEndian.Uint64(k[5:13]) ^ (1 << 63))
+		more, err := fn(deadline, k[13:])
+		if err != nil {
+			return err
+		}
+		if !more {
+			return stop
+		}
+		return nil
+	})
+	if errors.Is(err, stop) {
+		return nil
+	}
+	return err
+}
+
+// NextTimer returns the earliest deadline of the slot's timers of one kind.
+func (db *DB) NextTimer(kind TimerKind, slot Slot) (deadline int64, ok bool, err error) {
+	err = db.Timers(kind, slot, 1<<62, func(d int64, _ []byte) (bool, error) {
+		deadline, ok = d, true
+		return false, nil
+	})
+	return deadline, ok, err
+}
+
+// Slots returns every allocated slot and the next free id.
+func (db *DB) Slots() (map[Partition]Slot, Slot, error) {
+	slots := map[Partition]Slot{}
+	err := db.scan([]byte{tagSlot}, func(k, v []byte) error {
+		et, p, ok := cutZero(k[1:])
+		if !ok || len(v) != 4 {
+			return ErrCorrupt
+		}
+		slots[Partition{EventType: et, Partition: p}] = Slot(binary.BigEndian.Uint32(v))
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	next := Slot(1)
+	if v, err := db.get([]byte{tagNextSlot}); err != nil {
+		return nil, 0, err
+	} else if len(v) == 4 {
+		next = Slot(binary.BigEndian.Uint32(v))
+	}
+	return slots, next, nil
+}
+
+func cutZero(b []byte) (string, string, bool) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), string(b[i+1:]), true
+		}
+	}
+	return "", "", false
+}
+
+// Cursor returns the slot's consumed cursor (zero when none).
+func (db *DB) Cursor(slot Slot) (Cursor, error) {
+	v, err := db.get(slotKey(tagCursor, slot))
+	if err != nil || v == nil {
+		return Cursor{}, err
+	}
+	return decodeCursor(v)
+}
+
+// Ring returns the slot's recent durable batches, oldest first.
+func (db *DB) Ring(slot Slot) ([]RingEntry, error) {
+	var out []RingEntry
+	err := db.scan(slotKey(tagRing, slot), func(k, v []byte) error {
+		r, err := decodeRing(binary.BigEndian.Uint64(k[5:]), v)
+		out = append(out, r)
+		return err
+	})
+	return out, err
+}
+
+// Counters returns an event type's counters.
+func (db *DB) Counters(eventType string) (Counters, error) {
+	v, err := db.get(append([]byte{tagCounters}, eventType...))
+	if err != nil || v == nil {
+		return Counters{}, err
+	}
+	return decodeCounters(v)
+}
+
+// Fingerprint returns the stored fingerprint of an event type ("" if none).
+func (db *DB) Fingerprint(eventType string) (string, error) {
+	v, err := db.get(append([]byte{tagFingerprint}, eventType...))
+	return string(v), err
+}
+
+// NextSeq returns the next sequence number of a file stream (1 when new).
+func (db *DB) NextSeq(id FileID) (uint64, error) {
+	v, err := db.get(append([]byte{tagNextSeq}, id.key()...))
+	if err != nil {
+		return 0, err
+	}
+	if v == nil {
+		return 1, nil
+	}
+	seq, n := binary.Uvarint(v)
+	if n <= 0 {
+		return 0, ErrCorrupt
+	}
+	return seq, nil
+}
+
+// Files returns every open staging file.
+func (db *DB) Files() ([]File, error) {
+	var out []File
+	err := db.scan([]byte{tagFile}, func(_, v []byte) error {
+		f, err := decodeFile(v)
+		out = append(out, f)
+		return err
+	})
+	return out, err
+}
+
+// Outbox returns every sealed file not yet delivered, ordered by file stream
+// and sequence number.
+func (db *DB) Outbox() ([]Outbox, error) {
+	var out []Outbox
+	err := db.scan([]byte{tagOutbox}, func(_, v []byte) error {
+		o, err := decodeOutbox(v)
+		out = append(out, o)
+		return err
+	})
+	return out, err
+}
+
+func outboxKey(id FileID, seq uint64) []byte {
+	k := append([]byte{tagOutbox}, id.key()...)
+	k = append(k, 0)
+	return appendUint64(k, seq)
+}
+
+// pebbleLogger routes Pebble's logs to zerolog. Fatalf panics, as Pebble's
+// own default does: Pebble calls it only for broken invariants.
+type pebbleLogger struct{ l zerolog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debug().Msgf(format, args...) }
+func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Error().Msgf(format, args...) }
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error().Msgf(format, args...)
+	panic(fmt.Sprintf(format, args...))
+}

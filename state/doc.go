@@ -1,0 +1,37 @@
+// Package state keeps all of materializer's durable state in one Pebble
+// database: per-key compaction state, session and retention timers, the
+// per-partition consumed cursors with the recent batches that make
+// redelivery exact, counters, staging-file records and the delivery outbox.
+//
+// Every processing step of the engine writes one Batch and commits it synced;
+// nothing else may make the Nakadi cursor move (DESIGN.md §2).
+//
+// # Key layout
+//
+// Every key starts with a one-byte tag. slot is a 4-byte big-endian id of an
+// (event type, partition) pair, allocated once and kept forever; key is the
+// encoded composite partition key (compact.AppendKeyPart); deadline is unix
+// nanoseconds, 8 bytes big-endian; fileID is "event_type\x00table\x00kind\x00partition".
+//
+//	'V'                             format version (uvarint)
+//	'W'                             writer id of this data dir
+//	'E' event_type                  fingerprint of the config that shaped the event type's state
+//	'I' event_type 0x00 partition   slot id
+//	'i'                             next slot id
+//	'M' slot key                    compact.KeyState of the key
+//	'B' slot key                    best event of the key's open session: offset, raw JSON
+//	'T' slot deadline key           session timer (may be stale: checked against 'M' when due)
+//	'X' slot deadline key           retention timer: forget hi(k) (also checked when due)
+//	'C' slot                        consumed cursor: applied offset, ring bounds
+//	'R' slot seq                    recent durable batch: end offset, event count, first eid
+//	'N' event_type                  counters (DESIGN.md §2)
+//	'Q' fileID                      next file sequence number
+//	'G' fileID                      the open staging file (at most one per fileID)
+//	'O' fileID seq                  outbox: a sealed file waiting for upload and notice
+//
+// Timers are ordered by deadline within a slot, so closing due sessions is a
+// range scan per slot, never a full scan. Session timers are lazy: a session
+// that receives events keeps its first timer; when that timer is due and the
+// session's real deadline is later, the timer is moved (one write per timer
+// period instead of one per event).
+package state
