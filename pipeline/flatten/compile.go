@@ -103,6 +103,12 @@ func (c *compiler) table(ti int, ts TableSpec) table {
 		t.cols = append(t.cols, col)
 	}
 	t.levels = splitLevels(ch.steps)
+	t.byLevel = make([][]int, len(t.levels)+1)
+	for ci, col := range t.cols {
+		if col.source == SourceEvent && col.level < len(t.byLevel) {
+			t.byLevel[col.level] = append(t.byLevel[col.level], ci)
+		}
+	}
 	return t
 }
 
@@ -202,6 +208,8 @@ type chain struct {
 func (ch *chain) add(c *compiler, ti, ci int, col column) {
 	prefix := col.path.explodePrefix()
 	switch {
+	case col.level > maxLevels:
+		c.add(ti, ci, "path", col.path.String(), fmt.Sprintf("has more than %d [*]", maxLevels))
 	case prefix == nil || hasPrefix(ch.steps, prefix):
 	case hasPrefix(prefix, ch.steps):
 		ch.steps, ch.owner = prefix, col.name

@@ -190,6 +190,21 @@ func unescapeAt[S string | []byte](b S, i int) (rune, int) {
 	}
 }
 
+// escapedNUL reports whether a validated JSON string body decodes to a text
+// holding U+0000 (only possible through a \u0000 escape).
+func escapedNUL(body []byte) bool {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		if body[i+1] == 'u' && hex4(body, i+2) == 0 {
+			return true
+		}
+		i++ // skip the escaped character; a \uXXXX tail holds no backslash
+	}
+	return false
+}
+
 // appendQuoted appends s as a JSON string with minimal escaping: only '"',
 // '\' and control characters are escaped; no HTML escaping. s must be valid
 // UTF-8.

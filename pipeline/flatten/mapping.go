@@ -15,7 +15,10 @@ type table struct {
 	// levels[k] are the steps from the element of level k (level 0 = the
 	// event) to the array exploded at level k+1, without its [*].
 	levels [][]step
-	header []byte
+	// byLevel[k] lists the event columns that read from the element of
+	// level k, in column order.
+	byLevel [][]int
+	header  []byte
 }
 
 // column is one compiled column.
