@@ -422,3 +422,15 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error().Msgf(format, args...)
 	panic(fmt.Sprintf(format, args...))
 }
+
+// Keys calls fn for every key of the slot with its compaction state, in key
+// order (for inspection and tests).
+func (db *DB) Keys(slot Slot, fn func(key []byte, st *compact.KeyState) error) error {
+	var st compact.KeyState
+	return db.scan(slotKey(tagKey, slot), func(k, v []byte) error {
+		if err := decodeKeyState(v, &st); err != nil {
+			return err
+		}
+		return fn(k[5:], &st)
+	})
+}

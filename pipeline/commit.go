@@ -1,0 +1,128 @@
+package pipeline
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"materializer/pipeline/failpoint"
+	"materializer/pipeline/files"
+	"materializer/state"
+)
+
+// commit writes the step's rows, seals what must roll, and commits the
+// step's state batch synced; then it marks the step's Nakadi batches durable.
+func (e *Engine) commit(st *step) error {
+	for _, ke := range st.order {
+		e.putKey(st, ke)
+	}
+	for et := range st.types {
+		if invariants && !et.counters.Balanced() {
+			panic(fmt.Sprintf("pipeline: counters of %s out of balance: %+v", et.Name, et.counters))
+		}
+		st.batch.PutCounters(et.Name, et.counters)
+	}
+	for sl := range st.slots {
+		st.batch.PutCursor(sl.id, sl.cur)
+	}
+	recs, err := e.stage.Flush()
+	if err != nil {
+		return err
+	}
+	for i := range recs {
+		st.batch.PutFile(&recs[i])
+	}
+	if err := e.roll(st); err != nil {
+		return err
+	}
+	if st.batch.Empty() && len(st.durable) == 0 {
+		return nil
+	}
+	failpoint.Inject(failpoint.BeforeStateCommit)
+	if err := st.batch.Commit(true); err != nil {
+		return err
+	}
+	failpoint.Inject(failpoint.AfterStateCommit)
+	return e.afterCommit(st)
+}
+
+func (e *Engine) putKey(st *step, ke *keyEntry) {
+	sl := ke.slot
+	switch {
+	case ke.bestDirty:
+		st.batch.PutBest(sl.id, ke.key, ke.bestOffset, ke.best)
+	case ke.bestGone:
+		st.batch.DeleteBest(sl.id, ke.key)
+	}
+	if !ke.dirty {
+		return
+	}
+	if !ke.st.HasHi && !ke.st.Open {
+		st.batch.DeleteKeyState(sl.id, ke.key)
+		return
+	}
+	st.batch.PutKeyState(sl.id, ke.key, &ke.st)
+}
+
+// roll seals every open file that reached its size, row count or age, or
+// that the step must seal (flush, lost partition, changed mapping). A sealed
+// file's outbox entry is written in the same batch that removes its record.
+func (e *Engine) roll(st *step) error {
+	maxAge := int64(e.opts.RollMaxAge)
+	for _, f := range e.stage.Files() {
+		due := st.seal[f.ID] || e.forceSeal[f.ID] || st.sealAll == "*" || st.sealAll == f.ID.EventType ||
+			f.Length >= e.opts.RollMaxBytes ||
+			e.opts.RollMaxRows > 0 && f.Rows >= e.opts.RollMaxRows ||
+			maxAge > 0 && st.now-f.Created >= maxAge
+		if !due {
+			continue
+		}
+		rec, err := e.stage.Seal(f.ID)
+		if err != nil {
+			return err
+		}
+		o := state.Outbox{File: rec, Key: files.ObjectKey(&rec, time.Unix(0, st.now)), Sealed: st.now}
+		st.batch.DeleteFile(rec.ID)
+		st.batch.PutOutbox(&o)
+		st.sealed = append(st.sealed, o)
+	}
+	return nil
+}
+
+// afterCommit updates what depends on the committed state and tells the
+// consumers and the deliverer.
+func (e *Engine) afterCommit(st *step) error {
+	for sl := range st.slots {
+		sl.isNew = false
+	}
+	for sl := range st.timers {
+		var err error
+		if sl.nextSession, err = e.nextTimer(state.SessionTimer, sl); err != nil {
+			return err
+		}
+		if sl.nextExpiry, err = e.nextTimer(state.ExpiryTimer, sl); err != nil {
+			return err
+		}
+	}
+	for _, o := range st.sealed {
+		delete(e.forceSeal, o.ID)
+	}
+	for _, b := range st.durable {
+		if et := e.types[b.Cursor.EventType]; et != nil && et.Durable != nil {
+			et.Durable(b)
+		}
+	}
+	if len(st.sealed) > 0 && e.opts.Sealed != nil {
+		e.opts.Sealed()
+	}
+	e.publishStatus()
+	return nil
+}
+
+func (e *Engine) nextTimer(kind state.TimerKind, sl *slot) (int64, error) {
+	d, ok, err := e.db.NextTimer(kind, sl.id)
+	if err != nil || !ok {
+		return math.MaxInt64, err
+	}
+	return d, nil
+}

@@ -1,0 +1,341 @@
+// Package pipeline is the engine of materializer: it takes Nakadi batches,
+// decides per event what compaction does with it (package compact), writes
+// rows to staging files (package files) and commits each processing step as
+// one synced Pebble batch (package state) before the batch's cursor may be
+// committed to Nakadi.
+//
+// The order within a step is fixed, and recovery relies on it:
+//
+//  1. apply the step's events and due timers to in-memory copies of the
+//     affected key states, counters, cursors and file records;
+//  2. write the step's rows to the staging files and fsync them;
+//  3. commit one synced Pebble batch with all of it (and the outbox entries
+//     of files sealed in this step);
+//  4. only then mark the step's Nakadi batches durable.
+//
+// A crash between 2 and 3 leaves bytes beyond the committed lengths; start-up
+// truncates them and Nakadi redelivers the batches.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"materializer/pipeline/compact"
+	"materializer/pipeline/files"
+	"materializer/pipeline/flatten"
+	"materializer/pipeline/nakadi"
+	"materializer/state"
+)
+
+// EventType is what the engine needs to know of one configured event type.
+type EventType struct {
+	Name         string
+	PartitionKey []flatten.Path
+	OrderingKey  flatten.Path // unused for compact.Arrival
+	Ordering     compact.Ordering
+	EIDPath      flatten.Path
+	OccurredPath flatten.Path
+	Window       compact.Window
+	Mapping      *flatten.Mapping
+	// Fingerprint describes what shapes this event type's state (keys,
+	// ordering); state written under another fingerprint is refused.
+	Fingerprint string
+	// Durable is called, on the engine's goroutine, with every batch of this
+	// event type once its effects are durable (the consumer's Durable).
+	Durable func(*nakadi.Batch)
+}
+
+// Options configure the engine.
+type Options struct {
+	DB               *state.DB
+	StagingDir       string
+	Compression      string // none | gzip
+	CompressionLevel int
+	RollMaxBytes     int64
+	RollMaxRows      int64 // 0 = no limit
+	RollMaxAge       time.Duration
+	CSV              flatten.CSV
+	// MaxUncommitted is Nakadi's max_uncommitted_events; it bounds how far
+	// back a redelivery can start, hence how many recent batches to keep.
+	MaxUncommitted int
+	StepEvents     int           // most events per step; default 8192
+	Workers        int           // parse/validate goroutines; default GOMAXPROCS
+	Tick           time.Duration // how often due timers and file ages are checked; default 250 ms
+	Now            func() time.Time
+	Logger         zerolog.Logger
+	Metrics        *Metrics
+	// Sealed is called after a step that sealed files committed (wakes the
+	// deliverer). It must not block.
+	Sealed func()
+}
+
+// ErrStopped is returned by requests made after the engine stopped.
+var ErrStopped = errors.New("pipeline: engine stopped")
+
+// Engine is the state writer. Create it with New and run it with Run.
+type Engine struct {
+	opts  Options
+	log   zerolog.Logger
+	db    *state.DB
+	types map[string]*eventType
+	ctl   chan func()
+
+	// Owned by the Run goroutine.
+	stage     *files.Stage
+	slots     map[state.Partition]*slot
+	slotOrder []*slot
+	nextSlot  state.Slot
+	parser    flatten.Parser
+	step      *step
+	lastStep  *step                   // the last committed step (Flush reads what it sealed)
+	more      bool                    // the last step left due timers for the next
+	seqs      map[state.FileID]uint64 // next file seq, once read or allocated
+	forceSeal map[state.FileID]bool   // open files to seal in the next step
+	rows      []rowBuf                // per-table row buffers of emit
+	rejBuf    []byte
+
+	trace func(format string, args ...any) // tests: narrates decisions
+
+	mu     sync.Mutex // guards status
+	status Status
+}
+
+type eventType struct {
+	EventType
+	keyNames []string
+	tables   []tableInfo
+	counters state.Counters
+	slots    []*slot
+}
+
+type tableInfo struct {
+	name    string
+	header  []byte
+	columns []state.Column
+	mapping string // fingerprint of the columns, recorded in each file
+}
+
+// New prepares an engine for the event types.
+func New(opts Options, types []EventType) (*Engine, error) {
+	if opts.StepEvents <= 0 {
+		opts.StepEvents = 8192
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = 250 * time.Millisecond
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	if opts.MaxUncommitted <= 0 {
+		opts.MaxUncommitted = 50000
+	}
+	e := &Engine{
+		opts:  opts,
+		log:   opts.Logger.With().Str("component", "engine").Logger(),
+		db:    opts.DB,
+		types: map[string]*eventType{},
+		ctl:   make(chan func()),
+	}
+	for _, t := range types {
+		if _, dup := e.types[t.Name]; dup {
+			return nil, fmt.Errorf("pipeline: event type %s configured twice", t.Name)
+		}
+		e.types[t.Name] = newEventType(t)
+	}
+	return e, nil
+}
+
+func newEventType(t EventType) *eventType {
+	et := &eventType{EventType: t}
+	for _, p := range t.PartitionKey {
+		et.keyNames = append(et.keyNames, p.String())
+	}
+	for i, ti := range t.Mapping.Tables() {
+		info := tableInfo{name: ti.Name, header: t.Mapping.Header(i)}
+		for _, c := range ti.Columns {
+			info.columns = append(info.columns, state.Column{Name: c.Name, Type: string(c.Type)})
+		}
+		info.mapping = columnsFingerprint(info.columns)
+		et.tables = append(et.tables, info)
+	}
+	return et
+}
+
+// Run recovers the state, then applies batches from in until ctx ends. It
+// returns after its goroutines exit; batches not yet durable are simply not
+// marked (Nakadi resends them).
+func (e *Engine) Run(ctx context.Context, in <-chan *nakadi.Batch) error {
+	if err := e.recover(); err != nil {
+		return err
+	}
+	defer e.stage.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	order := make(chan *job, 4*e.opts.Workers)
+	var wg sync.WaitGroup
+	e.startWorkers(ctx, in, order, &wg)
+	defer wg.Wait()
+	defer cancel()
+	return e.loop(ctx, order)
+}
+
+// startWorkers starts the dispatcher (in → order + jobs) and the workers.
+func (e *Engine) startWorkers(ctx context.Context, in <-chan *nakadi.Batch, order chan<- *job, wg *sync.WaitGroup) {
+	jobs := make(chan *job, 4*e.opts.Workers)
+	wg.Add(1 + e.opts.Workers)
+	go func() {
+		defer wg.Done()
+		defer close(jobs)
+		for {
+			var b *nakadi.Batch
+			var ok bool
+			select {
+			case <-ctx.Done():
+				return
+			case b, ok = <-in:
+				if !ok {
+					return
+				}
+			}
+			j := &job{b: b, et: e.types[b.Cursor.EventType], done: make(chan struct{})}
+			select {
+			case order <- j:
+			case <-ctx.Done():
+				return
+			}
+			jobs <- j // never blocks for long: workers drain jobs until it closes
+		}
+	}()
+	for i := 0; i < e.opts.Workers; i++ {
+		go func() {
+			defer wg.Done()
+			var p flatten.Parser
+			for j := range jobs {
+				j.prepare(&p)
+				close(j.done)
+			}
+		}()
+	}
+}
+
+// loop is the state writer: it gathers ready jobs into steps, runs timer
+// steps on ticks (at once while due timers are left over), and serves
+// requests between steps.
+func (e *Engine) loop(ctx context.Context, order <-chan *job) error {
+	tick := time.NewTicker(e.opts.Tick)
+	defer tick.Stop()
+	e.publishStatus()
+	now := make(chan time.Time)
+	close(now)
+	for {
+		var jobs []*job
+		var again <-chan time.Time
+		if e.more {
+			again = now
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case fn := <-e.ctl:
+			fn()
+			continue
+		case <-tick.C:
+		case <-again:
+		case j := <-order:
+			jobs = e.gather(ctx, j, order)
+		}
+		if err := e.runStep(ctx, jobs, nil); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// gather takes j and whatever further jobs are ready, up to StepEvents.
+func (e *Engine) gather(ctx context.Context, j *job, order <-chan *job) []*job {
+	jobs := []*job{j}
+	n := len(j.b.Events)
+	for n < e.opts.StepEvents {
+		select {
+		case j := <-order:
+			jobs = append(jobs, j)
+			n += len(j.b.Events)
+			continue
+		default:
+		}
+		break
+	}
+	for _, j := range jobs {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return jobs
+}
+
+// runStep applies jobs (maybe none: a timer step) and commits. A step that
+// fails is retried from recovered state with backoff until it succeeds or ctx
+// ends: a full disk or a failing fsync must stall the pipeline, not lose or
+// duplicate anything.
+func (e *Engine) runStep(ctx context.Context, jobs []*job, extra func(*step) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := e.applyStep(jobs, extra)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, errBroken) {
+			return err
+		}
+		e.opts.Metrics.StepErrors.Inc()
+		e.log.Error().Err(err).Dur("retry_in", backoff).Msg("step failed; recovering staging files and state, then retrying")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+		if rerr := e.recover(); rerr != nil {
+			e.log.Error().Err(rerr).Msg("recovery after a failed step failed")
+		}
+	}
+}
+
+// errBroken marks failures that retrying cannot fix (a broken invariant).
+var errBroken = errors.New("pipeline: broken invariant")
+
+// Do runs fn on the engine's goroutine between two steps, with everything up
+// to the last step durable (checkpoints, flushes and status use it).
+func (e *Engine) Do(ctx context.Context, fn func() error) error {
+	res := make(chan error, 1)
+	select {
+	case e.ctl <- func() { res <- fn() }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *Engine) now() int64 { return e.opts.Now().UnixNano() }

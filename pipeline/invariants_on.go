@@ -1,0 +1,6 @@
+//go:build invariants
+
+package pipeline
+
+// invariants enables runtime checks of the counter identity.
+const invariants = true

@@ -1,0 +1,118 @@
+package pipeline
+
+import (
+	"fmt"
+
+	"materializer/pipeline/files"
+	"materializer/pipeline/flatten"
+	"materializer/state"
+)
+
+// rejectedColumns are the columns of rejected files (DESIGN.md §7).
+var rejectedColumns = []state.Column{
+	{Name: "partition", Type: "string"}, {Name: "offset", Type: "string"},
+	{Name: "error", Type: "string"}, {Name: "raw_event", Type: "string"},
+}
+
+// emit flattens an event into every table and appends the rows to the
+// files of the given kind. An event is atomic: if any table rejects it (the
+// mapping changed since the event was validated), it goes to the rejected
+// file instead and the counters move it from the kind's bucket to rejected.
+func (e *Engine) emit(st *step, sl *slot, kind string, raw []byte, offset string, occurred int64) error {
+	et := sl.et
+	doc, err := e.parser.Parse(raw)
+	if err != nil {
+		return e.rejectAtEmit(st, sl, kind, raw, offset, err)
+	}
+	if occurred == 0 {
+		if v := doc.Lookup(et.OccurredPath); v.Kind() == flatten.KindString {
+			occurred = parseOccurred(v.AppendText(nil))
+		}
+	}
+	lin := flatten.Lineage{EventType: et.Name, Partition: sl.part.Partition, Offset: offset}
+	if len(e.rows) < len(et.tables) {
+		e.rows = make([]rowBuf, len(et.tables))
+	}
+	for ti := range et.tables {
+		rows, n, err := et.Mapping.AppendRows(e.rows[ti].b[:0], ti, doc, lin)
+		e.rows[ti] = rowBuf{rows, n}
+		if err != nil {
+			return e.rejectAtEmit(st, sl, kind, raw, offset, err)
+		}
+	}
+	for ti, t := range et.tables {
+		if e.rows[ti].n == 0 {
+			continue
+		}
+		id := state.FileID{EventType: et.Name, Table: t.name, Kind: kind, Partition: sl.part.Partition}
+		if err := e.appendRows(st, id, &t, e.rows[ti].b, e.rows[ti].n, occurred); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type rowBuf struct {
+	b []byte
+	n int
+}
+
+func (e *Engine) rejectAtEmit(st *step, sl *slot, kind string, raw []byte, offset string, cause error) error {
+	e.log.Warn().Err(cause).Str("event_type", sl.et.Name).Str("partition", sl.part.Partition).Str("offset", offset).
+		Msg("event rejected when its rows were written (the mapping changed since it was accepted)")
+	c := &sl.et.counters
+	switch kind {
+	case files.KindMain:
+		c.Main--
+	case files.KindCorrection:
+		c.Correction--
+	}
+	c.Rejected++
+	return e.appendRejected(st, sl, offset, cause.Error(), raw)
+}
+
+// appendRejected writes one rejected event (DESIGN.md §7).
+func (e *Engine) appendRejected(st *step, sl *slot, offset, reason string, raw []byte) error {
+	id := state.FileID{EventType: sl.et.Name, Table: files.RejectedTable, Kind: files.KindRejected, Partition: sl.part.Partition}
+	e.rejBuf = flatten.AppendRejectedRow(e.rejBuf[:0], e.opts.CSV, sl.part.Partition, offset, reason, raw)
+	t := tableInfo{name: files.RejectedTable, header: flatten.RejectedHeader(e.opts.CSV), columns: rejectedColumns, mapping: "rejected"}
+	return e.appendRows(st, id, &t, e.rejBuf, 1, 0)
+}
+
+// appendRows appends rows to the open file of id, opening one first if
+// there is none: its sequence number is taken (and made durable in this
+// step's batch) and its header written.
+func (e *Engine) appendRows(st *step, id state.FileID, t *tableInfo, rows []byte, n int, occurred int64) error {
+	if _, ok := e.stage.Lookup(id); !ok {
+		seq, err := e.nextSeq(id)
+		if err != nil {
+			return err
+		}
+		rec := state.File{
+			ID: id, Seq: seq, Name: files.Name(id, e.db.WriterID(), seq, e.opts.Compression),
+			Created: st.now, Mapping: t.mapping, Header: e.opts.CSV.Header,
+			Compression: e.opts.Compression, Columns: t.columns,
+		}
+		var header []byte
+		if e.opts.CSV.Header {
+			header = t.header
+		}
+		if err := e.stage.Create(rec, header); err != nil {
+			return err
+		}
+		e.seqs[id] = seq + 1
+		st.batch.PutNextSeq(id, seq+1)
+	}
+	return e.stage.Append(id, rows, n, 1, occurred)
+}
+
+func (e *Engine) nextSeq(id state.FileID) (uint64, error) {
+	if seq, ok := e.seqs[id]; ok {
+		return seq, nil
+	}
+	seq, err := e.db.NextSeq(id)
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: next file seq: %w", err)
+	}
+	return seq, nil
+}

@@ -1,0 +1,138 @@
+package pipeline
+
+import (
+	"fmt"
+
+	"materializer/pipeline/compact"
+	"materializer/pipeline/flatten"
+	"materializer/pipeline/nakadi"
+)
+
+// job is one Nakadi batch on its way from the consumer to the state writer.
+// Workers prepare jobs in parallel; the writer takes them in arrival order.
+type job struct {
+	b      *nakadi.Batch
+	et     *eventType // nil when the batch's event type is not configured
+	events []prepared
+	arena  []byte // keys, ordering values and eids of all events
+	tmp    []byte // text being re-encoded into the arena
+	done   chan struct{}
+}
+
+// prepared is what the writer needs of one event, computed off the writer's
+// goroutine: parsed once, key and ordering extracted, every column checked.
+type prepared struct {
+	key, order, eid span
+	occurred        int64  // unix ns of metadata.occurred_at, 0 when unknown
+	reject          string // why the event is rejected; "" when it is not
+}
+
+type span struct{ start, end int32 }
+
+func (j *job) bytes(s span) []byte { return j.arena[s.start:s.end] }
+
+// prepare parses and checks every event of the job with the worker's own
+// parser.
+func (j *job) prepare(p *flatten.Parser) {
+	if j.et == nil || j.b.Lost {
+		return
+	}
+	j.events = make([]prepared, len(j.b.Events))
+	for i, raw := range j.b.Events {
+		j.prepareOne(p, i, raw)
+	}
+}
+
+func (j *job) prepareOne(p *flatten.Parser, i int, raw []byte) {
+	ev := &j.events[i]
+	doc, err := p.Parse(raw)
+	if err != nil {
+		ev.reject = err.Error()
+		return
+	}
+	et := j.et
+	mark := len(j.arena)
+	j.arena = doc.Lookup(et.EIDPath).AppendText(j.arena)
+	ev.eid = j.spanFrom(mark)
+	mark = len(j.arena)
+	for k, path := range et.PartitionKey {
+		v := doc.Lookup(path)
+		if v.IsMissing() {
+			ev.reject = fmt.Sprintf("partition_key %s is missing", et.keyNames[k])
+			return
+		}
+		j.tmp = v.AppendText(j.tmp[:0])
+		j.arena = compact.AppendKeyPart(j.arena, j.tmp)
+	}
+	ev.key = j.spanFrom(mark)
+	mark = len(j.arena)
+	if reason := j.appendOrder(doc, i); reason != "" {
+		ev.reject = reason
+		return
+	}
+	ev.order = j.spanFrom(mark)
+	if v := doc.Lookup(et.OccurredPath); v.Kind() == flatten.KindString {
+		j.tmp = v.AppendText(j.tmp[:0])
+		ev.occurred = parseOccurred(j.tmp)
+	}
+	if err := et.Mapping.Validate(doc); err != nil {
+		ev.reject = err.Error()
+	}
+}
+
+func (j *job) spanFrom(mark int) span { return span{int32(mark), int32(len(j.arena))} }
+
+// appendOrder appends the encoded ordering value of event i, or returns why
+// it has none.
+func (j *job) appendOrder(doc *flatten.Doc, i int) string {
+	et := j.et
+	if et.Ordering == compact.Arrival {
+		j.arena = compact.AppendArrival(j.arena, j.b.Cursor.Offset, i)
+		return ""
+	}
+	v := doc.Lookup(et.OrderingKey)
+	kind := v.Kind()
+	if v.IsMissing() {
+		return fmt.Sprintf("ordering_key %s is missing", et.OrderingKey)
+	}
+	var err error
+	switch et.Ordering {
+	case compact.Number:
+		if kind != flatten.KindNumber && kind != flatten.KindString {
+			return fmt.Sprintf("ordering_key %s: %s is not a number", et.OrderingKey, kind)
+		}
+		j.tmp = v.AppendText(j.tmp[:0])
+		j.arena, err = compact.AppendNumber(j.arena, j.tmp)
+	case compact.Timestamp:
+		if kind != flatten.KindString {
+			return fmt.Sprintf("ordering_key %s: %s is not a timestamp", et.OrderingKey, kind)
+		}
+		j.tmp = v.AppendText(j.tmp[:0])
+		j.arena, err = compact.AppendTimestamp(j.arena, j.tmp)
+	case compact.String:
+		if kind != flatten.KindString {
+			return fmt.Sprintf("ordering_key %s: %s is not a string", et.OrderingKey, kind)
+		}
+		j.arena = v.AppendText(j.arena)
+	}
+	if err != nil {
+		return fmt.Sprintf("ordering_key %s: %s %v", et.OrderingKey, truncate(v.Raw(), 64), err)
+	}
+	return ""
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "…"
+}
+
+// parseOccurred returns a timestamp as unix nanoseconds, 0 when it is not one.
+func parseOccurred(text []byte) int64 {
+	sec, nsec, ok := compact.ParseTimestamp(text)
+	if !ok {
+		return 0
+	}
+	return sec*1e9 + int64(nsec)
+}

@@ -1,0 +1,199 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"materializer/pipeline/files"
+	"materializer/state"
+)
+
+// ErrFingerprint is returned when the state was shaped by another partition
+// key or ordering than the config now names.
+var ErrFingerprint = errors.New("pipeline: config does not match the state")
+
+// Fingerprint describes what shapes an event type's state. Tables are not
+// part of it: stored events are flattened when their session closes, and a
+// file opened under another mapping is sealed at start (see recover).
+func Fingerprint(partitionKey []string, orderingKey, ordering string) string {
+	return fmt.Sprintf("partition_key=%s\nordering_key=%s\nordering=%s\n", strings.Join(partitionKey, ","), orderingKey, ordering)
+}
+
+// recover rebuilds the engine's memory from the committed state: it is what
+// start-up does, and what a failed step does before it is retried. It reads
+// first, decides, then mutates (truncating staging files).
+func (e *Engine) recover() error {
+	if e.stage != nil {
+		e.stage.Close()
+		e.stage = nil
+	}
+	if err := e.checkFingerprints(); err != nil {
+		return err
+	}
+	open, err := e.db.Files()
+	if err != nil {
+		return err
+	}
+	outbox, err := e.db.Outbox()
+	if err != nil {
+		return err
+	}
+	keep := make([]string, len(outbox))
+	for i, o := range outbox {
+		keep[i] = o.Name
+	}
+	stage, err := files.Open(files.Options{Dir: e.opts.StagingDir, Compression: e.opts.Compression, Level: e.opts.CompressionLevel}, open, keep)
+	if err != nil {
+		return err
+	}
+	e.stage = stage
+	e.seqs = map[state.FileID]uint64{}
+	e.forceSeal = map[state.FileID]bool{}
+	for _, f := range open {
+		if !e.mappingCurrent(f) {
+			e.forceSeal[f.ID] = true
+		}
+	}
+	if len(e.forceSeal) > 0 {
+		e.log.Warn().Int("files", len(e.forceSeal)).Msg("staging files opened under another table mapping are sealed before new rows are written")
+	}
+	return e.loadSlots()
+}
+
+// mappingCurrent reports whether an open file was written with the columns
+// its table has now.
+func (e *Engine) mappingCurrent(f state.File) bool {
+	et := e.types[f.ID.EventType]
+	if et == nil {
+		return false
+	}
+	if f.ID.Kind == files.KindRejected {
+		return true
+	}
+	for _, t := range et.tables {
+		if t.name == f.ID.Table {
+			return t.mapping == f.Mapping
+		}
+	}
+	return false
+}
+
+func (e *Engine) checkFingerprints() error {
+	b := e.db.NewBatch()
+	defer b.Close()
+	var problems []string
+	for _, name := range e.typeNames() {
+		et := e.types[name]
+		stored, err := e.db.Fingerprint(name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case stored == "":
+			b.PutFingerprint(name, et.Fingerprint)
+		case stored != et.Fingerprint:
+			problems = append(problems, fmt.Sprintf("event type %s: %s", name, diffFingerprint(stored, et.Fingerprint)))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w (restore a checkpoint taken with this config, or use a new data dir and consumer group): %s",
+			ErrFingerprint, strings.Join(problems, "; "))
+	}
+	if b.Empty() {
+		return nil
+	}
+	return b.Commit(true)
+}
+
+// diffFingerprint names each line that differs, old and new.
+func diffFingerprint(old, cur string) string {
+	ol, cl := strings.Split(strings.TrimSpace(old), "\n"), strings.Split(strings.TrimSpace(cur), "\n")
+	var out []string
+	for i := 0; i < max(len(ol), len(cl)); i++ {
+		var o, c string
+		if i < len(ol) {
+			o = ol[i]
+		}
+		if i < len(cl) {
+			c = cl[i]
+		}
+		if o != c {
+			key, _, _ := strings.Cut(o+c, "=")
+			_, ov, _ := strings.Cut(o, "=")
+			_, cv, _ := strings.Cut(c, "=")
+			out = append(out, fmt.Sprintf("%s was %q in state, config says %q", key, ov, cv))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// loadSlots loads every slot of a configured event type: cursor, ring,
+// earliest timers, and the event types' counters.
+func (e *Engine) loadSlots() error {
+	all, next, err := e.db.Slots()
+	if err != nil {
+		return err
+	}
+	e.slots = map[state.Partition]*slot{}
+	e.nextSlot = next
+	for _, et := range e.types {
+		et.slots = nil
+		if et.counters, err = e.db.Counters(et.Name); err != nil {
+			return err
+		}
+	}
+	for p, id := range all {
+		et := e.types[p.EventType]
+		if et == nil {
+			continue // state of an event type no longer configured stays untouched
+		}
+		sl := &slot{id: id, part: p, et: et}
+		if sl.cur, err = e.db.Cursor(id); err != nil {
+			return err
+		}
+		if sl.ring, err = e.db.Ring(id); err != nil {
+			return err
+		}
+		if sl.nextSession, err = e.nextTimer(state.SessionTimer, sl); err != nil {
+			return err
+		}
+		if sl.nextExpiry, err = e.nextTimer(state.ExpiryTimer, sl); err != nil {
+			return err
+		}
+		e.slots[p] = sl
+		et.slots = append(et.slots, sl)
+	}
+	e.slotOrder = e.slotOrder[:0]
+	for _, n := range e.typeNames() {
+		et := e.types[n]
+		sort.Slice(et.slots, func(i, j int) bool { return et.slots[i].id < et.slots[j].id })
+		e.slotOrder = append(e.slotOrder, et.slots...)
+	}
+	return nil
+}
+
+func (e *Engine) typeNames() []string {
+	names := make([]string, 0, len(e.types))
+	for n := range e.types {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// slotList returns every slot of a configured event type.
+func (e *Engine) slotList() []*slot { return e.slotOrder }
+
+// columnsFingerprint identifies a table's column layout.
+func columnsFingerprint(cols []state.Column) string {
+	var b strings.Builder
+	for _, c := range cols {
+		b.WriteString(c.Name)
+		b.WriteByte(':')
+		b.WriteString(c.Type)
+		b.WriteByte(',')
+	}
+	return b.String()
+}

@@ -1,0 +1,355 @@
+package pipeline
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"materializer/pipeline/compact"
+	"materializer/pipeline/files"
+	"materializer/pipeline/nakadi"
+	"materializer/state"
+)
+
+// step is the in-memory side of one processing step: everything it changes
+// is written to one Pebble batch at commit.
+type step struct {
+	now     int64
+	batch   *state.Batch
+	keys    map[string]*keyEntry
+	order   []*keyEntry // keys in first-touch order (deterministic writes)
+	types   map[*eventType]bool
+	slots   map[*slot]bool // slots whose cursor or ring changed
+	timers  map[*slot]bool // slots whose timers were scanned
+	durable []*nakadi.Batch
+	seal    map[state.FileID]bool // files to seal at commit regardless of size and age
+	sealAll string                // seal every open file of this event type ("*": of all)
+	sealed  []state.Outbox
+	events  int
+	closes  int
+	more    bool // timers left for another step
+}
+
+// keyEntry is a key's state as this step sees it.
+type keyEntry struct {
+	slot       *slot
+	key        []byte
+	st         compact.KeyState
+	dirty      bool
+	best       []byte // best event set in this step (valid until commit)
+	bestOffset string
+	bestDirty  bool
+	bestGone   bool // best deleted in this step
+}
+
+func (e *Engine) newStep() *step {
+	return &step{
+		now:    e.now(),
+		batch:  e.db.NewBatch(),
+		keys:   map[string]*keyEntry{},
+		types:  map[*eventType]bool{},
+		slots:  map[*slot]bool{},
+		timers: map[*slot]bool{},
+		seal:   map[state.FileID]bool{},
+	}
+}
+
+// applyStep applies jobs, extra (flush, ...) and due timers, then commits.
+func (e *Engine) applyStep(jobs []*job, extra func(*step) error) error {
+	start := time.Now()
+	e.lastStep = nil
+	st := e.newStep()
+	defer st.batch.Close()
+	e.step = st
+	defer func() { e.step = nil }()
+	for _, j := range jobs {
+		if err := e.applyJob(st, j); err != nil {
+			return err
+		}
+	}
+	if extra != nil {
+		if err := extra(st); err != nil {
+			return err
+		}
+	}
+	if err := e.runTimers(st); err != nil {
+		return err
+	}
+	if err := e.commit(st); err != nil {
+		return err
+	}
+	e.more = st.more
+	e.lastStep = st
+	e.opts.Metrics.observeStep(st, time.Since(start))
+	return nil
+}
+
+// keyEntry loads a key's state into the step (once per step).
+func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
+	mk := make([]byte, 0, 4+len(key))
+	mk = append(mk, byte(sl.id>>24), byte(sl.id>>16), byte(sl.id>>8), byte(sl.id))
+	mk = append(mk, key...)
+	if ke, ok := st.keys[string(mk)]; ok {
+		return ke, nil
+	}
+	ke := &keyEntry{slot: sl, key: mk[4:]}
+	if _, err := e.db.KeyState(sl.id, ke.key, &ke.st); err != nil {
+		return nil, err
+	}
+	st.keys[string(mk)] = ke
+	st.order = append(st.order, ke)
+	return ke, nil
+}
+
+// applyJob applies one Nakadi batch.
+func (e *Engine) applyJob(st *step, j *job) error {
+	b := j.b
+	if j.et == nil {
+		e.log.Warn().Str("event_type", b.Cursor.EventType).Str("partition", b.Cursor.Partition).
+			Int("events", len(b.Events)).Msg("batch of an event type that is not configured: committed without processing")
+		st.durable = append(st.durable, b)
+		return nil
+	}
+	sl := e.slotFor(st, j.et, b.Cursor.Partition)
+	if b.Lost {
+		return e.partitionLost(st, sl, b)
+	}
+	skip := e.admit(sl, j)
+	if e.trace != nil && skip > 0 {
+		e.trace("%s/%s skip %d redelivered", j.et.Name, sl.part.Partition, skip)
+	}
+	et := j.et
+	if skip > 0 {
+		et.counters.Redelivered += uint64(skip)
+		st.types[et] = true
+	}
+	if skip == len(b.Events) {
+		e.holdOrRelease(st, sl, b)
+		return nil
+	}
+	st.types[et] = true
+	for i := skip; i < len(b.Events); i++ {
+		if err := e.applyEvent(st, sl, j, i); err != nil {
+			return err
+		}
+	}
+	st.events += len(b.Events) - skip
+	e.advance(st, sl, j, skip)
+	return nil
+}
+
+// applyEvent classifies one event and records what it does.
+func (e *Engine) applyEvent(st *step, sl *slot, j *job, i int) error {
+	et, ev, raw := j.et, &j.events[i], j.b.Events[i]
+	et.counters.Received++
+	if ev.reject != "" {
+		if e.trace != nil {
+			e.trace("%s/%s event %d: rejected: %s", et.Name, sl.part.Partition, i, ev.reject)
+		}
+		et.counters.Rejected++
+		return e.appendRejected(st, sl, j.b.Cursor.Offset, ev.reject, raw)
+	}
+	ke, err := e.keyEntry(st, sl, j.bytes(ev.key))
+	if err != nil {
+		return err
+	}
+	outcome := compact.Decide(&ke.st, compact.Event{Order: j.bytes(ev.order), EID: j.bytes(ev.eid)}, st.now, et.Window)
+	if e.trace != nil {
+		e.trace("%s/%s event %d: %s", et.Name, sl.part.Partition, i, outcome)
+	}
+	switch outcome {
+	case compact.Opened:
+		et.counters.Open++
+		ke.setBest(raw, j.b.Cursor.Offset)
+		deadline := ke.st.Deadline(et.Window)
+		st.batch.PutTimer(state.SessionTimer, sl.id, deadline, ke.key)
+		sl.nextSession = min(sl.nextSession, deadline)
+	case compact.Replaced:
+		et.counters.Superseded++
+		ke.setBest(raw, j.b.Cursor.Offset)
+	case compact.Duplicate:
+		et.counters.Duplicate++
+	case compact.Correction:
+		et.counters.Correction++
+		return e.emit(st, sl, files.KindCorrection, raw, j.b.Cursor.Offset, ev.occurred)
+	}
+	return nil
+}
+
+func (ke *keyEntry) setBest(raw []byte, offset string) {
+	ke.dirty = true
+	ke.best, ke.bestOffset, ke.bestDirty, ke.bestGone = raw, offset, true, false
+}
+
+// loadBest returns the key's best event, from this step or from state.
+func (e *Engine) loadBest(ke *keyEntry) (raw []byte, offset string, err error) {
+	if ke.bestDirty {
+		return ke.best, ke.bestOffset, nil
+	}
+	offset, raw, err = e.db.Best(ke.slot.id, ke.key)
+	if err == nil && raw == nil {
+		err = fmt.Errorf("%w: open session without a best event (slot %d)", errBroken, ke.slot.id)
+	}
+	return raw, offset, err
+}
+
+// closeSession emits the best event of an open session to main and starts
+// the key's retention.
+func (e *Engine) closeSession(st *step, ke *keyEntry) error {
+	sl := ke.slot
+	raw, offset, err := e.loadBest(ke)
+	if err != nil {
+		return err
+	}
+	if e.trace != nil {
+		e.trace("%s/%s close %s", sl.et.Name, sl.part.Partition, ke.describe())
+	}
+	if err := e.emit(st, sl, files.KindMain, raw, offset, 0); err != nil {
+		return err
+	}
+	sl.et.counters.Open--
+	sl.et.counters.Main++
+	st.types[sl.et] = true
+	ke.st.Close(st.now)
+	ke.dirty = true
+	ke.best, ke.bestDirty, ke.bestGone = nil, false, true
+	expires := ke.st.ExpiresAt(sl.et.Window)
+	st.batch.PutTimer(state.ExpiryTimer, sl.id, expires, ke.key)
+	sl.nextExpiry = min(sl.nextExpiry, expires)
+	st.closes++
+	return nil
+}
+
+// runTimers closes due sessions and forgets keys past their retention, at
+// most StepEvents of them per step (the rest in the next steps).
+func (e *Engine) runTimers(st *step) error {
+	budget := e.opts.StepEvents
+	for _, sl := range e.slotList() {
+		if sl.nextSession <= st.now && budget > 0 {
+			n, err := e.dueSessions(st, sl, budget)
+			if err != nil {
+				return err
+			}
+			budget -= n
+			st.timers[sl] = true
+		}
+		if sl.nextExpiry <= st.now && budget > 0 {
+			n, err := e.dueExpiries(st, sl, budget)
+			if err != nil {
+				return err
+			}
+			budget -= n
+			st.timers[sl] = true
+		}
+	}
+	st.more = budget <= 0
+	return nil
+}
+
+func (e *Engine) dueSessions(st *step, sl *slot, budget int) (int, error) {
+	n := 0
+	err := e.db.Timers(state.SessionTimer, sl.id, st.now, func(deadline int64, key []byte) (bool, error) {
+		if n >= budget {
+			return false, nil
+		}
+		n++
+		ke, err := e.keyEntry(st, sl, key)
+		if err != nil {
+			return false, err
+		}
+		st.batch.DeleteTimer(state.SessionTimer, sl.id, deadline, ke.key)
+		if !ke.st.Open {
+			return true, nil // stale: the session was closed by a flush
+		}
+		if real := ke.st.Deadline(sl.et.Window); real > st.now {
+			st.batch.PutTimer(state.SessionTimer, sl.id, real, ke.key) // the session got more events
+			return true, nil
+		}
+		return true, e.closeSession(st, ke)
+	})
+	return n, err
+}
+
+func (e *Engine) dueExpiries(st *step, sl *slot, budget int) (int, error) {
+	n := 0
+	err := e.db.Timers(state.ExpiryTimer, sl.id, st.now, func(deadline int64, key []byte) (bool, error) {
+		if n >= budget {
+			return false, nil
+		}
+		n++
+		ke, err := e.keyEntry(st, sl, key)
+		if err != nil {
+			return false, err
+		}
+		st.batch.DeleteTimer(state.ExpiryTimer, sl.id, deadline, ke.key)
+		if ke.st.Expired(st.now, sl.et.Window) {
+			if e.trace != nil {
+				e.trace("%s/%s forget %s", sl.et.Name, sl.part.Partition, ke.describe())
+			}
+			ke.st = compact.KeyState{}
+			ke.dirty = true
+		}
+		return true, nil
+	})
+	return n, err
+}
+
+// closeAll closes every open session of the slot now (flush, lost partition).
+func (e *Engine) closeAll(st *step, sl *slot) error {
+	type due struct {
+		deadline int64
+		key      []byte
+	}
+	var all []due
+	err := e.db.Timers(state.SessionTimer, sl.id, math.MaxInt64-1, func(deadline int64, key []byte) (bool, error) {
+		all = append(all, due{deadline, append([]byte{}, key...)})
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	st.timers[sl] = true
+	for _, d := range all {
+		ke, err := e.keyEntry(st, sl, d.key)
+		if err != nil {
+			return err
+		}
+		st.batch.DeleteTimer(state.SessionTimer, sl.id, d.deadline, ke.key)
+		if ke.st.Open {
+			if err := e.closeSession(st, ke); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// partitionLost closes the partition's sessions at once and seals its files,
+// so the partition's new owner needs no handover (DESIGN.md §10).
+func (e *Engine) partitionLost(st *step, sl *slot, b *nakadi.Batch) error {
+	e.log.Info().Str("event_type", sl.part.EventType).Str("partition", sl.part.Partition).
+		Str("stream_id", b.StreamID).Msg("partition lost: closing its sessions and sealing its files")
+	sl.resetStream("")
+	if err := e.closeAll(st, sl); err != nil {
+		return err
+	}
+	for _, f := range e.stage.Files() {
+		if f.ID.EventType == sl.part.EventType && f.ID.Partition == sl.part.Partition {
+			st.seal[f.ID] = true
+		}
+	}
+	return nil
+}
+
+// describe renders the key for traces and status: its components joined by '|'.
+func (ke *keyEntry) describe() string {
+	parts := compact.KeyParts(ke.key)
+	out := make([]byte, 0, len(ke.key))
+	for i, p := range parts {
+		if i > 0 {
+			out = append(out, '|')
+		}
+		out = append(out, p...)
+	}
+	return string(out)
+}
