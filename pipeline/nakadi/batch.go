@@ -27,8 +27,10 @@ type Batch struct {
 	// no more batches of that partition come from that stream after it.
 	Lost bool
 
-	bytes int // length of the line, for metrics
-	entry *entry
+	bytes int          // length of the line, for metrics
+	entry *entry       // commit tracking, once handed out
+	st    *streamState // the stream it came from
+	epoch int          // the partition's epoch on st when read
 }
 
 // keepAlive reports whether the line had no events.

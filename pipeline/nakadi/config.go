@@ -1,0 +1,197 @@
+package nakadi
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// ErrConfig is wrapped by every Config.Validate problem.
+var ErrConfig = errors.New("nakadi: invalid config")
+
+// Config configures a Consumer. Zero values take the defaults named below;
+// the daemon maps its [nakadi] section onto it.
+type Config struct {
+	// URL is Nakadi's base URL (http or https).
+	URL string
+	// TokenFile holds the OAuth2 bearer token (optional). It is re-read when
+	// its modification time or size changes and after a 401. The token is
+	// never logged nor put into errors or the status.
+	TokenFile string
+
+	OwningApplication string
+	ConsumerGroup     string   // default "default" (Nakadi's)
+	EventTypes        []string // at least one
+	ReadFrom          string   // "begin" or "end" (default); used only when the subscription is created
+
+	BatchLimit        int           // events per batch; default 500
+	BatchFlushTimeout time.Duration // > 0; default 5s
+	// MaxUncommittedEvents is Nakadi's window over the whole stream; default
+	// 100 × BatchLimit (at least 1000), well above BatchLimit × partitions.
+	MaxUncommittedEvents int
+	// CommitTimeout is at most 60s (Nakadi's maximum and default).
+	CommitTimeout time.Duration
+	// CommitInterval is how often durable cursors are committed; default
+	// min(2s, CommitTimeout/6); at most CommitTimeout/3. A commit also
+	// starts early when half of MaxUncommittedEvents waits for one.
+	CommitInterval time.Duration
+	// StreamTimeout is sent when > 0 (else Nakadi's 1 h ± 10 min applies).
+	StreamTimeout time.Duration
+	// StatsInterval is how often /stats is polled for lag and assignment;
+	// default 30s; negative turns polling off.
+	StatsInterval time.Duration
+	// IdleTimeout ends a stream that sent no byte for that long; default
+	// max(BatchFlushTimeout, 2×CommitTimeout) + 10s (a stream without
+	// partitions, or in its closing window, is silent that long).
+	IdleTimeout time.Duration
+	// DrainTimeout is how long Run keeps committing after ctx ends; default 5s.
+	DrainTimeout time.Duration
+	// BackoffMin and BackoffMax bound the reconnect backoff (exponential,
+	// with jitter); defaults 200ms and 30s. Retry-After is honoured up to
+	// 5 × BackoffMax.
+	BackoffMin, BackoffMax time.Duration
+	// MaxLineBytes caps one stream line; default 256 MiB.
+	MaxLineBytes int
+	// FractionalSeconds sends second-valued stream parameters with a
+	// fraction ("0.05") instead of rounding them up to whole seconds. Real
+	// Nakadi accepts integers only: this is for the emulator (fast tests).
+	FractionalSeconds bool
+	// RetryFatal keeps retrying (with BackoffMax, readiness false) after
+	// 403/404 instead of returning from Run.
+	RetryFatal bool
+
+	// Transport is the HTTP transport; default a clone of
+	// http.DefaultTransport. No overall client timeout applies to streams.
+	Transport http.RoundTripper
+	// RequestTimeout bounds every non-stream request and the wait for a
+	// stream's response headers; default 30s.
+	RequestTimeout time.Duration
+
+	Now        func() time.Time // default time.Now
+	Logger     zerolog.Logger
+	Registerer prometheus.Registerer // nil: metrics are kept but not registered
+}
+
+// withDefaults returns the config with defaults filled in.
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.ConsumerGroup == "" {
+		c.ConsumerGroup = "default"
+	}
+	if c.ReadFrom == "" {
+		c.ReadFrom = "end"
+	}
+	if c.BatchLimit == 0 {
+		c.BatchLimit = 500
+	}
+	if c.MaxUncommittedEvents == 0 {
+		c.MaxUncommittedEvents = max(100*c.BatchLimit, 1000)
+	}
+	def(&c.BatchFlushTimeout, 5*time.Second)
+	def(&c.CommitTimeout, 60*time.Second)
+	def(&c.CommitInterval, min(2*time.Second, c.CommitTimeout/6))
+	def(&c.StatsInterval, 30*time.Second)
+	def(&c.IdleTimeout, max(c.BatchFlushTimeout, 2*c.CommitTimeout)+10*time.Second)
+	def(&c.DrainTimeout, 5*time.Second)
+	def(&c.BackoffMin, 200*time.Millisecond)
+	def(&c.BackoffMax, 30*time.Second)
+	def(&c.RequestTimeout, 30*time.Second)
+	if c.MaxLineBytes == 0 {
+		c.MaxLineBytes = defaultMaxLine
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Transport == nil {
+		c.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	return c
+}
+
+// Validate reports every problem of a config (after defaults), each
+// wrapping ErrConfig.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(key string, v any, why string) {
+		errs = append(errs, fmt.Errorf("%w: %s = %v: %s", ErrConfig, key, v, why))
+	}
+	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("url", redactURL(c.URL), "want an http(s) URL")
+	}
+	if c.OwningApplication == "" {
+		bad("owning_application", `""`, "required")
+	}
+	if len(c.EventTypes) == 0 {
+		bad("event_types", "[]", "at least one")
+	}
+	if c.ReadFrom != "begin" && c.ReadFrom != "end" {
+		bad("read_from", c.ReadFrom, "begin or end")
+	}
+	if c.BatchLimit < 1 {
+		bad("batch_limit", c.BatchLimit, "at least 1")
+	}
+	if c.MaxUncommittedEvents < c.BatchLimit {
+		bad("max_uncommitted_events", c.MaxUncommittedEvents, "at least batch_limit")
+	}
+	if c.BatchFlushTimeout <= 0 {
+		bad("batch_flush_timeout", c.BatchFlushTimeout, "must be positive")
+	}
+	if c.CommitTimeout <= 0 || c.CommitTimeout > 60*time.Second {
+		bad("commit_timeout", c.CommitTimeout, "in (0, 60s]")
+	}
+	if c.CommitInterval <= 0 || c.CommitInterval > c.CommitTimeout/3 {
+		bad("commit_interval", c.CommitInterval, "in (0, commit_timeout/3]")
+	}
+	if c.IdleTimeout <= max(c.BatchFlushTimeout, 2*c.CommitTimeout) {
+		bad("idle_timeout", c.IdleTimeout, "must exceed max(batch_flush_timeout, 2×commit_timeout)")
+	}
+	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
+		bad("backoff", fmt.Sprintf("%v..%v", c.BackoffMin, c.BackoffMax), "want 0 < min ≤ max")
+	}
+	if c.StreamTimeout < 0 || c.StreamTimeout > 4200*time.Second {
+		bad("stream_timeout", c.StreamTimeout, "in [0, 4200s]")
+	}
+	return errors.Join(errs...)
+}
+
+// seconds renders a duration as a stream parameter.
+func (c Config) seconds(d time.Duration) string {
+	if c.FractionalSeconds {
+		return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+	}
+	return strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10)
+}
+
+// streamQuery is the query of GET /subscriptions/{id}/events.
+func (c Config) streamQuery() url.Values {
+	q := url.Values{}
+	q.Set("batch_limit", strconv.Itoa(c.BatchLimit))
+	q.Set("batch_flush_timeout", c.seconds(c.BatchFlushTimeout))
+	q.Set("max_uncommitted_events", strconv.Itoa(c.MaxUncommittedEvents))
+	q.Set("commit_timeout", c.seconds(c.CommitTimeout))
+	if c.StreamTimeout > 0 {
+		q.Set("stream_timeout", c.seconds(c.StreamTimeout))
+	}
+	return q
+}
+
+// redactURL drops userinfo from a URL for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}
