@@ -1,0 +1,150 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestCheckShippedConfigs round-trips conf/example.toml and conf/demo.toml
+// through `materializer check`.
+func TestCheckShippedConfigs(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"check", "-config", "../conf/example.toml"},
+			"conf ok: 2 event types, 3 tables, storage s3://dwh-landing/materializer, notices on\n"},
+		{[]string{"check", "-demo", "-config", "../conf/demo.toml"},
+			"conf ok: 1 event type, 2 tables, storage file:///tmp/materializer-demo/storage, notices off\n"},
+	}
+	for _, tc := range cases {
+		code, stdout, stderr := runBinary(t, tc.args...)
+		if code != 0 || stdout != tc.want || stderr != "" {
+			t.Errorf("%v: exit %d\nstdout %q\nstderr %q\nwant %q", tc.args, code, stdout, stderr, tc.want)
+		}
+	}
+}
+
+func TestCheckBadConfigListsEveryProblem(t *testing.T) {
+	data, err := os.ReadFile("../conf/example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	for old, repl := range map[string]string{
+		`batch_limit            = 500`: `batch_limit            = 0`,
+		`session_gap   = "1m"`:         `session_gap   = "0s"`,
+		`path = "sizes[*].qty"`:        `path = "sizes[*.qty"`,
+		`log_level        = "info"`:    `log_levle        = "info"`,
+	} {
+		if !strings.Contains(text, old) {
+			t.Fatalf("example.toml no longer holds %q", old)
+		}
+		text = strings.Replace(text, old, repl, 1)
+	}
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runBinary(t, "check", "-config", path)
+	want := "materializer: " + path + ": 4 problems:\n" +
+		"  daemon.log_levle: unknown key (did you mean \"log_level\"?)\n" +
+		"  nakadi.batch_limit: 0 must be >= 1\n" +
+		"  event_types[0].tables[1].columns[3].path: \"sizes[*.qty\" is not a valid path: expected ']' at byte 7\n" +
+		"  event_types[1].session_gap: \"0s\" must be > 0\n"
+	if code != 2 || stdout != "" || stderr != want {
+		t.Fatalf("exit %d\nstdout %q\nstderr:\n%s\nwant:\n%s", code, stdout, stderr, want)
+	}
+}
+
+func TestCheckUnreadableFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing.toml")
+	code, stdout, stderr := runBinary(t, "check", "-config", path)
+	if code != 2 || stdout != "" || strings.Count(stderr, "\n") != 1 ||
+		!strings.Contains(stderr, path) || !strings.Contains(stderr, "no such file") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+func TestCheckDoesNotPrintSecrets(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("s3cr3t-admin-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := testConfig(t, dir, configOpts{DataDir: dir, TokenFile: token})
+	data, _ := os.ReadFile(path)
+	bad := strings.Replace(string(data), `url                = "http://127.0.0.1:1"`, `url = "https://me:hunter2@nakadi"`, 1)
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runBinary(t, "check", "-config", path)
+	if code != 2 || !strings.Contains(stderr, "nakadi.url") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if out := stdout + stderr; strings.Contains(out, "hunter2") || strings.Contains(out, "s3cr3t") {
+		t.Fatalf("a secret is printed: %q", out)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	listsCommands := regexp.MustCompile(`(?s)usage: materializer <command>.*run .*check .*flatten .*ddl .*checkpoint .*status .*notices .*demo .*version `)
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		onStdout bool
+	}{
+		{nil, 2, false},
+		{[]string{"-h"}, 0, true},
+		{[]string{"help"}, 0, true},
+		{[]string{"frobnicate"}, 2, false},
+	} {
+		code, stdout, stderr := runBinary(t, tc.args...)
+		out := stderr
+		if tc.onStdout {
+			out = stdout
+		}
+		if code != tc.code || !listsCommands.MatchString(out) {
+			t.Errorf("%v: exit %d (want %d)\nstdout %q\nstderr %q", tc.args, code, tc.code, stdout, stderr)
+		}
+	}
+	if _, _, stderr := runBinary(t, "frobnicate"); !strings.HasPrefix(stderr, `materializer: unknown command "frobnicate"`) {
+		t.Errorf("unknown command: %q", stderr)
+	}
+}
+
+func TestCommandFlags(t *testing.T) {
+	code, _, stderr := runBinary(t, "run", "-h")
+	if code != 0 || !strings.Contains(stderr, "usage: materializer run -config FILE") || !strings.Contains(stderr, "-config") {
+		t.Errorf("run -h: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = runBinary(t, "check", "-nope")
+	if code != 2 || !strings.Contains(stderr, "flag provided but not defined: -nope") {
+		t.Errorf("check -nope: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = runBinary(t, "check", "-config", "x.toml", "extra")
+	if code != 2 || !strings.Contains(stderr, `unexpected argument "extra"`) {
+		t.Errorf("check extra: exit %d, %q", code, stderr)
+	}
+}
+
+// TestNotImplementedCommands: drop a command from the list when its issue
+// delivers it.
+func TestNotImplementedCommands(t *testing.T) {
+	for _, name := range []string{"flatten", "ddl", "checkpoint", "status", "notices", "demo"} {
+		code, _, stderr := runBinary(t, name)
+		if want := "materializer: " + name + ": not implemented yet\n"; code != 2 || stderr != want {
+			t.Errorf("%s: exit %d, %q", name, code, stderr)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, stdout, _ := runBinary(t, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "materializer dev (go") {
+		t.Fatalf("exit %d, %q", code, stdout)
+	}
+}

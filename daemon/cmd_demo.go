@@ -1,0 +1,4 @@
+package main
+
+// cmdDemo is `materializer demo` (DESIGN.md §5), delivered by a later issue.
+var cmdDemo = notImplemented("demo")

@@ -1,0 +1,4 @@
+package main
+
+// cmdStatus is `materializer status` (DESIGN.md §5), delivered by a later issue.
+var cmdStatus = notImplemented("status")
