@@ -1,0 +1,9 @@
+//go:build !linux
+
+package deliver
+
+import "os"
+
+// linkNoReplace makes tmp visible as final without replacing an existing
+// final (fs.ErrExist then).
+func linkNoReplace(tmp, final string) error { return os.Link(tmp, final) }
