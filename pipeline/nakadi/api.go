@@ -68,7 +68,7 @@ func (a *api) call(ctx context.Context, op, method, path string, hdr http.Header
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		resp, err := a.send(ctx, method, path, hdr, body)
+		resp, err := a.send(ctx, method, path, hdr, body, "application/json")
 		if err != nil {
 			return 0, fmt.Errorf("nakadi: %s: %w", op, err)
 		}
@@ -97,8 +97,8 @@ func (a *api) call(ctx context.Context, op, method, path string, hdr http.Header
 	}
 }
 
-// send builds and sends one request.
-func (a *api) send(ctx context.Context, method, path string, hdr http.Header, body []byte) (*http.Response, error) {
+// send builds and sends one request (accept "" sends no Accept header).
+func (a *api) send(ctx context.Context, method, path string, hdr http.Header, body []byte, accept string) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -113,7 +113,9 @@ func (a *api) send(ctx context.Context, method, path string, hdr http.Header, bo
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", "application/json")
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	req.Header.Set("X-Flow-Id", flowID())
 	tok, err := a.tokens.get()
 	if err != nil && tok == "" {
@@ -184,7 +186,7 @@ func (a *api) openStream(ctx context.Context, subID string, q url.Values) (*http
 	for attempt := 0; ; attempt++ {
 		hctx, cancel := context.WithCancel(ctx)
 		timer := time.AfterFunc(a.timeout, cancel)
-		resp, err := a.send(hctx, http.MethodGet, path, nil, nil)
+		resp, err := a.send(hctx, http.MethodGet, path, nil, nil, "")
 		stopped := timer.Stop()
 		if err != nil {
 			cancel()

@@ -120,6 +120,9 @@ func (c *Consumer) Run(ctx context.Context, out chan<- *Batch) error {
 	stop()
 	close(drain)
 	wg.Wait()
+	if t, ok := c.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
 	return err
 }
 
