@@ -65,7 +65,7 @@ func (c *compiler) csvOptions(o CSV) csvOut {
 	if strings.ContainsAny(o.Null, "\"\r\n"+string(rune(o.Delimiter))) || !utf8.ValidString(o.Null) {
 		c.add(-1, -1, "csv.null", o.Null, "cannot be the null marker: it must not contain the delimiter, '\"', CR or LF")
 	}
-	return csvOut{delim: o.Delimiter, null: o.Null}
+	return newCSVOut(o.Delimiter, o.Null)
 }
 
 // checkName reports an empty or unprintable table (col = -1) or column name.

@@ -9,8 +9,17 @@ import "bytes"
 // an empty string stays distinguishable from a missing value when null = "")
 // and the value \. (PostgreSQL's end-of-data marker).
 type csvOut struct {
-	delim byte
-	null  string
+	delim   byte
+	null    string
+	special [256]bool // the delimiter, '"', CR, LF
+}
+
+func newCSVOut(delim byte, null string) csvOut {
+	c := csvOut{delim: delim, null: null}
+	for _, b := range []byte{delim, '"', '\r', '\n'} {
+		c.special[b] = true
+	}
+	return c
 }
 
 // appendStringField appends s as one field.
@@ -56,9 +65,9 @@ func (c *csvOut) needsQuote(v []byte) bool {
 		return true
 	}
 	for _, b := range v {
-		if b == c.delim || b == '"' || b == '\n' || b == '\r' {
+		if c.special[b] {
 			return true
 		}
 	}
-	return string(v) == c.null || string(v) == `\.`
+	return (len(v) == len(c.null) && string(v) == c.null) || string(v) == `\.`
 }

@@ -7,8 +7,9 @@ import "unicode/utf8"
 type Doc struct {
 	src     []byte
 	tape    []node
-	vals    []int32 // per-column value nodes while rows are written
-	scratch []byte  // typed values while validating
+	cols    []colState // per column, while rows are written
+	cache   []byte     // fields rendered once per element (colState)
+	scratch []byte     // typed values while validating
 }
 
 // Raw returns the event's bytes as given to Parse.
@@ -53,31 +54,26 @@ func (d *Doc) find(i int32, steps []step) int32 {
 }
 
 // member returns the value of the last member of object i with the key, or
-// missing.
+// missing. Every member is looked at, since the last duplicate wins.
 func (d *Doc) member(i int32, key string) int32 {
-	n := &d.tape[i]
-	if n.kind != KindObject {
+	tape := d.tape
+	if tape[i].kind != KindObject {
 		return missing
 	}
 	found := int32(missing)
 	j := i + 1
-	for range n.n {
-		k := &d.tape[j]
-		if d.keyIs(k, key) {
+	for range tape[i].n {
+		k := &tape[j]
+		if k.esc {
+			if decodedEqual(d.src[k.start:k.end], key) {
+				found = j + 1
+			}
+		} else if int(k.end-k.start) == len(key) && string(d.src[k.start:k.end]) == key {
 			found = j + 1
 		}
-		j = int32(d.tape[j+1].next)
+		j = int32(tape[j+1].next)
 	}
 	return found
-}
-
-// keyIs reports whether key node k decodes to key.
-func (d *Doc) keyIs(k *node, key string) bool {
-	body := d.src[k.start:k.end]
-	if !k.esc {
-		return string(body) == key
-	}
-	return decodedEqual(body, key)
 }
 
 // element returns element idx of array i, or missing.
@@ -348,7 +344,7 @@ func (d *Doc) keysEqual(a, b int32) bool {
 
 // nextRune decodes the rune at body[i] of a validated JSON string body,
 // escapes included, and returns the index after it.
-func nextRune[S string | []byte](body S, i int) (rune, int) {
+func nextRune(body []byte, i int) (rune, int) {
 	switch c := body[i]; {
 	case c == '\\':
 		return unescapeAt(body, i)

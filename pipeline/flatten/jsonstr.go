@@ -1,6 +1,8 @@
 package flatten
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -32,12 +34,10 @@ var hexVal = func() (t [256]int8) {
 // scanString validates the JSON string whose opening quote is at b[start]. It
 // returns the index just past the closing quote and whether the string holds
 // backslash escapes; on error, the index of the offending byte and a reason.
-func scanString[S string | []byte](b S, start int) (end int, esc bool, reason string) {
+func scanString(b []byte, start int) (end int, esc bool, reason string) {
 	i := start + 1
 	for {
-		for i < len(b) && strPlain[b[i]] {
-			i++
-		}
+		i = skipPlain(b, i)
 		if i >= len(b) {
 			return i, esc, "unterminated string"
 		}
@@ -63,9 +63,30 @@ func scanString[S string | []byte](b S, start int) (end int, esc bool, reason st
 	}
 }
 
+// skipPlain returns the index of the first byte at or after b[i] that is
+// not plain (see strPlain), looking at eight bytes at a time.
+func skipPlain(b []byte, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (ones * '"')
+		bs := x ^ (ones * '\\')
+		// The high bit of a byte is set when it is < 0x20, '"', '\' or
+		// >= 0x80. Borrows only run upwards from such a byte, so the
+		// lowest flagged byte is the first one that is not plain.
+		if m := ((x - ones*0x20) | (q - ones) | (bs - ones) | x) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(b) && strPlain[b[i]] {
+		i++
+	}
+	return i
+}
+
 // escapeLen returns the length of the valid escape sequence at b[i] (which is
 // a backslash), or 0 when it is not valid.
-func escapeLen[S string | []byte](b S, i int) int {
+func escapeLen(b []byte, i int) int {
 	if i+1 >= len(b) {
 		return 0
 	}
@@ -81,7 +102,7 @@ func escapeLen[S string | []byte](b S, i int) int {
 }
 
 // hex4 decodes the four hexadecimal digits at b[i:], or returns -1.
-func hex4[S string | []byte](b S, i int) rune {
+func hex4(b []byte, i int) rune {
 	if i+4 > len(b) {
 		return -1
 	}
@@ -100,7 +121,7 @@ func hex4[S string | []byte](b S, i int) rune {
 // returns its rune and length, or (utf8.RuneError, 1) when it is invalid:
 // overlong forms, surrogates and values above U+10FFFF are invalid, as in
 // package utf8.
-func decodeRune[S string | []byte](b S, i int) (rune, int) {
+func decodeRune(b []byte, i int) (rune, int) {
 	c := b[i]
 	var n int
 	var lo, hi byte = 0x80, 0xBF
@@ -140,7 +161,7 @@ func decodeRune[S string | []byte](b S, i int) (rune, int) {
 // (the bytes between the quotes) to dst. Escaped surrogates that do not form
 // a pair decode to U+FFFD, as encoding/json does. nul reports whether the
 // result holds U+0000.
-func appendUnescaped[S string | []byte](dst []byte, body S) (out []byte, nul bool) {
+func appendUnescaped(dst []byte, body []byte) (out []byte, nul bool) {
 	i := 0
 	for i < len(body) {
 		j := i
@@ -161,7 +182,7 @@ func appendUnescaped[S string | []byte](dst []byte, body S) (out []byte, nul boo
 
 // unescapeAt decodes the valid escape sequence at b[i] and returns the rune
 // and the index after it.
-func unescapeAt[S string | []byte](b S, i int) (rune, int) {
+func unescapeAt(b []byte, i int) (rune, int) {
 	switch c := b[i+1]; c {
 	case 'b':
 		return '\b', i + 2

@@ -100,150 +100,137 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
+// ws skips whitespace at b[i]; the common case (none) is inlined.
+func ws(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i
+	}
+	return skipSpace(b, i)
+}
+
 // parse fills the tape; it returns the offset and reason of the first error.
-func (p *Parser) parse(b []byte) (int, string) {
-	p.stack = p.stack[:0]
-	i := skipSpace(b, 0)
-	var reason string
+// It is the hot path of every event, hence one loop over local copies of
+// the tape and the stack of open containers.
+func (p *Parser) parse(b []byte) (off int, reason string) {
+	tape, stack := p.doc.tape[:0], p.stack[:0]
+	defer func() { p.doc.tape, p.stack = tape, stack }()
+	i := ws(b, 0)
 	for {
 		// A value is expected at b[i].
 		if i < len(b) && (b[i] == '{' || b[i] == '[') {
-			var open bool
-			if i, open, reason = p.open(b, i); reason != "" {
-				return i, reason
+			if len(stack) >= maxDepth {
+				return i, "exceeded max depth"
 			}
-			if open {
+			k, closer := KindObject, byte('}')
+			if b[i] == '[' {
+				k, closer = KindArray, ']'
+			}
+			stack = append(stack, uint32(len(tape)))
+			tape = append(tape, node{kind: k, start: uint32(i)})
+			if i = ws(b, i+1); i >= len(b) || b[i] != closer {
+				tape[len(tape)-1].n = 1
+				if k == KindObject {
+					if tape, i, reason = key(b, i, tape); reason != "" {
+						return i, reason
+					}
+				}
 				continue
 			}
-		} else if i, reason = p.scalar(b, i); reason != "" {
-			return i, reason
+			tape, stack = closeTop(tape, stack, i)
+			i++
+		} else {
+			var n node
+			if n, i, reason = scalar(b, i); reason != "" {
+				return i, reason
+			}
+			n.next = uint32(len(tape) + 1)
+			tape = append(tape, n)
 		}
 		// After a value: close containers until one has another member.
-		for more := false; !more; {
-			i = skipSpace(b, i)
-			if len(p.stack) == 0 {
+		for {
+			i = ws(b, i)
+			if len(stack) == 0 {
 				if i < len(b) {
 					return i, unexpected(b, i, "after the top-level value")
 				}
 				return 0, ""
 			}
-			if more, i, reason = p.afterMember(b, i); reason != "" {
-				return i, reason
+			top := &tape[stack[len(stack)-1]]
+			if i < len(b) && b[i] == ',' {
+				top.n++
+				if i = ws(b, i+1); top.kind == KindObject {
+					if tape, i, reason = key(b, i, tape); reason != "" {
+						return i, reason
+					}
+				}
+				break
 			}
+			if i >= len(b) || b[i] != closerOf(top.kind) {
+				return i, unexpected(b, i, "after a member")
+			}
+			tape, stack = closeTop(tape, stack, i)
+			i++
 		}
 	}
 }
 
-// scalar parses the string, number or literal at b[i].
-func (p *Parser) scalar(b []byte, i int) (int, string) {
+func closerOf(k Kind) byte {
+	if k == KindArray {
+		return ']'
+	}
+	return '}'
+}
+
+// closeTop ends the innermost container at its closer b[i].
+func closeTop(tape []node, stack []uint32, i int) ([]node, []uint32) {
+	n := &tape[stack[len(stack)-1]]
+	n.end = uint32(i + 1)
+	n.next = uint32(len(tape))
+	return tape, stack[:len(stack)-1]
+}
+
+// key parses an object key at b[i] and its colon, appending the key node; it
+// returns the offset of the member's value.
+func key(b []byte, i int, tape []node) ([]node, int, string) {
+	if i >= len(b) || b[i] != '"' {
+		return tape, i, unexpected(b, i, "looking for an object key")
+	}
+	end, esc, reason := scanString(b, i)
+	if reason != "" {
+		return tape, end, reason
+	}
+	tape = append(tape, node{kind: KindString, esc: esc, start: uint32(i + 1), end: uint32(end - 1), next: uint32(len(tape) + 1)})
+	j := ws(b, end)
+	if j >= len(b) || b[j] != ':' {
+		return tape, j, unexpected(b, j, "after an object key")
+	}
+	return tape, ws(b, j+1), ""
+}
+
+// scalar parses the string, number or literal at b[i] (next is not set).
+func scalar(b []byte, i int) (node, int, string) {
 	if i >= len(b) {
-		return i, "unexpected end of input"
+		return node{}, i, "unexpected end of input"
 	}
 	switch c := b[i]; {
 	case c == '"':
 		end, esc, reason := scanString(b, i)
-		if reason != "" {
-			return end, reason
-		}
-		p.push(KindString, esc, i+1, end-1)
-		return end, ""
+		return node{kind: KindString, esc: esc, start: uint32(i + 1), end: uint32(end - 1)}, end, reason
 	case c == '-' || (c >= '0' && c <= '9'):
 		end, reason := scanNumber(b, i)
-		if reason != "" {
-			return end, reason
-		}
-		p.push(KindNumber, false, i, end)
-		return end, ""
+		return node{kind: KindNumber, start: uint32(i), end: uint32(end)}, end, reason
+	case c == 't' && hasWord(b, i, "true"):
+		return node{kind: KindBool, start: uint32(i), end: uint32(i + 4)}, i + 4, ""
+	case c == 'f' && hasWord(b, i, "false"):
+		return node{kind: KindBool, start: uint32(i), end: uint32(i + 5)}, i + 5, ""
+	case c == 'n' && hasWord(b, i, "null"):
+		return node{kind: KindNull, start: uint32(i), end: uint32(i + 4)}, i + 4, ""
 	}
-	for _, lit := range [...]struct {
-		text string
-		kind Kind
-	}{{"true", KindBool}, {"false", KindBool}, {"null", KindNull}} {
-		if len(b)-i >= len(lit.text) && string(b[i:i+len(lit.text)]) == lit.text {
-			p.push(lit.kind, false, i, i+len(lit.text))
-			return i + len(lit.text), ""
-		}
-	}
-	return i, unexpected(b, i, "looking for a value")
+	return node{}, i, unexpected(b, i, "looking for a value")
 }
 
-// push appends a node.
-func (p *Parser) push(k Kind, esc bool, start, end int) {
-	t := &p.doc.tape
-	*t = append(*t, node{kind: k, esc: esc, start: uint32(start), end: uint32(end), next: uint32(len(*t) + 1)})
-}
-
-// open opens the container at b[i]. An empty container is closed at once
-// (open = false); otherwise the parser is left before the value of its
-// first member (open = true).
-func (p *Parser) open(b []byte, i int) (next int, open bool, reason string) {
-	if len(p.stack) >= maxDepth {
-		return i, false, "exceeded max depth"
-	}
-	k, closer := KindObject, byte('}')
-	if b[i] == '[' {
-		k, closer = KindArray, ']'
-	}
-	p.stack = append(p.stack, uint32(len(p.doc.tape)))
-	p.push(k, false, i, i)
-	j := skipSpace(b, i+1)
-	if j < len(b) && b[j] == closer {
-		p.close(j)
-		return j + 1, false, ""
-	}
-	next, reason = p.member(b, j)
-	return next, true, reason
-}
-
-// member starts a member of the innermost container at b[i] (after
-// whitespace): it counts it and, for an object, consumes the key and the
-// colon. It returns the offset of the member's value.
-func (p *Parser) member(b []byte, i int) (int, string) {
-	top := &p.doc.tape[p.stack[len(p.stack)-1]]
-	top.n++
-	if top.kind == KindArray {
-		return i, ""
-	}
-	if i >= len(b) || b[i] != '"' {
-		return i, unexpected(b, i, "looking for an object key")
-	}
-	end, esc, reason := scanString(b, i)
-	if reason != "" {
-		return end, reason
-	}
-	p.push(KindString, esc, i+1, end-1)
-	j := skipSpace(b, end)
-	if j >= len(b) || b[j] != ':' {
-		return j, unexpected(b, j, "after an object key")
-	}
-	return skipSpace(b, j+1), ""
-}
-
-// afterMember handles b[i] after a member's value: a comma starts the next
-// member (more = true), the closer closes the container.
-func (p *Parser) afterMember(b []byte, i int) (more bool, next int, reason string) {
-	closer := byte('}')
-	if p.doc.tape[p.stack[len(p.stack)-1]].kind == KindArray {
-		closer = ']'
-	}
-	switch {
-	case i < len(b) && b[i] == ',':
-		next, reason = p.member(b, skipSpace(b, i+1))
-		return true, next, reason
-	case i < len(b) && b[i] == closer:
-		p.close(i)
-		return false, i + 1, ""
-	}
-	return false, i, unexpected(b, i, "after a member")
-}
-
-// close ends the innermost container at its closer b[i].
-func (p *Parser) close(i int) {
-	top := p.stack[len(p.stack)-1]
-	p.stack = p.stack[:len(p.stack)-1]
-	n := &p.doc.tape[top]
-	n.end = uint32(i + 1)
-	n.next = uint32(len(p.doc.tape))
+func hasWord(b []byte, i int, w string) bool {
+	return len(b)-i >= len(w) && string(b[i:i+len(w)]) == w
 }
 
 func unexpected(b []byte, i int, where string) string {

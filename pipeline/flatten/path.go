@@ -143,7 +143,7 @@ func parseIndex(s string, i int) (step, int, string) {
 }
 
 func parseQuoted(s string, i int) (step, int, string) {
-	end, esc, reason := scanString(s, i+1)
+	end, esc, reason := scanString([]byte(s), i+1)
 	if reason != "" {
 		return step{}, end, reason
 	}
@@ -152,7 +152,7 @@ func parseQuoted(s string, i int) (step, int, string) {
 	}
 	key := s[i+2 : end-1]
 	if esc {
-		b, _ := appendUnescaped(nil, key)
+		b, _ := appendUnescaped(nil, []byte(key))
 		key = string(b)
 	}
 	return step{kind: stepKey, key: key}, end + 1, ""

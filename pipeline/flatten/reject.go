@@ -47,7 +47,7 @@ func csvOf(o CSV) csvOut {
 	if o.Delimiter == 0 {
 		o.Delimiter = ','
 	}
-	return csvOut{delim: o.Delimiter, null: o.Null}
+	return newCSVOut(o.Delimiter, o.Null)
 }
 
 func (c *csvOut) appendNullable(dst []byte, s string) []byte {

@@ -31,7 +31,7 @@ const maxLevels = 16
 // event, dst is returned unchanged with a *RejectError. It does not
 // allocate beyond growing dst.
 func (m *Mapping) AppendRows(dst []byte, ti int, d *Doc, lin Lineage) ([]byte, int, error) {
-	w := rowWriter{m: m, t: &m.tables[ti], d: d, lin: &lin, dst: dst}
+	w := rowWriter{m: m, t: &m.tables[ti], d: d, lin: lin, dst: dst}
 	if err := w.explode(0); err != nil {
 		return dst, 0, err
 	}
@@ -43,7 +43,7 @@ func (m *Mapping) AppendRows(dst []byte, ti int, d *Doc, lin Lineage) ([]byte, i
 // It runs the very walk of AppendRows, without writing the rows.
 func (m *Mapping) Validate(d *Doc) error {
 	for ti := range m.tables {
-		w := rowWriter{m: m, t: &m.tables[ti], d: d, lin: &Lineage{}, dst: d.scratch[:0], dry: true}
+		w := rowWriter{m: m, t: &m.tables[ti], d: d, dst: d.scratch[:0], dry: true}
 		err := w.explode(0)
 		d.scratch = w.dst[:0]
 		if err != nil {
@@ -58,7 +58,7 @@ type rowWriter struct {
 	m    *Mapping
 	t    *table
 	d    *Doc
-	lin  *Lineage
+	lin  Lineage
 	dst  []byte
 	rows int
 	dry  bool // validate only: typed values go to dst and are dropped
@@ -94,23 +94,41 @@ func (w *rowWriter) explode(k int) error {
 // resolve looks up the values of the event columns of level k, once per
 // element rather than once per row.
 func (w *rowWriter) resolve(k int) {
-	vals := w.d.vals
-	if len(vals) < len(w.t.cols) {
-		vals = make([]int32, len(w.t.cols))
-		w.d.vals = vals
+	if k == 0 {
+		if len(w.d.cols) < len(w.t.cols) {
+			w.d.cols = make([]colState, len(w.t.cols))
+		}
+		w.d.cache = w.d.cache[:0]
 	}
 	for _, ci := range w.t.byLevel[k] {
-		vals[ci] = w.d.find(w.elems[k], w.t.cols[ci].rest)
+		w.d.cols[ci] = colState{node: w.d.find(w.elems[k], w.t.cols[ci].rest)}
 	}
+}
+
+// colState is a column's value for the current element of its level. The
+// field of a column above the deepest level is the same on every row of the
+// element: it is rendered (or validated) once and then copied from the
+// Doc's cache.
+type colState struct {
+	node       int32 // value node, or missing
+	done       bool  // rendered (or validated) for the current element
+	null       bool
+	start, end int32 // the rendered field in Doc.cache
 }
 
 // row writes one row from the resolved values.
 func (w *rowWriter) row() error {
 	csv := &w.m.csv
+	deepest := len(w.t.levels)
 	for ci := range w.t.cols {
 		c := &w.t.cols[ci]
 		if ci > 0 && !w.dry {
 			w.dst = append(w.dst, csv.delim)
+		}
+		cached := c.source == SourceEvent && c.level < deepest
+		if st := &w.d.cols[ci]; cached && st.done {
+			w.copyField(st)
+			continue
 		}
 		start := len(w.dst)
 		null, reason := w.field(c, ci)
@@ -124,6 +142,9 @@ func (w *rowWriter) row() error {
 		default:
 			w.dst = csv.finishField(w.dst, start)
 		}
+		if cached {
+			w.cacheField(&w.d.cols[ci], start, null)
+		}
 	}
 	if !w.dry {
 		w.dst = append(w.dst, '\n')
@@ -132,12 +153,31 @@ func (w *rowWriter) row() error {
 	return nil
 }
 
+func (w *rowWriter) cacheField(st *colState, start int, null bool) {
+	st.done, st.null = true, null
+	if !w.dry && !null {
+		st.start = int32(len(w.d.cache))
+		w.d.cache = append(w.d.cache, w.dst[start:]...)
+		st.end = int32(len(w.d.cache))
+	}
+}
+
+func (w *rowWriter) copyField(st *colState) {
+	switch {
+	case w.dry:
+	case st.null:
+		w.dst = append(w.dst, w.m.csv.null...)
+	default:
+		w.dst = append(w.dst, w.d.cache[st.start:st.end]...)
+	}
+}
+
 // field writes the value of column ci unquoted, or reports it as null
 // (missing) or rejected.
 func (w *rowWriter) field(c *column, ci int) (null bool, reason string) {
 	switch c.source {
 	case SourceEvent:
-		v := w.d.vals[ci]
+		v := w.d.cols[ci].node
 		if v >= 0 && w.d.tape[v].kind != KindNull {
 			w.dst, reason = w.d.appendTyped(w.dst, v, c.typ, w.dry)
 			return false, reason

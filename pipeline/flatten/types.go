@@ -132,14 +132,15 @@ func (d *Doc) appendTimestampValue(dst []byte, i int32) ([]byte, string) {
 	if n.kind != KindString {
 		return dst, d.describe(i) + " is not a timestamp (an RFC 3339 string)"
 	}
-	start := len(dst)
-	dst = d.appendStringText(dst, n)
-	out, reason := appendTimestamp(dst, dst[start:])
-	if reason != "" {
-		return dst[:start], d.describe(i) + " is not a timestamp: " + reason
+	text := d.src[n.start:n.end]
+	if n.esc {
+		text, _ = appendUnescaped(nil, text) // rare: allocates
 	}
-	// Move the output over the input text.
-	return append(dst[:start], out[len(dst):]...), ""
+	out, reason := appendTimestamp(dst, text)
+	if reason != "" {
+		return dst, d.describe(i) + " is not a timestamp: " + reason
+	}
+	return out, ""
 }
 
 // appendStringText appends the decoded text of string node n.
