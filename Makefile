@@ -47,7 +47,7 @@ bench: ## benchmarks with allocations, no tests
 	$(GO) test -run '^$$' -bench '$(if $(RUN),$(RUN),.)' -benchmem $(PKG)
 
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
-	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+	@unformatted=$$(gofmt -l $$($(GO) list -f '{{.Dir}}' $(PKG)) | sort -u); \
 	if [[ -n $$unformatted ]]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKG)
 	$(STATICCHECK) $(PKG)

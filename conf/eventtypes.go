@@ -54,7 +54,11 @@ func (et *EventType) validateKeys(ps *problems, key string) {
 	for j, p := range et.PartitionKey {
 		scalarPath(ps, fmt.Sprintf("%s.partition_key[%d]", key, j), p)
 	}
-	oneOf(ps, key+".ordering", et.Ordering, orderings)
+	if et.Ordering == "" {
+		ps.missing(key + ".ordering")
+	} else {
+		oneOf(ps, key+".ordering", et.Ordering, orderings)
+	}
 	switch {
 	case et.Ordering == OrderingArrival && et.OrderingKey != "":
 		ps.bad(key+".ordering_key", et.OrderingKey, `must be empty when ordering = "arrival" (Nakadi offset order)`)

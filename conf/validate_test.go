@@ -121,7 +121,7 @@ var eventTypeRules = []ruleCase{
 	{"partition_key explode", e("event_types[0].partition_key", `["article_id", "sizes[*].size"]`), "event_types[0].partition_key[1]", `"sizes[*].size" must address one value`},
 	{"partition_key invalid", e("event_types[0].partition_key", `["a["]`), "event_types[0].partition_key[0]", `"a[" is not a valid path`},
 	{"ordering unknown", e("event_types[0].ordering", `"version"`), "event_types[0].ordering", `"version" must be one of "number", "string", "timestamp", "arrival"`},
-	{"ordering missing", e("event_types[0].ordering", deleteKey), "event_types[0].ordering", `"" must be one of`},
+	{"ordering missing", e("event_types[0].ordering", deleteKey), "event_types[0].ordering", "is required"},
 	{"ordering_key missing", e("event_types[0].ordering_key", deleteKey), "event_types[0].ordering_key", "is required"},
 	{"ordering_key with arrival", e("event_types[1].ordering_key", `"version"`), "event_types[1].ordering_key", `"version" must be empty when ordering = "arrival"`},
 	{"ordering_key explode", e("event_types[0].ordering_key", `"versions[*]"`), "event_types[0].ordering_key", "[*] is not allowed here"},

@@ -156,7 +156,7 @@ func (d *daemon) serve(signals <-chan os.Signal) error {
 	if cause == nil && pipe.err != nil {
 		cause = fmt.Errorf("pipeline: %w", pipe.err)
 	}
-	d.log.Info().Dur("took", time.Since(start)).Msg("pipeline drained")
+	d.log.Info().Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("pipeline drained")
 	stopAdmin()
 	<-admin.done
 	<-super.done
@@ -173,7 +173,7 @@ func (d *daemon) waitForStop(signals <-chan os.Signal, pipe, admin *task) error 
 				d.reload()
 				continue
 			}
-			d.log.Info().Str("signal", sig.String()).Dur("budget", d.cfg.Daemon.DrainTimeout.Duration()).Msg("stopping")
+			d.log.Info().Str("signal", sig.String()).Str("budget", d.cfg.Daemon.DrainTimeout.String()).Msg("stopping")
 			return nil
 		case <-pipe.done:
 			d.log.Error().Err(pipe.err).Msg("pipeline stopped on its own")
