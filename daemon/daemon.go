@@ -250,7 +250,7 @@ func (d *daemon) readyChanged(ready bool) {
 		return
 	}
 	d.log.Info().Msg("ready")
-	status := fmt.Sprintf("STATUS=ready: %d event types, admin on %s", len(d.cfg.EventTypes), d.admin.Addr())
+	status := fmt.Sprintf("STATUS=ready: %s, admin on %s", plural(len(d.cfg.EventTypes), "event type"), d.admin.Addr())
 	if d.readySent.CompareAndSwap(false, true) {
 		d.notify("READY=1", status)
 		return

@@ -133,7 +133,7 @@ func TestRunNotifiesSystemd(t *testing.T) {
 
 	starting := s.waitFor(t, "STATUS=starting", func(m string) bool { return m == "STATUS=starting" })
 	ready := s.waitFor(t, "READY=1", func(m string) bool {
-		return strings.HasPrefix(m, "READY=1\nSTATUS=ready: 1 event types, admin on 127.0.0.1:")
+		return strings.HasPrefix(m, "READY=1\nSTATUS=ready: 1 event type, admin on 127.0.0.1:")
 	})
 	pings := func() int {
 		n := 0
