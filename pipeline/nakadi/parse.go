@@ -1,6 +1,7 @@
 package nakadi
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -391,20 +392,39 @@ func (p *parser) skipComposite(line []byte, i int) (int, error) {
 }
 
 // scanString returns the index after the closing quote of the string at i
-// and whether it contains escapes.
+// and whether it contains escapes. It skips 8 bytes at a time while none of
+// them is a quote or a backslash.
 func scanString(line []byte, i int) (end int, esc bool, err error) {
 	n := len(line)
-	for j := i + 1; j < n; j++ {
-		if !stringStop[line[j]] {
-			continue
+	j := i + 1
+	for {
+		for j+8 <= n && !quoteOrBackslash(binary.LittleEndian.Uint64(line[j:j+8])) {
+			j += 8
+		}
+		for j < n && !stringStop[line[j]] {
+			j++
+		}
+		if j >= n {
+			return n, esc, malformed(i, "unterminated string")
 		}
 		if line[j] == '"' {
 			return j + 1, esc, nil
 		}
 		esc = true
-		j++ // skip the escaped byte
+		j += 2 // the backslash and the escaped byte
 	}
-	return n, esc, malformed(i, "unterminated string")
+}
+
+// SWAR constants: a byte of ones in every lane, and the lanes' high bits.
+const (
+	lanes01 = 0x0101010101010101
+	lanes80 = 0x8080808080808080
+)
+
+// quoteOrBackslash reports whether any byte of v is '"' or '\\'.
+func quoteOrBackslash(v uint64) bool {
+	q, b := v^(lanes01*'"'), v^(lanes01*'\\')
+	return ((q-lanes01)&^q|(b-lanes01)&^b)&lanes80 != 0
 }
 
 // unquote decodes a quoted JSON string with escapes or invalid UTF-8 the way

@@ -234,3 +234,39 @@ func TestCompareOffsets(t *testing.T) {
 		t.Error("offsetNumber(BEGIN) ok")
 	}
 }
+
+func TestQuoteOrBackslash(t *testing.T) {
+	for pos := range 8 {
+		for c := range 256 {
+			var w [8]byte
+			for i := range w {
+				w[i] = 'a'
+			}
+			w[pos] = byte(c)
+			want := c == '"' || c == '\\'
+			if got := quoteOrBackslash(uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+				uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56); got != want {
+				t.Fatalf("byte %#x at %d: %v", c, pos, got)
+			}
+		}
+	}
+}
+
+func TestScanStringAtEveryLength(t *testing.T) {
+	for n := range 40 {
+		for esc := -1; esc < n-1; esc++ {
+			body := []byte(strings.Repeat("x", n))
+			if esc >= 0 {
+				body[esc], body[esc+1] = '\\', '"'
+			}
+			line := append(append([]byte{'"'}, body...), '"', ',')
+			end, hasEsc, err := scanString(line, 0)
+			if err != nil || end != n+2 || hasEsc != (esc >= 0) {
+				t.Fatalf("n=%d esc=%d: end=%d esc=%v err=%v", n, esc, end, hasEsc, err)
+			}
+			if _, _, err := scanString(line[:n+1], 0); err == nil {
+				t.Fatalf("n=%d esc=%d: unterminated accepted", n, esc)
+			}
+		}
+	}
+}

@@ -53,8 +53,7 @@ func (r *streamReader) next() (*Batch, error) {
 			return nil, err
 		}
 		if len(r.p.spans) > 0 {
-			buf := make([]byte, len(line))
-			copy(buf, line)
+			buf := append([]byte(nil), line...) // not zeroed first, unlike make+copy
 			r.p.fillEvents(buf, b)
 		}
 		r.releaseAcc()
