@@ -47,16 +47,24 @@ func BenchmarkReader(b *testing.B) {
 	r := newStreamReader(&loopReader{data: line}, 0, 0)
 	b.SetBytes(int64(len(line)))
 	b.ReportAllocs()
-	events := 0
+	events, n := 0, 0
+	cpu0 := processCPU()
 	for b.Loop() {
 		batch, err := r.next()
 		if err != nil || len(batch.Events) != 500 {
 			b.Fatalf("next: %v", err)
 		}
 		events += len(batch.Events)
+		n++
 	}
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(len(line))/500, "B/event")
+	// Per core: bytes per CPU-second of the whole process (parser and GC),
+	// which a loaded machine does not distort the way wall time is.
+	if cpu := processCPU() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(n*len(line))/cpu.Seconds()/1e6, "MB/cpu-s")
+		b.ReportMetric(float64(events)/cpu.Seconds(), "events/cpu-s")
+	}
 }
 
 // BenchmarkParse measures the parser alone on the same line (no copy).
