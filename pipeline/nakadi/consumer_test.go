@@ -400,3 +400,53 @@ func TestDuplicateBatchGapsAndRetentionSkip(t *testing.T) {
 		t.Fatalf("received offset after the gap: %s", last)
 	}
 }
+
+// TestRetryFatalKeepsGoing: with RetryFatal a 403 is reported but the
+// consumer keeps retrying and streams once access is back.
+func TestRetryFatalKeepsGoing(t *testing.T) {
+	srv := newEmulator(t, nakaditest.Options{})
+	_ = srv.CreateEventType("et", 1, nil)
+	srv.FailNext(nakaditest.RouteStream, 2, http.StatusForbidden, 0)
+	cfg := testConfig(t, srv, "et")
+	cfg.RetryFatal = true
+	h := startConsumer(t, cfg)
+	s := h.sink()
+	publish(t, srv, "et", 0, 3)
+	waitFor(t, "events after 403s", func() bool { return s.count(0, 3) == 3 })
+	if !h.c.Ready() || h.c.Status().Fatal {
+		t.Fatal("still fatal after recovering")
+	}
+	if n := metricValue(h.c.m.errors.WithLabelValues("et", "forbidden")); n != 2 {
+		t.Fatalf("forbidden errors = %v", n)
+	}
+}
+
+// TestSeveralEventTypes: one subscription over two event types; cursors and
+// Committed are per event type and partition.
+func TestSeveralEventTypes(t *testing.T) {
+	srv := newEmulator(t, nakaditest.Options{})
+	_ = srv.CreateEventType("a", 2, []string{"id"})
+	_ = srv.CreateEventType("b", 1, nil)
+	publish(t, srv, "a", 0, 20)
+	publish(t, srv, "b", 100, 110)
+	h := startConsumer(t, testConfig(t, srv, "a", "b"))
+	s := h.sink()
+	waitFor(t, "both event types", func() bool { return s.count(0, 20) == 20 && s.count(100, 110) == 10 })
+	sub := h.c.SubscriptionID()
+	waitFor(t, "all committed", func() bool {
+		cs := srv.Committed(sub)
+		return len(cs) == 3 && cs[0].Offset == srv.NewestOffset("a", 0) && cs[1].Offset == srv.NewestOffset("a", 1) && cs[2].Offset == srv.NewestOffset("b", 0)
+	})
+	firsts := map[PartitionKey]bool{}
+	for _, b := range s.allBatches() {
+		if !firsts[b.Cursor.Key()] {
+			firsts[b.Cursor.Key()] = true
+			if b.Committed == nil || b.Committed.Key() != b.Cursor.Key() {
+				t.Fatalf("first batch of %v: Committed %+v", b.Cursor.Key(), b.Committed)
+			}
+		}
+	}
+	if len(firsts) != 3 || len(h.c.Status().Partitions) != 3 {
+		t.Fatalf("partitions seen %v", firsts)
+	}
+}
