@@ -43,7 +43,7 @@ func (d *Doc) find(i int32, steps []step) int32 {
 		st := &steps[s]
 		switch st.kind {
 		case stepKey:
-			i = d.member(i, st.key)
+			i = d.member(i, st)
 		case stepIndex:
 			i = d.element(i, st.index)
 		default:
@@ -54,24 +54,24 @@ func (d *Doc) find(i int32, steps []step) int32 {
 }
 
 // member returns the value of the last member of object i with the key, or
-// missing. Every member is looked at, since the last duplicate wins.
-func (d *Doc) member(i int32, key string) int32 {
+// missing. Every member is looked at, since the last duplicate wins; key
+// nodes link to the next key and carry a hash, so most are skipped cheaply.
+func (d *Doc) member(i int32, st *step) int32 {
 	tape := d.tape
 	if tape[i].kind != KindObject {
 		return missing
 	}
 	found := int32(missing)
-	j := i + 1
-	for range tape[i].n {
+	for j, end := uint32(i+1), tape[i].next; j < end; j = tape[j].next {
 		k := &tape[j]
-		if k.esc {
-			if decodedEqual(d.src[k.start:k.end], key) {
-				found = j + 1
+		switch {
+		case k.esc:
+			if decodedEqual(d.src[k.start:k.end], st.key) {
+				found = int32(j + 1)
 			}
-		} else if int(k.end-k.start) == len(key) && string(d.src[k.start:k.end]) == key {
-			found = j + 1
+		case k.hash == st.hash && string(d.src[k.start:k.end]) == st.key:
+			found = int32(j + 1)
 		}
-		j = int32(tape[j+1].next)
 	}
 	return found
 }

@@ -17,7 +17,8 @@ import (
 // rejects (events are atomic, so every table is checked, not only ti), is
 // reported on stderr as one line `line N: <reason>` and counted in rejected.
 // lin gives the lineage of the event on line N; nil means none. err is
-// only a read or write error; the caller exits 1 when rejected > 0.
+// only a read or write error (after a read error, the rows of the complete
+// lines before it are still written); the caller exits 1 when rejected > 0.
 func WriteNDJSON(r io.Reader, stdout, stderr io.Writer, m *Mapping, ti int, lin func(line int) Lineage) (rejected int, err error) {
 	var out, msg []byte
 	if m.header {
@@ -45,11 +46,10 @@ func WriteNDJSON(r io.Reader, stdout, stderr io.Writer, m *Mapping, ti int, lin 
 			out = out[:0]
 		}
 	}
-	if lr.err != nil {
-		return rejected, lr.err
+	if _, err := stdout.Write(out); err != nil {
+		return rejected, err
 	}
-	_, err = stdout.Write(out)
-	return rejected, err
+	return rejected, lr.err
 }
 
 // flattenLine appends the rows of one NDJSON line to *out; it returns the

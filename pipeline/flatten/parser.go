@@ -30,11 +30,14 @@ func (k Kind) String() string { return kindNames[k] }
 type node struct {
 	kind Kind
 	esc  bool   // a string or key holding backslash escapes
+	hash uint16 // a key without escapes: keyHash of its bytes
 	n    uint32 // members of an object, elements of an array
 	// For strings and keys: the bytes between the quotes. For other values:
 	// their JSON text.
 	start, end uint32
-	next       uint32 // tape index just after this node's subtree
+	// The tape index just after this node's subtree; for a key, the index
+	// of the next key of its object (or of the object's end).
+	next uint32
 }
 
 // maxDepth is the nesting limit of encoding/json, so that both accept the
@@ -145,6 +148,9 @@ func (p *Parser) parse(b []byte) (off int, reason string) {
 			}
 			n.next = uint32(len(tape) + 1)
 			tape = append(tape, n)
+			if len(stack) > 0 && tape[stack[len(stack)-1]].kind == KindObject {
+				tape[len(tape)-2].next = uint32(len(tape)) // the member's key
+			}
 		}
 		// After a value: close containers until one has another member.
 		for {
@@ -183,10 +189,15 @@ func closerOf(k Kind) byte {
 
 // closeTop ends the innermost container at its closer b[i].
 func closeTop(tape []node, stack []uint32, i int) ([]node, []uint32) {
-	n := &tape[stack[len(stack)-1]]
+	top := stack[len(stack)-1]
+	n := &tape[top]
 	n.end = uint32(i + 1)
 	n.next = uint32(len(tape))
-	return tape, stack[:len(stack)-1]
+	stack = stack[:len(stack)-1]
+	if len(stack) > 0 && tape[stack[len(stack)-1]].kind == KindObject {
+		tape[top-1].next = uint32(len(tape)) // the member's key
+	}
+	return tape, stack
 }
 
 // key parses an object key at b[i] and its colon, appending the key node; it
@@ -199,7 +210,7 @@ func key(b []byte, i int, tape []node) ([]node, int, string) {
 	if reason != "" {
 		return tape, end, reason
 	}
-	tape = append(tape, node{kind: KindString, esc: esc, start: uint32(i + 1), end: uint32(end - 1), next: uint32(len(tape) + 1)})
+	tape = append(tape, node{kind: KindString, esc: esc, hash: keyHash(b[i+1 : end-1]), start: uint32(i + 1), end: uint32(end - 1)})
 	j := ws(b, end)
 	if j >= len(b) || b[j] != ':' {
 		return tape, j, unexpected(b, j, "after an object key")

@@ -18,8 +18,23 @@ const (
 
 type step struct {
 	kind  stepKind
+	hash  uint16 // stepKey: keyHash(key)
 	index int    // stepIndex
 	key   string // stepKey, decoded
+}
+
+func keyStep(key string) step {
+	return step{kind: stepKey, key: key, hash: keyHash(key)}
+}
+
+// keyHash is a cheap summary of a key (its length and end bytes): the
+// parser stores it in key nodes so that lookups skip most keys without
+// comparing them.
+func keyHash[S string | []byte](k S) uint16 {
+	if len(k) == 0 {
+		return 0
+	}
+	return uint16(len(k))*31 ^ uint16(k[0])<<8 ^ uint16(k[len(k)-1])
 }
 
 // Path is a parsed JSON path (DESIGN.md §4): dotted object keys, [N] array
@@ -98,7 +113,7 @@ func parseKey(s string, i int) (step, int, string) {
 		}
 		return step{}, j, "empty key"
 	}
-	return step{kind: stepKey, key: s[i:j]}, j, ""
+	return keyStep(s[i:j]), j, ""
 }
 
 func parseBracket(s string, i int, first bool) (step, int, string) {
@@ -155,7 +170,7 @@ func parseQuoted(s string, i int) (step, int, string) {
 		b, _ := appendUnescaped(nil, []byte(key))
 		key = string(b)
 	}
-	return step{kind: stepKey, key: key}, end + 1, ""
+	return keyStep(key), end + 1, ""
 }
 
 func invalidUTF8At(s string) int {
