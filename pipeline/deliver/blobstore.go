@@ -47,7 +47,10 @@ type Stored struct {
 	URL            string
 	Size           int64
 	SHA256         string // lower-case hex of the stored bytes
-	AlreadyExisted bool   // the key held these bytes before this Put
+	// AlreadyExisted: the key already held these bytes, stored by an
+	// earlier attempt (perhaps one whose response was lost) or another
+	// writer; nothing was written.
+	AlreadyExisted bool
 }
 
 // ObjectInfo describes a stored object.

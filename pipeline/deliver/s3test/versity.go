@@ -57,6 +57,13 @@ func (b *syncBuffer) String() string {
 // fails when CI=true.
 func StartVersity(t testing.TB) *Versity {
 	t.Helper()
+	return StartVersityIn(t, t.TempDir())
+}
+
+// StartVersityIn is StartVersity serving dir (e.g. on tmpfs, to measure
+// the client rather than the disk).
+func StartVersityIn(t testing.TB, dir string) *Versity {
+	t.Helper()
 	bin := VersityBinary()
 	if bin == "" {
 		msg := "versitygw " + VersityVersion + " not found ($VERSITYGW or <repo>/.cache/bin/versitygw): run `make tools`"
@@ -65,7 +72,7 @@ func StartVersity(t testing.TB) *Versity {
 		}
 		t.Skip("SKIPPED — " + msg)
 	}
-	v := &Versity{Dir: t.TempDir(), bin: bin, t: t}
+	v := &Versity{Dir: dir, bin: bin, t: t}
 	v.Server = Server{Bucket: "materializer-test", Creds: Creds{AccessKeyID: "versity-root", SecretAccessKey: "versity-secret-0123456789"}}
 	t.Cleanup(v.Stop)
 	var err error
@@ -122,6 +129,16 @@ func (v *Versity) Start() {
 	if err := v.start(); err != nil {
 		v.t.Fatalf("versitygw restart: %v\n%s", err, v.output())
 	}
+}
+
+// PID of the running server process (0 when stopped).
+func (v *Versity) PID() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.cmd == nil {
+		return 0
+	}
+	return v.cmd.Process.Pid
 }
 
 // Stop kills the server and waits for it to exit.
