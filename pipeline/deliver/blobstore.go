@@ -43,10 +43,10 @@ type PutMeta struct {
 
 // Stored is the result of a successful Put.
 type Stored struct {
-	Key            string
-	URL            string
-	Size           int64
-	SHA256         string // lower-case hex of the stored bytes
+	Key    string
+	URL    string
+	Size   int64
+	SHA256 string // lower-case hex of the stored bytes
 	// AlreadyExisted: the key already held these bytes, stored by an
 	// earlier attempt (perhaps one whose response was lost) or another
 	// writer; nothing was written.
