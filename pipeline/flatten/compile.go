@@ -25,7 +25,8 @@ import (
 //   - the csv delimiter and null marker (Table = -1).
 func Compile(tables []TableSpec, csv CSV) (*Mapping, error) {
 	var c compiler
-	m := &Mapping{csv: c.csvOptions(csv), header: csv.Header}
+	c.csv = c.csvOptions(csv)
+	m := &Mapping{csv: c.csv, header: csv.Header}
 	if len(tables) == 0 {
 		c.add(-1, -1, "tables", "", "no tables: an event type needs at least one")
 	}
@@ -48,6 +49,7 @@ func Compile(tables []TableSpec, csv CSV) (*Mapping, error) {
 
 type compiler struct {
 	problems Problems
+	csv      csvOut
 }
 
 func (c *compiler) add(table, col int, field, value, msg string) {
@@ -130,6 +132,7 @@ func (c *compiler) column(ti, ci int, cs ColumnSpec) column {
 	default:
 		c.add(ti, ci, "source", string(cs.Source), "is not a source (empty for the event, ordinal, partition, offset, event_type)")
 	}
+	col.plain = (cs.Source == SourceEvent || cs.Source == SourceOrdinal) && neverQuoted(col.typ, &c.csv)
 	if cs.Required && cs.Source != SourceEvent {
 		c.add(ti, ci, "required", "true", fmt.Sprintf("is not allowed for source %q: such a column is never missing", cs.Source))
 	}

@@ -1,5 +1,7 @@
 package flatten
 
+import "strings"
+
 // Mapping is the compiled form of an event type's tables. It is immutable
 // and safe for concurrent use by many goroutines (each with its own Parser).
 type Mapping struct {
@@ -30,6 +32,25 @@ type column struct {
 	path     Path
 	level    int    // the element read: 0 = the event, k = the element of the k-th [*]
 	rest     []step // steps from that element (event source)
+	plain    bool   // its rendered values never need CSV quoting
+}
+
+// alphabets are the bytes the rendered values of the typed columns are
+// made of (ordinals are ints).
+var alphabets = map[Type]string{
+	TypeInt:       "-0123456789",
+	TypeDecimal:   "-.0123456789",
+	TypeBool:      "aeflrstu",
+	TypeTimestamp: "-.:0123456789TZ",
+}
+
+// neverQuoted reports whether no value of type typ needs quoting under c:
+// the delimiter is not in the type's alphabet and no value can equal the
+// null marker (values are never empty, never \.).
+func neverQuoted(typ Type, c *csvOut) bool {
+	alphabet, ok := alphabets[typ]
+	return ok && !strings.ContainsRune(alphabet, rune(c.delim)) &&
+		(c.null == "" || strings.Trim(c.null, alphabet) != "")
 }
 
 // TableInfo describes a compiled table: its name and its columns in order.

@@ -139,7 +139,7 @@ func (w *rowWriter) row() error {
 			w.dst = w.dst[:0]
 		case null:
 			w.dst = append(w.dst, csv.null...)
-		default:
+		case !c.plain:
 			w.dst = csv.finishField(w.dst, start)
 		}
 		if cached {

@@ -32,3 +32,42 @@ func TestRejectError(t *testing.T) {
 		t.Errorf("AppendRows: %q %d %v", out, n, err)
 	}
 }
+
+// A Mapping is shared by goroutines, each with its own Parser (run with
+// -race).
+func TestMappingConcurrent(t *testing.T) {
+	m, err := Compile([]TableSpec{benchTable}, CSV{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := []byte(`{"article_id":1,"sizes":[{"size":"S","qty":1},{"size":"M","qty":2}],"attributes":{"a":1}}`)
+	want := ""
+	done := make(chan string)
+	for range 4 {
+		go func() {
+			var p Parser
+			var out []byte
+			for range 100 {
+				d, err := p.Parse(event)
+				if err == nil {
+					err = m.Validate(d)
+				}
+				if err != nil {
+					done <- err.Error()
+					return
+				}
+				out, _, _ = m.AppendRows(out[:0], 0, d, Lineage{})
+			}
+			done <- string(out)
+		}()
+	}
+	for i := range 4 {
+		got := <-done
+		if i == 0 {
+			want = got
+		}
+		if got != want || want == "" {
+			t.Errorf("goroutine result %q, want %q", got, want)
+		}
+	}
+}
