@@ -298,3 +298,22 @@ func TestURLs(t *testing.T) {
 		}
 	}
 }
+
+// TestPutWithoutListPermission: HEADs of missing keys answer 403 (no
+// s3:ListBucket on AWS); Put still stores the file, single and multipart.
+func TestPutWithoutListPermission(t *testing.T) {
+	fake := s3test.StartFake(t)
+	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, deliver.Options{PartSize: 5 << 20, MultipartThreshold: 5 << 20}))
+	fake.FailNext(1000, s3test.AccessDenied, func(r *http.Request) bool { return r.Method == http.MethodHead })
+	for _, size := range []int64{10, 6 << 20} {
+		f, want := writeFile(t, size, 6)
+		key := fmt.Sprintf("k%d.csv", size)
+		st, err := bs.Put(ctxT(t), key, f, size, deliver.PutMeta{})
+		if err != nil || st.SHA256 != want {
+			t.Fatalf("Put(%d bytes) = %+v, %v", size, st, err)
+		}
+	}
+	if n := fake.Count(func(r s3test.Request) bool { return r.Status == 403 }); n != 3 {
+		t.Fatalf("%d HEADs answered 403, want 3 (the test must exercise the forbidden HEADs)", n)
+	}
+}

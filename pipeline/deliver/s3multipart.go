@@ -45,7 +45,7 @@ func (s *s3Store) uploadAndComplete(ctx context.Context, st Stored, src io.Reade
 	// it (AWS, versitygw) this is only a cheap early exit.
 	if _, err := s.Head(ctx, st.Key); err == nil {
 		return errExists
-	} else if !isNotFoundErr(err) {
+	} else if !isNotFoundErr(err) && !headForbidden(err) {
 		return err
 	}
 	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{

@@ -36,7 +36,7 @@ func (s *s3Store) put(ctx context.Context, key string, src io.ReaderAt, size int
 		return Stored{}, fmt.Errorf("deliver: put %q: %w", key, err)
 	}
 	st := Stored{Key: key, URL: s.URL(key), Size: size, SHA256: sum}
-	if found, err := s.matchExisting(ctx, &st); found || err != nil {
+	if found, err := s.matchExisting(ctx, &st); found || (err != nil && !headForbidden(err)) {
 		return st, err
 	}
 	if size >= s.opts.MultipartThreshold {
@@ -53,6 +53,11 @@ func (s *s3Store) put(ctx context.Context, key string, src io.ReaderAt, size int
 	}
 	return st, err
 }
+
+// headForbidden: AWS answers a HEAD of a missing key with 403 when the
+// role may not list the bucket. The pre-checks are only shortcuts (the
+// conditional write protects the key), so Put goes on without them.
+func headForbidden(err error) bool { return httpStatus(err) == 403 }
 
 func (s *s3Store) putSingle(ctx context.Context, st Stored, src io.ReaderAt, meta PutMeta) error {
 	in := &s3.PutObjectInput{

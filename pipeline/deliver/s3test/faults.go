@@ -16,6 +16,9 @@ const (
 	InternalError
 	// DropConnection closes the connection without an answer.
 	DropConnection
+	// AccessDenied answers 403 without a body, as AWS answers a HEAD of a
+	// missing key when the caller may not list the bucket.
+	AccessDenied
 )
 
 // Request is one request seen, with the status it was answered with.
@@ -130,6 +133,9 @@ func inject(w http.ResponseWriter, fault Fault) int {
 			}
 		}
 		panic(http.ErrAbortHandler)
+	case AccessDenied:
+		w.WriteHeader(http.StatusForbidden)
+		return http.StatusForbidden
 	case InternalError:
 		return writeError(w, http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again.")
 	default:
