@@ -95,23 +95,20 @@ func (p *Publisher) publish(ctx context.Context, subject, msgID string, body []b
 	if err := p.checkArgs(subject, msgID); err != nil {
 		return err
 	}
-	if err := p.usable(); err != nil {
-		return err
-	}
-	if err := p.ensure(ctx); err != nil {
-		return err
-	}
 	var err error
 	for attempt := 1; attempt <= p.opts.PublishAttempts; attempt++ {
 		if attempt > 1 {
 			p.metrics.retries.Inc()
 		}
+		if err := p.usable(); err != nil {
+			return err
+		}
+		if err := p.ensure(ctx); err != nil { // again after "no responders"
+			return err
+		}
 		var retry bool
 		if retry, err = p.publishOnce(ctx, subject, msgID, body); !retry {
 			return err
-		}
-		if uerr := p.usable(); uerr != nil {
-			return uerr
 		}
 	}
 	return err

@@ -165,3 +165,23 @@ func outboxLoop(ctx context.Context, p *notify.Publisher, n int, acked, allowed 
 	}
 	return nil
 }
+
+// TestPublishRecreatesDeletedStream: an operator deleted the stream; the
+// next Publish creates it again.
+func TestPublishRecreatesDeletedStream(t *testing.T) {
+	srv := natstest.Start(t)
+	p := connect(t, notify.Options{URLs: srv.URL()})
+	if err := p.Publish(ctxT(t), "materializer.files.a", "k1", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(srv.Connect(t))
+	if err := js.DeleteStream(ctxT(t), notify.DefaultStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(ctxT(t), "materializer.files.a", "k2", []byte(`{}`)); err != nil {
+		t.Fatalf("Publish after the stream was deleted: %v", err)
+	}
+	if n := len(streamMsgs(t, srv.Connect(t), notify.DefaultStream)); n != 1 {
+		t.Fatalf("%d messages in the new stream, want 1", n)
+	}
+}
