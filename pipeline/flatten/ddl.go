@@ -98,8 +98,8 @@ func DDL(dialectName, eventType string, tables []TableSpec) (string, error) {
 			writeCreate(&b, ident(name), cols)
 		}
 	}
-	cols := make([][2]string, len(RejectedColumns))
-	for i, name := range RejectedColumns {
+	cols := make([][2]string, len(rejectedColumns))
+	for i, name := range rejectedColumns {
 		cols[i] = [2]string{ident(name), dl.rejected[i]}
 	}
 	writeCreate(&b, ident(strings.ReplaceAll(eventType, ".", "_")+"_rejected"), cols)

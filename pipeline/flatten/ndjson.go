@@ -11,6 +11,7 @@ import (
 // length) and writes to stdout what the main file of table ti would hold
 // without compaction: the header (when the [csv] header option is set, even
 // if no row follows), then the rows of every accepted event in input order.
+// ti must be a table index of m (see Mapping.TableIndex).
 //
 // Lines are numbered from 1. A blank line (empty or JSON whitespace only) is
 // skipped. An event that does not parse, or that any column of any table

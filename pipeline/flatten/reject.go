@@ -2,14 +2,18 @@ package flatten
 
 import "unicode/utf8"
 
-// RejectedColumns are the columns of a rejected file (DESIGN.md §7).
-var RejectedColumns = []string{"partition", "offset", "error", "raw_event"}
+// rejectedColumns are the columns of a rejected file (DESIGN.md §7).
+var rejectedColumns = [...]string{"partition", "offset", "error", "raw_event"}
+
+// RejectedColumns returns the column names of a rejected file (DESIGN.md
+// §7), all of type string.
+func RejectedColumns() []string { return append([]string(nil), rejectedColumns[:]...) }
 
 // RejectedHeader returns the header line of a rejected file.
 func RejectedHeader(csv CSV) []byte {
 	c := csvOf(csv)
 	var b []byte
-	for i, name := range RejectedColumns {
+	for i, name := range rejectedColumns {
 		if i > 0 {
 			b = append(b, c.delim)
 		}
