@@ -35,10 +35,14 @@ type harness struct {
 	offsets map[string]int // next offset per partition
 	stream  string
 	durable []string
+
+	cacheSize int64  // Pebble block cache; small for golden tests
+	memTable  uint64 // Pebble memtable size
 }
 
 func newHarness(t testing.TB) *harness {
-	return &harness{t: t, dir: t.TempDir(), clock: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC), offsets: map[string]int{}, stream: "s1"}
+	return &harness{t: t, dir: t.TempDir(), clock: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC), offsets: map[string]int{}, stream: "s1",
+		cacheSize: 8 << 20, memTable: 4 << 20}
 }
 
 func offset(n int) string { return fmt.Sprintf("001-0001-%018d", n) }
@@ -118,7 +122,7 @@ func orDefault(s, def string) string {
 
 func (h *harness) open() {
 	h.t.Helper()
-	db, err := state.Open(filepath.Join(h.dir, "state"), state.Options{CacheSize: 8 << 20, MemTableSize: 4 << 20})
+	db, err := state.Open(filepath.Join(h.dir, "state"), state.Options{CacheSize: h.cacheSize, MemTableSize: h.memTable})
 	if err != nil {
 		h.t.Fatal(err)
 	}

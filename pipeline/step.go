@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"materializer/pipeline/compact"
@@ -17,6 +19,7 @@ type step struct {
 	now     int64
 	batch   *state.Batch
 	keys    map[string]*keyEntry
+	mk      []byte      // scratch: slot + key
 	order   []*keyEntry // keys in first-touch order (deterministic writes)
 	types   map[*eventType]bool
 	slots   map[*slot]bool // slots whose cursor or ring changed
@@ -62,6 +65,9 @@ func (e *Engine) applyStep(jobs []*job, extra func(*step) error) error {
 	defer st.batch.Close()
 	e.step = st
 	defer func() { e.step = nil }()
+	if err := e.prefetch(st, jobs); err != nil {
+		return err
+	}
 	for _, j := range jobs {
 		if err := e.applyJob(st, j); err != nil {
 			return err
@@ -84,21 +90,61 @@ func (e *Engine) applyStep(jobs []*job, extra func(*step) error) error {
 	return nil
 }
 
-// keyEntry loads a key's state into the step (once per step).
+// keyEntry returns a key's state in this step, loading it on first use.
 func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
-	mk := make([]byte, 0, 4+len(key))
-	mk = append(mk, byte(sl.id>>24), byte(sl.id>>16), byte(sl.id>>8), byte(sl.id))
-	mk = append(mk, key...)
-	if ke, ok := st.keys[string(mk)]; ok {
-		return ke, nil
+	ke, fresh := st.entry(sl, key)
+	if fresh {
+		if _, err := e.db.KeyState(sl.id, ke.key, &ke.st); err != nil {
+			return nil, err
+		}
 	}
-	ke := &keyEntry{slot: sl, key: mk[4:]}
-	if _, err := e.db.KeyState(sl.id, ke.key, &ke.st); err != nil {
-		return nil, err
-	}
-	st.keys[string(mk)] = ke
-	st.order = append(st.order, ke)
 	return ke, nil
+}
+
+// entry returns the step's entry for a key; fresh is true when it was just
+// created (its state not loaded yet).
+func (st *step) entry(sl *slot, key []byte) (ke *keyEntry, fresh bool) {
+	st.mk = append(st.mk[:0], byte(sl.id>>24), byte(sl.id>>16), byte(sl.id>>8), byte(sl.id))
+	st.mk = append(st.mk, key...)
+	if ke, ok := st.keys[string(st.mk)]; ok {
+		return ke, false
+	}
+	mk := string(st.mk)
+	ke = &keyEntry{slot: sl, key: []byte(mk[4:])}
+	st.keys[mk] = ke
+	st.order = append(st.order, ke)
+	return ke, true
+}
+
+// prefetch loads the state of every key the jobs touch, per slot with one
+// sorted pass (state.DB.KeyStates), before any event is applied.
+func (e *Engine) prefetch(st *step, jobs []*job) error {
+	bySlot := map[*slot][]*keyEntry{}
+	for _, j := range jobs {
+		if j.et == nil || j.b.Lost {
+			continue
+		}
+		sl := e.slotFor(st, j.et, j.b.Cursor.Partition)
+		for i := range j.events {
+			if j.events[i].reject != "" {
+				continue
+			}
+			if ke, fresh := st.entry(sl, j.bytes(j.events[i].key)); fresh {
+				bySlot[sl] = append(bySlot[sl], ke)
+			}
+		}
+	}
+	for sl, entries := range bySlot {
+		slices.SortFunc(entries, func(a, b *keyEntry) int { return bytes.Compare(a.key, b.key) })
+		keys := make([][]byte, len(entries))
+		for i, ke := range entries {
+			keys[i] = ke.key
+		}
+		if err := e.db.KeyStates(sl.id, keys, func(i int) *compact.KeyState { return &entries[i].st }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // applyJob applies one Nakadi batch.

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -310,12 +311,13 @@ func (s *Stage) Seal(id state.FileID) (state.File, error) {
 	return f.rec, nil
 }
 
-// Open files, for roll checks and status.
+// Files returns the open files' records, ordered by name.
 func (s *Stage) Files() []state.File {
 	out := make([]state.File, 0, len(s.open))
 	for _, f := range s.open {
 		out = append(out, f.rec)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
