@@ -33,7 +33,7 @@ type daemon struct {
 	sd         *sdNotifier
 	lock       *dataDirLock
 	auth       *adminAuth
-	pipe       pipeline
+	pipe       runner
 	admin      *adminServer
 	readySent  atomic.Bool
 	stopping   atomic.Bool

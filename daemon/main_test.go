@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"materializer/pipeline/nakadi/nakaditest"
 )
 
 // binPath is the materializer binary TestMain builds for the process tests.
@@ -62,6 +64,18 @@ func runBinary(t *testing.T, args ...string) (int, string, string) {
 // configOpts are the knobs of testConfig.
 type configOpts struct {
 	DataDir, AdminListen, TokenFile, LogLevel, DrainTimeout string
+	NakadiURL                                               string // default: a Nakadi emulator for this test
+}
+
+// startNakadi starts a Nakadi emulator (real HTTP) with the test event type.
+func startNakadi(t *testing.T) *nakaditest.Server {
+	t.Helper()
+	srv := nakaditest.NewServer(nakaditest.Options{})
+	t.Cleanup(srv.Close)
+	if err := srv.CreateEventType("article.updated", 2, []string{"article_id"}); err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }
 
 // testConfig writes a valid config (JSON logs, so tests can read them) and
@@ -77,6 +91,9 @@ func testConfig(t *testing.T, dir string, o configOpts) string {
 	if o.DrainTimeout == "" {
 		o.DrainTimeout = "10s"
 	}
+	if o.NakadiURL == "" {
+		o.NakadiURL = startNakadi(t).URL()
+	}
 	text := fmt.Sprintf(`
 [daemon]
 data_dir         = %q
@@ -87,11 +104,11 @@ log_format       = "json"
 drain_timeout    = %q
 
 [nakadi]
-url                = "http://127.0.0.1:1"
+url                = %q
 owning_application = "materializer-test"
 
 [storage]
-url = "file:///tmp/materializer-test-storage"
+url = "file://%s"
 
 [[event_types]]
 name          = "article.updated"
@@ -104,7 +121,7 @@ session_max   = "30m"
   [[event_types.tables]]
   name    = "article"
   columns = [{ name = "article_id", path = "article_id", type = "int" }]
-`, o.DataDir, o.AdminListen, o.TokenFile, o.LogLevel, o.DrainTimeout)
+`, o.DataDir, o.AdminListen, o.TokenFile, o.LogLevel, o.DrainTimeout, o.NakadiURL, filepath.Join(dir, "storage"))
 	path := filepath.Join(dir, "materializer.toml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

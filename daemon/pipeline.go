@@ -44,27 +44,26 @@ type controller interface {
 // goroutine it started exited, nil when ctx was cancelled (the drain), an
 // error when it failed on its own. A pipeline may also implement
 // `Healthy() error`: the systemd watchdog is fed only while it returns nil.
-type pipeline interface {
+type runner interface {
 	controller
 	Run(ctx context.Context) error
 }
 
 // pipelineDeps is what run hands to the engine.
 type pipelineDeps struct {
-	Config   *conf.Config
-	Log      zerolog.Logger
-	Registry prometheus.Registerer
-	Now      func() time.Time
+	Config    *conf.Config
+	Log       zerolog.Logger
+	Registry  prometheus.Registerer
+	Now       func() time.Time
+	Overrides pipelineOverrides
 }
 
-// newPipeline builds the engine. WIRING POINT: until pipeline/ is wired in,
-// it returns the placeholder, which has nothing to recover and so reports
-// ready at once, and answers every admin action with errNotRunning.
-func newPipeline(deps pipelineDeps) (pipeline, error) {
-	return &placeholderPipeline{}, nil
+// newPipeline builds the engine.
+func newPipeline(deps pipelineDeps) (runner, error) {
+	return newEngine(deps)
 }
 
-// placeholderPipeline stands in for the engine.
+// placeholderPipeline stands in for the engine in tests of the admin API.
 type placeholderPipeline struct{ ready atomic.Bool }
 
 func (p *placeholderPipeline) Run(ctx context.Context) error {

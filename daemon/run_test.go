@@ -118,7 +118,7 @@ func TestRunFailsWhenAdminPortIsTaken(t *testing.T) {
 
 func TestSIGHUPReloadsConfig(t *testing.T) {
 	dir := t.TempDir()
-	opts := configOpts{DataDir: filepath.Join(dir, "data")}
+	opts := configOpts{DataDir: filepath.Join(dir, "data"), NakadiURL: startNakadi(t).URL()}
 	path := testConfig(t, dir, opts)
 	p := startRun(t, path)
 	base := p.adminURL()
@@ -167,7 +167,7 @@ func TestAdminTokenNeverLeaks(t *testing.T) {
 	for _, tc := range []struct {
 		token string
 		code  int
-	}{{"", 401}, {"wrong", 401}, {secret, 503}} {
+	}{{"", 401}, {"wrong", 401}, {secret, 200}} {
 		if code, body := do(t, "POST", base+"/v1/flush", tc.token); code != tc.code || strings.Contains(body, secret) {
 			t.Errorf("token %q: %d %q, want %d", tc.token, code, body, tc.code)
 		}

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -103,6 +104,9 @@ type Engine struct {
 
 	trace func(format string, args ...any) // tests: narrates decisions
 
+	recovered atomic.Bool
+	heartbeat atomic.Int64 // unix ns of the loop's last turn
+
 	mu     sync.Mutex // guards status
 	status Status
 }
@@ -182,6 +186,8 @@ func (e *Engine) Run(ctx context.Context, in <-chan *nakadi.Batch) error {
 		return err
 	}
 	defer e.stage.Close()
+	e.recovered.Store(true)
+	defer e.recovered.Store(false)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	order := make(chan *job, 4*e.opts.Workers)
@@ -241,6 +247,7 @@ func (e *Engine) loop(ctx context.Context, order <-chan *job) error {
 	now := make(chan time.Time)
 	close(now)
 	for {
+		e.heartbeat.Store(time.Now().UnixNano())
 		var jobs []*job
 		var again <-chan time.Time
 		if e.more {
@@ -297,6 +304,7 @@ func (e *Engine) gather(ctx context.Context, j *job, order <-chan *job) []*job {
 func (e *Engine) runStep(ctx context.Context, jobs []*job, extra func(*step) error) error {
 	backoff := 100 * time.Millisecond
 	for {
+		e.heartbeat.Store(time.Now().UnixNano())
 		err := e.applyStep(jobs, extra)
 		if err == nil {
 			return nil
@@ -339,3 +347,24 @@ func (e *Engine) Do(ctx context.Context, fn func() error) error {
 }
 
 func (e *Engine) now() int64 { return e.opts.Now().UnixNano() }
+
+// Recovered reports whether Run finished recovery and is applying batches.
+func (e *Engine) Recovered() bool { return e.recovered.Load() }
+
+// ErrStalled is Healthy's error when the state writer stopped turning.
+var ErrStalled = errors.New("pipeline: engine loop stalled")
+
+// Healthy returns an error when the engine's loop has not turned for a
+// minute (a step hung in I/O, a deadlock); the watchdog then stops feeding
+// systemd, which restarts the process. A step failing and being retried
+// still turns the loop.
+func (e *Engine) Healthy() error {
+	last := e.heartbeat.Load()
+	if last == 0 || !e.recovered.Load() {
+		return nil
+	}
+	if d := time.Since(time.Unix(0, last)); d > time.Minute {
+		return fmt.Errorf("%w for %s", ErrStalled, d.Round(time.Second))
+	}
+	return nil
+}

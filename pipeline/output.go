@@ -89,7 +89,7 @@ func (e *Engine) appendRows(st *step, id state.FileID, t *tableInfo, rows []byte
 			return err
 		}
 		rec := state.File{
-			ID: id, Seq: seq, Name: files.Name(id, e.db.WriterID(), seq, e.opts.Compression),
+			ID: id, Seq: seq, Name: files.Name(id, e.db.WriterID(), seq, e.opts.Compression), Writer: e.db.WriterID(),
 			Created: st.now, Mapping: t.mapping, Header: e.opts.CSV.Header,
 			Compression: e.opts.Compression, Columns: t.columns,
 		}

@@ -94,6 +94,7 @@ type File struct {
 	ID          FileID
 	Seq         uint64
 	Name        string // base name in the staging directory, final from open
+	Writer      string // writer id the file was named with
 	Length      int64  // bytes on disk that belong to the file; beyond is garbage after a crash
 	Rows        int64  // data rows (not the header)
 	Events      int64  // events those rows came from
@@ -195,6 +196,7 @@ func (e *enc) file(f *File) {
 	e.str(f.ID.key())
 	e.uvarint(f.Seq)
 	e.str(f.Name)
+	e.str(f.Writer)
 	e.varint(f.Length)
 	e.varint(f.Rows)
 	e.varint(f.Events)
@@ -219,6 +221,7 @@ func (d *dec) file(f *File) {
 	f.ID = id
 	f.Seq = d.uvarint()
 	f.Name = d.str()
+	f.Writer = d.str()
 	f.Length = d.varint()
 	f.Rows = d.varint()
 	f.Events = d.varint()

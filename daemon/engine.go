@@ -1,0 +1,351 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"materializer/conf"
+	"materializer/pipeline"
+	"materializer/pipeline/compact"
+	"materializer/pipeline/deliver"
+	"materializer/pipeline/flatten"
+	"materializer/pipeline/nakadi"
+	"materializer/pipeline/notify"
+	"materializer/state"
+)
+
+// engine is the real pipeline of `materializer run`: consumers (one Nakadi
+// subscription per event type) → engine (state + staging files) →
+// deliverer (storage, then notices). Its components are Run(ctx) functions
+// composed with errgroup: the first failure cancels the rest.
+type engine struct {
+	cfg  *conf.Config
+	log  zerolog.Logger
+	reg  prometheus.Registerer
+	now  func() time.Time
+	opts pipelineOverrides
+
+	db        *state.DB
+	eng       *pipeline.Engine
+	deliverer *pipeline.Deliverer
+	publisher *notify.Publisher
+	consumers map[string]*nakadi.Consumer
+	names     []string
+
+	recovered atomic.Bool
+	mu        sync.Mutex
+	paused    map[string]bool // paused by an operator (admin API)
+	pressured bool            // paused by backpressure
+	bp        *backpressureMetrics
+}
+
+// pipelineOverrides are knobs tests and the demo set; zero values are the
+// production defaults.
+type pipelineOverrides struct {
+	FractionalSeconds bool          // emulator: sub-second stream parameters
+	Tick              time.Duration // engine timer resolution
+}
+
+// newEngine builds the pipeline; nothing runs and nothing is opened until Run.
+func newEngine(deps pipelineDeps) (*engine, error) {
+	e := &engine{
+		cfg: deps.Config, log: deps.Log, reg: deps.Registry, now: deps.Now, opts: deps.Overrides,
+		paused: map[string]bool{}, consumers: map[string]*nakadi.Consumer{},
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	for _, et := range e.cfg.EventTypes {
+		e.names = append(e.names, et.Name)
+	}
+	sort.Strings(e.names)
+	e.bp = newBackpressureMetrics(e.reg)
+	return e, nil
+}
+
+// Run opens the state and runs every component until ctx ends or one fails.
+func (e *engine) Run(ctx context.Context) error {
+	dataDir := e.cfg.Daemon.DataDir
+	db, err := state.Open(filepath.Join(dataDir, "state"), state.Options{Logger: e.log})
+	if err != nil {
+		return err
+	}
+	e.db = db
+	defer db.Close()
+	if err := e.build(ctx); err != nil {
+		return err
+	}
+	if e.publisher != nil {
+		defer e.publisher.Close()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	in := make(chan *nakadi.Batch, 8)
+	g.Go(func() error { return e.eng.Run(gctx, in) })
+	g.Go(func() error { return e.deliverer.Run(gctx) })
+	g.Go(func() error { e.watchRecovery(gctx); return nil })
+	g.Go(func() error { e.backpressure(gctx); return nil })
+	for _, name := range e.names {
+		c := e.consumers[name]
+		g.Go(func() error {
+			if err := c.Run(gctx, in); err != nil {
+				return fmt.Errorf("consumer %s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	if e.publisher != nil {
+		g.Go(func() error { e.ensureStream(gctx); return nil })
+	}
+	err = g.Wait()
+	e.recovered.Store(false)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// build creates the store, the publisher, the engine, the deliverer and the
+// consumers.
+func (e *engine) build(ctx context.Context) error {
+	c := e.cfg
+	store, err := deliver.Open(ctx, c.Storage.URL, deliver.Options{
+		Region: c.Storage.Region, Endpoint: c.Storage.Endpoint, AccessKeyIDFile: c.Storage.AccessKeyIDFile,
+		SecretAccessKeyFile: c.Storage.SecretAccessKeyFile, SSE: c.Storage.SSE, KMSKeyID: c.Storage.SSEKMSKeyID,
+		Logger: e.log, Registerer: e.reg, Now: e.now,
+	})
+	if err != nil {
+		return err
+	}
+	var announcer pipeline.Announcer
+	if c.Notify.NATSURL != "" {
+		e.publisher, err = notify.Connect(ctx, notify.Options{
+			URLs: c.Notify.NATSURL, CredsFile: c.Notify.CredentialsFile, TLSCAFile: c.Notify.TLSCAFile,
+			TLSCertFile: c.Notify.TLSCertFile, TLSKeyFile: c.Notify.TLSKeyFile, SubjectPrefix: c.Notify.SubjectPrefix,
+			Stream: c.Notify.Stream, DuplicateWindow: c.Notify.DuplicateWindow.Duration(),
+			AckTimeout: c.Notify.PublishTimeout.Duration(), Logger: e.log, Registerer: e.reg, Now: e.now,
+		})
+		if err != nil {
+			return err
+		}
+		announcer = e.publisher
+	}
+	staging := filepath.Join(c.Daemon.DataDir, "staging")
+	e.deliverer = pipeline.NewDeliverer(pipeline.DelivererOptions{
+		DB: e.db, StagingDir: staging, Store: store, Announcer: announcer, SubjectPrefix: c.Notify.SubjectPrefix,
+		Concurrency: c.Storage.UploadConcurrency, Now: e.now, Logger: e.log, Registerer: e.reg,
+	})
+	types, err := e.eventTypes()
+	if err != nil {
+		return err
+	}
+	e.eng, err = pipeline.New(pipeline.Options{
+		DB: e.db, StagingDir: staging, Compression: c.Storage.Compression, CompressionLevel: c.Storage.CompressionLevel,
+		RollMaxBytes: c.Storage.RollMaxBytes.Bytes(), RollMaxRows: int64(c.Storage.RollMaxRows),
+		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: c.CSV.Flatten(), MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
+		Tick: e.opts.Tick, Now: e.now, Logger: e.log, Metrics: pipeline.NewMetrics(e.reg), Sealed: e.deliverer.Wake,
+	}, types)
+	return err
+}
+
+// eventTypes compiles the configured event types for the engine and creates
+// their consumers (whose Durable the engine calls).
+func (e *engine) eventTypes() ([]pipeline.EventType, error) {
+	var out []pipeline.EventType
+	for i := range e.cfg.EventTypes {
+		et := &e.cfg.EventTypes[i]
+		pet, err := compileEventType(et, e.cfg.CSV.Flatten())
+		if err != nil {
+			return nil, err
+		}
+		consumer, err := e.newConsumer(et.Name)
+		if err != nil {
+			return nil, err
+		}
+		e.consumers[et.Name] = consumer
+		pet.Durable = consumer.Durable
+		out = append(out, pet)
+	}
+	return out, nil
+}
+
+// compileEventType turns a validated config event type into the engine's.
+func compileEventType(et *conf.EventType, csv flatten.CSV) (pipeline.EventType, error) {
+	path := func(s string) flatten.Path {
+		p, _ := flatten.ParsePath(s) // validated by conf
+		return p
+	}
+	ordering, err := compact.ParseOrdering(et.Ordering)
+	if err != nil {
+		return pipeline.EventType{}, err
+	}
+	m, err := flatten.Compile(et.TableSpecs(), csv)
+	if err != nil {
+		return pipeline.EventType{}, fmt.Errorf("event type %s: %w", et.Name, err)
+	}
+	out := pipeline.EventType{
+		Name: et.Name, Ordering: ordering, EIDPath: path(et.EIDPath), OccurredPath: path(et.OccurredAtPath),
+		Window:  compact.Window{Gap: et.SessionGap.Duration(), Max: et.SessionMax.Duration(), Retention: et.KeyRetention.Duration()},
+		Mapping: m, Fingerprint: pipeline.Fingerprint(et.PartitionKey, et.OrderingKey, et.Ordering),
+	}
+	for _, k := range et.PartitionKey {
+		out.PartitionKey = append(out.PartitionKey, path(k))
+	}
+	if ordering != compact.Arrival {
+		out.OrderingKey = path(et.OrderingKey)
+	}
+	return out, nil
+}
+
+func (e *engine) newConsumer(eventType string) (*nakadi.Consumer, error) {
+	n := e.cfg.Nakadi
+	return nakadi.New(nakadi.Config{
+		URL: n.URL, TokenFile: n.TokenFile, OwningApplication: n.OwningApplication, ConsumerGroup: n.ConsumerGroup,
+		EventTypes: []string{eventType}, ReadFrom: n.ReadFrom, BatchLimit: n.BatchLimit,
+		BatchFlushTimeout: n.BatchFlushTimeout.Duration(), MaxUncommittedEvents: n.MaxUncommittedEvents,
+		CommitTimeout: n.CommitTimeout.Duration(), StatsInterval: n.StatsInterval.Duration(),
+		FractionalSeconds: e.opts.FractionalSeconds, RetryFatal: true, Now: e.now, Logger: e.log,
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"subscription_event_type": eventType}, e.reg),
+	})
+}
+
+// watchRecovery marks the pipeline recovered once the engine published its
+// first status (it does so right after recovery).
+func (e *engine) watchRecovery(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if e.eng.Recovered() {
+			e.recovered.Store(true)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ensureStream creates the JetStream stream, retrying while NATS is down
+// (notices wait in the outbox meanwhile).
+func (e *engine) ensureStream(ctx context.Context) {
+	backoff := time.Second
+	for {
+		err := e.publisher.EnsureStream(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		e.log.Warn().Err(err).Dur("retry_in", backoff).Msg("creating the notice stream failed; notices wait in the outbox")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// Ready: recovered, and every event type not paused by an operator streams.
+func (e *engine) Ready() bool {
+	if !e.recovered.Load() {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, c := range e.consumers {
+		if !e.paused[name] && !e.pressured && !c.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// Healthy feeds the systemd watchdog: the engine must still be stepping.
+func (e *engine) Healthy() error {
+	if e.eng == nil {
+		return nil
+	}
+	return e.eng.Healthy()
+}
+
+// Flush closes the sessions of one event type (all when ""), seals its
+// files and waits until they are delivered.
+func (e *engine) Flush(ctx context.Context, eventType string) (any, error) {
+	if err := e.running(eventType); err != nil {
+		return nil, err
+	}
+	sealed, err := e.eng.Flush(ctx, eventType)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(sealed))
+	for i, o := range sealed {
+		keys[i] = o.Key
+	}
+	delivered, err := e.deliverer.Wait(ctx, eventType, keys)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"event_type": eventType, "files": delivered}, nil
+}
+
+func (e *engine) running(eventType string) error {
+	if !e.recovered.Load() {
+		return errNotRunning
+	}
+	if eventType != "" && e.consumers[eventType] == nil {
+		return fmt.Errorf("%w: %s", errUnknownEventType, eventType)
+	}
+	return nil
+}
+
+// Pause stops consuming one event type until Resume.
+func (e *engine) Pause(_ context.Context, eventType string) error {
+	if err := e.running(eventType); err != nil || eventType == "" {
+		return errors.Join(err, errIf(eventType == "", errUnknownEventType))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.paused[eventType] = true
+	e.consumers[eventType].Pause()
+	e.log.Info().Str("event_type", eventType).Msg("paused by operator")
+	return nil
+}
+
+// Resume restarts consuming one event type (unless backpressure holds it).
+func (e *engine) Resume(_ context.Context, eventType string) error {
+	if err := e.running(eventType); err != nil || eventType == "" {
+		return errors.Join(err, errIf(eventType == "", errUnknownEventType))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.paused, eventType)
+	if !e.pressured {
+		e.consumers[eventType].Resume()
+	}
+	e.log.Info().Str("event_type", eventType).Msg("resumed by operator")
+	return nil
+}
+
+func errIf(cond bool, err error) error {
+	if cond {
+		return err
+	}
+	return nil
+}
+
+// TakeCheckpoint and Checkpoints are served by the checkpointer.
+func (e *engine) TakeCheckpoint(context.Context) (any, error) { return nil, errNotRunning }
+
+// Checkpoints lists the checkpoints.
+func (e *engine) Checkpoints(context.Context) (any, error) { return nil, errNotRunning }

@@ -1,0 +1,489 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"materializer/pipeline/deliver"
+	"materializer/pipeline/failpoint"
+	"materializer/pipeline/notify"
+	"materializer/state"
+)
+
+// Announcer publishes one notice and returns once it is acknowledged
+// (notify.Publisher.Publish). nil means notices are off.
+type Announcer interface {
+	Publish(ctx context.Context, subject, msgID string, body []byte) error
+}
+
+// DelivererOptions configure the deliverer.
+type DelivererOptions struct {
+	DB            *state.DB
+	StagingDir    string
+	Store         deliver.Blobstore
+	Announcer     Announcer // nil: no notices; a file is done once stored
+	SubjectPrefix string
+	Concurrency   int           // uploads in flight; default 4
+	MinBackoff    time.Duration // default 1 s
+	MaxBackoff    time.Duration // default 1 min
+	Now           func() time.Time
+	Logger        zerolog.Logger
+	Registerer    prometheus.Registerer
+}
+
+// Deliverer drives sealed files through the outbox: upload, then notice,
+// then removal of the entry and the local file (DESIGN.md §2, §8). Uploads
+// run concurrently; notices of one file stream (event type, table, kind,
+// partition) go out in sequence order. Nothing leaves the outbox until its
+// notice is acknowledged, so a crash anywhere repeats at most an upload (the
+// same bytes to the same key) or a notice (the same bytes and Msg-Id, which
+// JetStream de-duplicates).
+type Deliverer struct {
+	o   DelivererOptions
+	log zerolog.Logger
+	m   *deliveryMetrics
+
+	wake chan struct{}
+
+	mu        sync.Mutex
+	entries   map[string]*pending // by object key
+	delivered map[string]Delivered
+	changed   chan struct{} // closed and replaced on every delivery
+	status    DeliveryStatus
+}
+
+type pending struct {
+	state.Outbox
+	uploading bool
+	next      time.Time // earliest next attempt after a failure
+	attempts  int
+	lastErr   string
+}
+
+// Delivered describes a delivered file (the flush answer).
+type Delivered struct {
+	Key       string    `json:"key"`
+	URL       string    `json:"url"`
+	EventType string    `json:"event_type"`
+	Table     string    `json:"table"`
+	Kind      string    `json:"kind"`
+	Partition string    `json:"partition"`
+	Seq       uint64    `json:"seq"`
+	Rows      int64     `json:"rows"`
+	Events    int64     `json:"events"`
+	Bytes     int64     `json:"bytes"`
+	SHA256    string    `json:"sha256"`
+	At        time.Time `json:"delivered_at"`
+}
+
+// DeliveryStatus is the deliverer's part of /v1/status.
+type DeliveryStatus struct {
+	PendingFiles int64     `json:"pending_files"`
+	PendingBytes int64     `json:"pending_bytes"`
+	Uploaded     int64     `json:"uploaded_waiting_for_notice"`
+	Failing      int64     `json:"failing"`
+	LastError    string    `json:"last_error,omitempty"`
+	LastKey      string    `json:"last_delivered_key,omitempty"`
+	LastAt       time.Time `json:"last_delivered_at,omitzero"`
+}
+
+// NewDeliverer makes a deliverer.
+func NewDeliverer(o DelivererOptions) *Deliverer {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Deliverer{
+		o: o, log: o.Logger.With().Str("component", "deliverer").Logger(), m: newDeliveryMetrics(o.Registerer),
+		wake: make(chan struct{}, 1), entries: map[string]*pending{}, delivered: map[string]Delivered{},
+		changed: make(chan struct{}),
+	}
+}
+
+// Wake tells the deliverer that the outbox has new entries. It never blocks.
+func (d *Deliverer) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx ends. Uploads in flight when ctx ends are
+// abandoned (the outbox keeps them).
+func (d *Deliverer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	done := make(chan string, d.o.Concurrency)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	inflight, reload := 0, true
+	for {
+		if reload {
+			if err := d.load(); err != nil {
+				d.log.Error().Err(err).Msg("reading the outbox failed")
+			}
+		}
+		inflight += d.startUploads(ctx, &wg, done, d.o.Concurrency-inflight)
+		d.announce(ctx)
+		d.publishStatus()
+		reload = true
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wake:
+		case <-tick.C:
+		case <-done:
+			inflight--
+			reload = false
+		}
+	}
+}
+
+// load merges the outbox in state into memory (new entries only: what is
+// in memory is newer).
+func (d *Deliverer) load() error {
+	all, err := d.o.DB.Outbox()
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, o := range all {
+		if _, ok := d.entries[o.Key]; !ok {
+			d.entries[o.Key] = &pending{Outbox: o}
+		}
+	}
+	return nil
+}
+
+// startUploads starts up to n uploads of entries not yet stored.
+func (d *Deliverer) startUploads(ctx context.Context, wg *sync.WaitGroup, done chan<- string, n int) int {
+	now := d.o.Now()
+	d.mu.Lock()
+	var todo []*pending
+	for _, p := range d.entries {
+		if !p.Uploaded && !p.uploading && !now.Before(p.next) {
+			todo = append(todo, p)
+		}
+	}
+	sort.Slice(todo, func(i, j int) bool { return todo[i].Sealed < todo[j].Sealed })
+	if len(todo) > n {
+		todo = todo[:n]
+	}
+	for _, p := range todo {
+		p.uploading = true
+	}
+	d.mu.Unlock()
+	for _, p := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.upload(ctx, p)
+			done <- p.Key
+		}()
+	}
+	return len(todo)
+}
+
+// upload stores one sealed file and records that it is stored.
+func (d *Deliverer) upload(ctx context.Context, p *pending) {
+	start := time.Now()
+	stored, err := d.put(ctx, p)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p.uploading = false
+	if err != nil {
+		d.failed(p, "upload", err)
+		return
+	}
+	p.Uploaded, p.SHA256, p.Bytes = true, stored.SHA256, stored.Size
+	p.attempts, p.lastErr = 0, ""
+	d.m.uploaded.Inc()
+	d.m.uploadBytes.Add(float64(stored.Size))
+	d.m.uploadSeconds.Observe(time.Since(start).Seconds())
+	// Not synced: if it is lost, the next upload finds the same object.
+	b := d.o.DB.NewBatch()
+	defer b.Close()
+	b.PutOutbox(&p.Outbox)
+	if err := b.Commit(false); err != nil {
+		d.log.Warn().Err(err).Str("key", p.Key).Msg("recording the upload failed; it will be repeated")
+	}
+	failpoint.Inject(failpoint.AfterUpload)
+	d.Wake()
+}
+
+func (d *Deliverer) put(ctx context.Context, p *pending) (deliver.Stored, error) {
+	f, err := os.Open(filepath.Join(d.o.StagingDir, p.Name))
+	if err != nil {
+		return deliver.Stored{}, fmt.Errorf("%w: sealed file: %w", deliver.ErrPermanent, err)
+	}
+	defer f.Close()
+	meta := deliver.PutMeta{ContentType: "text/csv; charset=utf-8"}
+	if p.Compression == "gzip" {
+		meta.ContentType = "application/gzip"
+	}
+	return d.o.Store.Put(ctx, p.Key, f, p.Length, meta)
+}
+
+// failed schedules a retry with capped exponential backoff. Permanent
+// failures (a conflicting object, denied access) are retried too, slowly:
+// an operator must act, and the file must not be lost meanwhile.
+func (d *Deliverer) failed(p *pending, what string, err error) {
+	p.attempts++
+	backoff := min(d.o.MinBackoff<<min(p.attempts-1, 16), d.o.MaxBackoff)
+	permanent := errors.Is(err, deliver.ErrPermanent) || errors.Is(err, notify.ErrPermanent)
+	if permanent {
+		backoff = max(backoff, 5*time.Minute)
+	}
+	p.next = d.o.Now().Add(backoff)
+	p.lastErr = fmt.Sprintf("%s: %v", what, err)
+	d.m.failures.WithLabelValues(what, map[bool]string{true: "permanent", false: "retryable"}[permanent]).Inc()
+	ev := d.log.Warn()
+	if permanent || p.attempts%10 == 1 {
+		ev = d.log.Error()
+	}
+	ev.Err(err).Str("key", p.Key).Int("attempts", p.attempts).Dur("retry_in", backoff).Bool("permanent", permanent).
+		Msgf("%s failed; the file stays in the outbox", what)
+}
+
+// announce publishes, per file stream, the notice of the oldest entry once
+// it is stored, then removes it — repeating while that goes well.
+func (d *Deliverer) announce(ctx context.Context) {
+	for {
+		p := d.nextNotice()
+		if p == nil {
+			return
+		}
+		if err := d.notice(ctx, p); err != nil {
+			d.mu.Lock()
+			d.failed(p, "notice", err)
+			d.mu.Unlock()
+			continue
+		}
+		if err := d.remove(p); err != nil {
+			d.log.Error().Err(err).Str("key", p.Key).Msg("removing a delivered file from the outbox failed")
+			return
+		}
+	}
+}
+
+// nextNotice returns an entry whose notice can go out now: stored, the
+// lowest sequence number of its stream, not backing off.
+func (d *Deliverer) nextNotice() *pending {
+	now := d.o.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	heads := map[state.FileID]*pending{}
+	for _, p := range d.entries {
+		if h := heads[p.ID]; h == nil || p.Seq < h.Seq {
+			heads[p.ID] = p
+		}
+	}
+	var best *pending
+	for _, p := range heads {
+		if p.Uploaded && !now.Before(p.next) && (best == nil || p.Sealed < best.Sealed) {
+			best = p
+		}
+	}
+	return best
+}
+
+func (d *Deliverer) notice(ctx context.Context, p *pending) error {
+	if d.o.Announcer == nil {
+		return nil
+	}
+	n := d.noticeOf(p)
+	start := time.Now()
+	if err := d.o.Announcer.Publish(ctx, notify.Subject(d.o.SubjectPrefix, p.ID.EventType), p.Key, n.Marshal()); err != nil {
+		return err
+	}
+	d.m.noticeSeconds.Observe(time.Since(start).Seconds())
+	d.m.notices.Inc()
+	failpoint.Inject(failpoint.AfterNotice)
+	return nil
+}
+
+// noticeOf builds the notice of a stored file (DESIGN.md §8); it depends
+// only on the outbox entry, so a repeated notice is byte-identical.
+func (d *Deliverer) noticeOf(p *pending) notify.Notice {
+	n := notify.Notice{
+		ID: p.Key, URL: d.o.Store.URL(p.Key), EventType: p.ID.EventType, Table: p.ID.Table, Kind: p.ID.Kind,
+		Partition: p.ID.Partition, Writer: p.Writer, Seq: p.Seq, Rows: p.Rows, Events: p.Events, Bytes: p.Bytes,
+		SHA256: p.SHA256, Compression: p.Compression, Header: p.Header, CreatedAt: time.Unix(0, p.Sealed).UTC(),
+	}
+	for _, c := range p.Columns {
+		n.Columns = append(n.Columns, notify.Column{Name: c.Name, Type: c.Type})
+	}
+	if p.MinOccurred != 0 {
+		n.MinOccurredAt = time.Unix(0, p.MinOccurred).UTC()
+		n.MaxOccurredAt = time.Unix(0, p.MaxOccurred).UTC()
+	}
+	return n
+}
+
+// remove drops a delivered entry from the outbox, then its local file.
+func (d *Deliverer) remove(p *pending) error {
+	b := d.o.DB.NewBatch()
+	defer b.Close()
+	b.DeleteOutbox(p.ID, p.Seq)
+	if err := b.Commit(true); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(d.o.StagingDir, p.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.log.Warn().Err(err).Str("file", p.Name).Msg("removing a delivered staging file failed")
+	}
+	now := d.o.Now()
+	d.m.delivered.Inc()
+	d.m.fileLatency.Observe(now.Sub(time.Unix(0, p.Sealed)).Seconds())
+	d.mu.Lock()
+	delete(d.entries, p.Key)
+	d.delivered[p.Key] = Delivered{
+		Key: p.Key, URL: d.o.Store.URL(p.Key), EventType: p.ID.EventType, Table: p.ID.Table, Kind: p.ID.Kind,
+		Partition: p.ID.Partition, Seq: p.Seq, Rows: p.Rows, Events: p.Events, Bytes: p.Bytes, SHA256: p.SHA256, At: now,
+	}
+	d.pruneDelivered(now)
+	d.status.LastKey, d.status.LastAt = p.Key, now
+	close(d.changed)
+	d.changed = make(chan struct{})
+	d.mu.Unlock()
+	return nil
+}
+
+// pruneDelivered forgets deliveries older than an hour (Wait only needs
+// recent ones).
+func (d *Deliverer) pruneDelivered(now time.Time) {
+	if len(d.delivered) < 1024 {
+		return
+	}
+	for k, v := range d.delivered {
+		if now.Sub(v.At) > time.Hour {
+			delete(d.delivered, k)
+		}
+	}
+}
+
+// Wait blocks until every file of keys, and every file of the event type
+// (all when "") that is in the outbox now, is delivered. It returns the
+// deliveries of keys.
+func (d *Deliverer) Wait(ctx context.Context, eventType string, keys []string) ([]Delivered, error) {
+	d.mu.Lock()
+	waitFor := append([]string{}, keys...)
+	for k, p := range d.entries {
+		if eventType == "" || p.ID.EventType == eventType {
+			waitFor = append(waitFor, k)
+		}
+	}
+	d.mu.Unlock()
+	d.Wake()
+	for {
+		d.mu.Lock()
+		missing := 0
+		for _, k := range waitFor {
+			if _, ok := d.delivered[k]; !ok {
+				missing++
+			}
+		}
+		changed := d.changed
+		d.mu.Unlock()
+		if missing == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("pipeline: %d files not delivered yet: %w", missing, ctx.Err())
+		case <-changed:
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Delivered, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, d.delivered[k])
+	}
+	return out, nil
+}
+
+// StagedBytes is the size of the sealed files waiting for delivery.
+func (d *Deliverer) StagedBytes() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status.PendingBytes
+}
+
+// Status returns the deliverer's status.
+func (d *Deliverer) Status() DeliveryStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status
+}
+
+func (d *Deliverer) publishStatus() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := DeliveryStatus{LastKey: d.status.LastKey, LastAt: d.status.LastAt}
+	for _, p := range d.entries {
+		s.PendingFiles++
+		s.PendingBytes += p.Length
+		if p.Uploaded {
+			s.Uploaded++
+		}
+		if p.lastErr != "" {
+			s.Failing++
+			s.LastError = p.lastErr
+		}
+	}
+	d.status = s
+	d.m.pendingFiles.Set(float64(s.PendingFiles))
+	d.m.pendingBytes.Set(float64(s.PendingBytes))
+}
+
+type deliveryMetrics struct {
+	uploaded, notices, delivered prometheus.Counter
+	uploadBytes                  prometheus.Counter
+	uploadSeconds, noticeSeconds prometheus.Histogram
+	fileLatency                  prometheus.Histogram
+	failures                     *prometheus.CounterVec
+	pendingFiles, pendingBytes   prometheus.Gauge
+}
+
+func newDeliveryMetrics(reg prometheus.Registerer) *deliveryMetrics {
+	buckets := prometheus.ExponentialBuckets(0.005, 2, 16)
+	m := &deliveryMetrics{
+		uploaded:      prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_delivery_uploads_total", Help: "Files stored in the target."}),
+		notices:       prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_delivery_notices_total", Help: "Delivery notices acknowledged by JetStream."}),
+		delivered:     prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_delivery_files_total", Help: "Files delivered and announced, removed from the outbox."}),
+		uploadBytes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_delivery_upload_bytes_total", Help: "Bytes of files stored."}),
+		uploadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "materializer_delivery_upload_duration_seconds", Help: "Time to store one file.", Buckets: buckets}),
+		noticeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "materializer_delivery_notice_duration_seconds", Help: "Time to publish one notice (until acknowledged).", Buckets: buckets}),
+		fileLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "materializer_delivery_file_to_notice_seconds", Help: "From sealing a file to its acknowledged notice.", Buckets: buckets,
+		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "materializer_delivery_failures_total", Help: "Failed uploads and notices, by step and kind.",
+		}, []string{"step", "kind"}),
+		pendingFiles: prometheus.NewGauge(prometheus.GaugeOpts{Name: "materializer_delivery_pending_files", Help: "Sealed files in the outbox."}),
+		pendingBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "materializer_delivery_pending_bytes", Help: "Bytes of sealed files in the outbox."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.uploaded, m.notices, m.delivered, m.uploadBytes, m.uploadSeconds, m.noticeSeconds,
+			m.fileLatency, m.failures, m.pendingFiles, m.pendingBytes)
+	}
+	return m
+}
