@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"materializer/conf"
+	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/pipeline/notify/natstest"
+)
+
+// pipelineConfig is a complete config for in-process pipeline tests.
+func pipelineConfig(t *testing.T, dir, nakadiURL, natsURL, extra string) *conf.Config {
+	t.Helper()
+	text := fmt.Sprintf(`
+[daemon]
+data_dir = %q
+[nakadi]
+url = %q
+owning_application = "materializer-test"
+read_from = "begin"
+batch_limit = 100
+batch_flush_timeout = "100ms"
+commit_timeout = "10s"
+[storage]
+url = "file://%s"
+compression = "gzip"
+roll_max_rows = 300
+roll_max_age = "1h"
+[notify]
+nats_url = %q
+%s
+[[event_types]]
+name          = "article.updated"
+partition_key = ["article_id"]
+ordering_key  = "version"
+ordering      = "number"
+session_gap   = "1h"
+session_max   = "2h"
+  [[event_types.tables]]
+  name    = "article"
+  columns = [
+    { name = "article_id",  path = "article_id",           type = "int", required = true },
+    { name = "brand",       path = "brand" },
+    { name = "version",     path = "version",              type = "int" },
+    { name = "price",       path = "price.amount",         type = "decimal" },
+    { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
+  ]
+  [[event_types.tables]]
+  name    = "article_size"
+  columns = [
+    { name = "article_id", path = "article_id",   type = "int" },
+    { name = "size",       path = "sizes[*].size" },
+    { name = "qty",        path = "sizes[*].qty", type = "int" },
+  ]
+`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL, extra)
+	cfg, err := conf.Parse([]byte(text), conf.ForRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// runEngine runs the pipeline in-process until the test ends.
+func runEngine(t *testing.T, cfg *conf.Config) *engine {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	e, err := newEngine(pipelineDeps{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), Now: time.Now,
+		Overrides: pipelineOverrides{FractionalSeconds: true, Tick: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("pipeline Run: %v", err)
+		}
+	})
+	waitFor(t, 30*time.Second, "pipeline ready", e.Ready)
+	return e
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// publish sends events to the emulator in batches, as producers would.
+func publish(t *testing.T, nk *nakaditest.Server, events []article) {
+	t.Helper()
+	for i := 0; i < len(events); i += 100 {
+		var batch [][]byte
+		for _, a := range events[i:min(i+100, len(events))] {
+			batch = append(batch, a.Raw)
+		}
+		if err := nk.Publish("article.updated", batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func etStatus(t *testing.T, e *engine) eventTypeStatus {
+	t.Helper()
+	v, err := e.EventTypes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.([]eventTypeStatus)[0]
+}
+
+// The whole pipeline in one process: emulator → consumer → engine → file
+// storage → NATS, then a flush; the delivered files and notices must be
+// exactly what DESIGN.md §2–§3 say.
+func TestPipelineEndToEndInProcess(t *testing.T) {
+	nk := nakaditest.NewServer(nakaditest.Options{})
+	t.Cleanup(nk.Close)
+	if err := nk.CreateEventType("article.updated", 4, []string{"article_id"}); err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.Start(t)
+	dir := t.TempDir()
+	cfg := pipelineConfig(t, dir, nk.URL(), ns.URL(), "")
+	e := runEngine(t, cfg)
+
+	gen := newArticleGen(7, 300, time.Now)
+	events := make([]article, 6000)
+	for i := range events {
+		events[i] = gen.next()
+	}
+	publish(t, nk, events)
+	waitFor(t, 60*time.Second, "every event received", func() bool { return etStatus(t, e).Counters.Received == uint64(len(events)) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := e.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	x := expect(events)
+	c := etStatus(t, e).Counters
+	if !c.Balanced() || c.Open != 0 || c.Main != uint64(len(x.newest)) || c.Rejected != uint64(x.rejected) ||
+		c.Duplicate != uint64(x.duplicates) || c.Received != uint64(len(events)) {
+		t.Errorf("counters %+v; want main=%d rejected=%d duplicate=%d", c, len(x.newest), x.rejected, x.duplicates)
+	}
+	files := readDelivered(t, filepath.Join(dir, "storage"))
+	checkDelivered(t, files, x)
+	checkNotices(t, ns.URL(), files)
+	if left, _ := os.ReadDir(filepath.Join(dir, "data", "staging")); len(left) != 0 {
+		t.Errorf("%d staging files left after a flush", len(left))
+	}
+}
