@@ -42,6 +42,8 @@ type engine struct {
 	consumers map[string]*nakadi.Consumer
 	names     []string
 
+	ckpt      checkpointer // periodic and on-demand checkpoints (checkpointer.go)
+
 	recovered atomic.Bool
 	mu        sync.Mutex
 	paused    map[string]bool // paused by an operator (admin API)
@@ -106,6 +108,9 @@ func (e *engine) Run(ctx context.Context) error {
 	if e.publisher != nil {
 		g.Go(func() error { e.ensureStream(gctx); return nil })
 	}
+	if e.ckpt != nil {
+		g.Go(func() error { return e.ckpt.Run(gctx) })
+	}
 	err = g.Wait()
 	e.recovered.Store(false)
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -116,7 +121,7 @@ func (e *engine) Run(ctx context.Context) error {
 
 // build creates the store, the publisher, the engine, the deliverer and the
 // consumers.
-func (e *engine) build(ctx context.Context) error {
+func (e *engine) build(ctx context.Context) (err error) {
 	c := e.cfg
 	store, err := deliver.Open(ctx, c.Storage.URL, deliver.Options{
 		Region: c.Storage.Region, Endpoint: c.Storage.Endpoint, AccessKeyIDFile: c.Storage.AccessKeyIDFile,
@@ -148,6 +153,11 @@ func (e *engine) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err == nil {
+			e.ckpt = newCheckpointer(e)
+		}
+	}()
 	e.eng, err = pipeline.New(pipeline.Options{
 		DB: e.db, StagingDir: staging, Compression: c.Storage.Compression, CompressionLevel: c.Storage.CompressionLevel,
 		RollMaxBytes: c.Storage.RollMaxBytes.Bytes(), RollMaxRows: int64(c.Storage.RollMaxRows),
@@ -344,8 +354,18 @@ func errIf(cond bool, err error) error {
 	return nil
 }
 
-// TakeCheckpoint and Checkpoints are served by the checkpointer.
-func (e *engine) TakeCheckpoint(context.Context) (any, error) { return nil, errNotRunning }
+// TakeCheckpoint takes a checkpoint now (POST /v1/checkpoints).
+func (e *engine) TakeCheckpoint(ctx context.Context) (any, error) {
+	if e.ckpt == nil || !e.recovered.Load() {
+		return nil, errNotRunning
+	}
+	return e.ckpt.Take(ctx)
+}
 
-// Checkpoints lists the checkpoints.
-func (e *engine) Checkpoints(context.Context) (any, error) { return nil, errNotRunning }
+// Checkpoints lists the checkpoints (GET /v1/checkpoints).
+func (e *engine) Checkpoints(ctx context.Context) (any, error) {
+	if e.ckpt == nil {
+		return nil, errNotRunning
+	}
+	return e.ckpt.List(ctx)
+}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"materializer/pipeline/failpoint"
 	"materializer/state"
 )
 
@@ -246,6 +247,12 @@ func (s *Stage) Flush() ([]state.File, error) {
 				return nil, fmt.Errorf("files: gzip: %w", err)
 			}
 			data = s.zbuf.Bytes()
+		}
+		if failpoint.Enabled && len(data) > 1 {
+			// A crash with half the step's bytes of this file written.
+			if _, err := f.f.WriteAt(data[:len(data)/2], f.rec.Length); err == nil {
+				failpoint.Inject(failpoint.MidFileWrite)
+			}
 		}
 		if _, err := f.f.WriteAt(data, f.rec.Length); err != nil {
 			return nil, fmt.Errorf("files: write %s: %w", f.rec.Name, err)
