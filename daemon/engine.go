@@ -30,7 +30,8 @@ import (
 // composed with errgroup: the first failure cancels the rest.
 type engine struct {
 	cfg  *conf.Config
-	log  zerolog.Logger
+	log  zerolog.Logger // root logger, handed to the components
+	plog zerolog.Logger // this wiring's own logs
 	reg  prometheus.Registerer
 	now  func() time.Time
 	opts pipelineOverrides
@@ -42,7 +43,13 @@ type engine struct {
 	consumers map[string]*nakadi.Consumer
 	names     []string
 
-	ckpt      checkpointer // periodic and on-demand checkpoints (checkpointer.go)
+	ckpt checkpointer // periodic and on-demand checkpoints (checkpointer.go)
+
+	csv       flatten.CSV
+	maxStaged atomic.Int64 // storage.max_staged_bytes (reloadable)
+	in        chan *nakadi.Batch
+	group     *errgroup.Group
+	groupCtx  context.Context
 
 	recovered atomic.Bool
 	mu        sync.Mutex
@@ -61,7 +68,8 @@ type pipelineOverrides struct {
 // newEngine builds the pipeline; nothing runs and nothing is opened until Run.
 func newEngine(deps pipelineDeps) (*engine, error) {
 	e := &engine{
-		cfg: deps.Config, log: deps.Log, reg: deps.Registry, now: deps.Now, opts: deps.Overrides,
+		cfg: deps.Config, log: deps.Log, plog: deps.Log.With().Str("component", "pipeline").Logger(),
+		reg: deps.Registry, now: deps.Now, opts: deps.Overrides,
 		paused: map[string]bool{}, consumers: map[string]*nakadi.Consumer{},
 	}
 	if e.now == nil {
@@ -87,11 +95,16 @@ func (e *engine) Run(ctx context.Context) error {
 	if err := e.build(ctx); err != nil {
 		return err
 	}
-	if e.publisher != nil {
-		defer e.publisher.Close()
-	}
+	defer func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.publisher != nil {
+			e.publisher.Close()
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	in := make(chan *nakadi.Batch, 8)
+	e.group, e.groupCtx, e.in = g, gctx, in
 	g.Go(func() error { return e.eng.Run(gctx, in) })
 	g.Go(func() error { return e.deliverer.Run(gctx) })
 	g.Go(func() error { e.watchRecovery(gctx); return nil })
@@ -106,7 +119,7 @@ func (e *engine) Run(ctx context.Context) error {
 		})
 	}
 	if e.publisher != nil {
-		g.Go(func() error { e.ensureStream(gctx); return nil })
+		g.Go(func() error { e.ensureStream(gctx, e.publisher); return nil })
 	}
 	if e.ckpt != nil {
 		g.Go(func() error { return e.ckpt.Run(gctx) })
@@ -133,13 +146,7 @@ func (e *engine) build(ctx context.Context) (err error) {
 	}
 	var announcer pipeline.Announcer
 	if c.Notify.NATSURL != "" {
-		e.publisher, err = notify.Connect(ctx, notify.Options{
-			URLs: c.Notify.NATSURL, CredsFile: c.Notify.CredentialsFile, TLSCAFile: c.Notify.TLSCAFile,
-			TLSCertFile: c.Notify.TLSCertFile, TLSKeyFile: c.Notify.TLSKeyFile, SubjectPrefix: c.Notify.SubjectPrefix,
-			Stream: c.Notify.Stream, DuplicateWindow: c.Notify.DuplicateWindow.Duration(),
-			AckTimeout: c.Notify.PublishTimeout.Duration(), Logger: e.log, Registerer: e.reg, Now: e.now,
-		})
-		if err != nil {
+		if e.publisher, err = e.connectNotify(ctx, c.Notify, e.reg); err != nil {
 			return err
 		}
 		announcer = e.publisher
@@ -149,6 +156,8 @@ func (e *engine) build(ctx context.Context) (err error) {
 		DB: e.db, StagingDir: staging, Store: store, Announcer: announcer, SubjectPrefix: c.Notify.SubjectPrefix,
 		Concurrency: c.Storage.UploadConcurrency, Now: e.now, Logger: e.log, Registerer: e.reg,
 	})
+	e.csv = c.CSV.Flatten()
+	e.maxStaged.Store(c.Storage.MaxStagedBytes.Bytes())
 	types, err := e.eventTypes()
 	if err != nil {
 		return err
@@ -173,7 +182,7 @@ func (e *engine) eventTypes() ([]pipeline.EventType, error) {
 	var out []pipeline.EventType
 	for i := range e.cfg.EventTypes {
 		et := &e.cfg.EventTypes[i]
-		pet, err := compileEventType(et, e.cfg.CSV.Flatten())
+		pet, err := compileEventType(et, e.csv)
 		if err != nil {
 			return nil, err
 		}
@@ -248,14 +257,14 @@ func (e *engine) watchRecovery(ctx context.Context) {
 
 // ensureStream creates the JetStream stream, retrying while NATS is down
 // (notices wait in the outbox meanwhile).
-func (e *engine) ensureStream(ctx context.Context) {
+func (e *engine) ensureStream(ctx context.Context, p *notify.Publisher) {
 	backoff := time.Second
 	for {
-		err := e.publisher.EnsureStream(ctx)
+		err := p.EnsureStream(ctx)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		e.log.Warn().Err(err).Dur("retry_in", backoff).Msg("creating the notice stream failed; notices wait in the outbox")
+		e.plog.Warn().Err(err).Dur("retry_in", backoff).Msg("creating the notice stream failed; notices wait in the outbox")
 		select {
 		case <-ctx.Done():
 			return
@@ -328,7 +337,7 @@ func (e *engine) Pause(_ context.Context, eventType string) error {
 	defer e.mu.Unlock()
 	e.paused[eventType] = true
 	e.consumers[eventType].Pause()
-	e.log.Info().Str("event_type", eventType).Msg("paused by operator")
+	e.plog.Info().Str("event_type", eventType).Msg("paused by operator")
 	return nil
 }
 
@@ -343,7 +352,7 @@ func (e *engine) Resume(_ context.Context, eventType string) error {
 	if !e.pressured {
 		e.consumers[eventType].Resume()
 	}
-	e.log.Info().Str("event_type", eventType).Msg("resumed by operator")
+	e.plog.Info().Str("event_type", eventType).Msg("resumed by operator")
 	return nil
 }
 

@@ -114,8 +114,6 @@ func mergePartitions(applied []pipeline.PartitionStatus, cs nakadi.Status) []par
 // and resumes them below 80 % of it. Durable cursors keep being committed
 // while paused; nothing is dropped.
 func (e *engine) backpressure(ctx context.Context) {
-	limit := e.cfg.Storage.MaxStagedBytes.Bytes()
-	low := limit / 10 * 8
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -124,6 +122,8 @@ func (e *engine) backpressure(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		limit := e.maxStaged.Load()
+		low := limit / 10 * 8
 		staged := e.eng.OpenFileBytes() + e.deliverer.StagedBytes()
 		e.bp.staged.Set(float64(staged))
 		e.mu.Lock()
@@ -134,7 +134,7 @@ func (e *engine) backpressure(ctx context.Context) {
 			for _, c := range e.consumers {
 				c.Pause()
 			}
-			e.log.Warn().Int64("staged_bytes", staged).Int64("max_staged_bytes", limit).
+			e.plog.Warn().Int64("staged_bytes", staged).Int64("max_staged_bytes", limit).
 				Msg("backpressure: staged files exceed max_staged_bytes; consuming paused until delivery catches up")
 		case e.pressured && staged < low:
 			e.pressured = false
@@ -144,7 +144,7 @@ func (e *engine) backpressure(ctx context.Context) {
 					c.Resume()
 				}
 			}
-			e.log.Info().Int64("staged_bytes", staged).Msg("backpressure released: consuming again")
+			e.plog.Info().Int64("staged_bytes", staged).Msg("backpressure released: consuming again")
 		}
 		e.mu.Unlock()
 	}

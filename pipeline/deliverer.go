@@ -306,12 +306,15 @@ func (d *Deliverer) nextNotice() *pending {
 }
 
 func (d *Deliverer) notice(ctx context.Context, p *pending) error {
-	if d.o.Announcer == nil {
+	d.mu.Lock()
+	announcer, prefix := d.o.Announcer, d.o.SubjectPrefix
+	d.mu.Unlock()
+	if announcer == nil {
 		return nil
 	}
 	n := d.noticeOf(p)
 	start := time.Now()
-	if err := d.o.Announcer.Publish(ctx, notify.Subject(d.o.SubjectPrefix, p.ID.EventType), p.Key, n.Marshal()); err != nil {
+	if err := announcer.Publish(ctx, notify.Subject(prefix, p.ID.EventType), p.Key, n.Marshal()); err != nil {
 		return err
 	}
 	d.m.noticeSeconds.Observe(time.Since(start).Seconds())
@@ -377,6 +380,14 @@ func (d *Deliverer) pruneDelivered(now time.Time) {
 			delete(d.delivered, k)
 		}
 	}
+}
+
+// SetAnnouncer switches where notices go (a config reload of the notice
+// subject): notices not yet acknowledged go to the new one.
+func (d *Deliverer) SetAnnouncer(a Announcer, subjectPrefix string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.o.Announcer, d.o.SubjectPrefix = a, subjectPrefix
 }
 
 // Wait blocks until every file of keys, and every file of the event type

@@ -132,22 +132,32 @@ func diffFingerprint(old, cur string) string {
 // loadSlots loads every slot of a configured event type: cursor, ring,
 // earliest timers, and the event types' counters.
 func (e *Engine) loadSlots() error {
+	e.slots = map[state.Partition]*slot{}
+	e.slotOrder = e.slotOrder[:0]
+	e.nextSlot = 0
+	for _, name := range e.typeNames() {
+		if err := e.loadSlotsOf(e.types[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadSlotsOf loads one event type's counters and slots, leaving the other
+// event types' slots (and their redelivery progress) alone.
+func (e *Engine) loadSlotsOf(et *eventType) error {
 	all, next, err := e.db.Slots()
 	if err != nil {
 		return err
 	}
-	e.slots = map[state.Partition]*slot{}
-	e.nextSlot = next
-	for _, et := range e.types {
-		et.slots = nil
-		if et.counters, err = e.db.Counters(et.Name); err != nil {
-			return err
-		}
+	e.nextSlot = max(e.nextSlot, next)
+	et.slots = nil
+	if et.counters, err = e.db.Counters(et.Name); err != nil {
+		return err
 	}
 	for p, id := range all {
-		et := e.types[p.EventType]
-		if et == nil {
-			continue // state of an event type no longer configured stays untouched
+		if p.EventType != et.Name {
+			continue
 		}
 		sl := &slot{id: id, part: p, et: et}
 		if sl.cur, err = e.db.Cursor(id); err != nil {
@@ -165,12 +175,8 @@ func (e *Engine) loadSlots() error {
 		e.slots[p] = sl
 		et.slots = append(et.slots, sl)
 	}
-	e.slotOrder = e.slotOrder[:0]
-	for _, n := range e.typeNames() {
-		et := e.types[n]
-		sort.Slice(et.slots, func(i, j int) bool { return et.slots[i].id < et.slots[j].id })
-		e.slotOrder = append(e.slotOrder, et.slots...)
-	}
+	sort.Slice(et.slots, func(i, j int) bool { return et.slots[i].id < et.slots[j].id })
+	e.slotOrder = append(e.slotOrder, et.slots...)
 	return nil
 }
 

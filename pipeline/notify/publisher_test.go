@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -51,11 +52,39 @@ func TestEnsureStreamAcceptsWiderStream(t *testing.T) {
 	}
 }
 
-func TestEnsureStreamMismatch(t *testing.T) {
+// An existing stream for other subjects gets ours added (a second prefix,
+// or notify.subject_prefix changed by a reload).
+func TestEnsureStreamAddsSubject(t *testing.T) {
 	srv := natstest.Start(t)
 	js, _ := jetstream.New(srv.Connect(t))
 	if _, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: notify.DefaultStream, Subjects: []string{"other.>"}}); err != nil {
 		t.Fatal(err)
+	}
+	p := connect(t, notify.Options{URLs: srv.URL()})
+	if err := p.EnsureStream(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctxT(t), notify.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.Subjects; !slices.Equal(got, []string{"other.>", "materializer.files.>"}) {
+		t.Fatalf("subjects %q", got)
+	}
+	if err := p.Publish(ctxT(t), "materializer.files.a", "k", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// When the subject cannot be added (another stream owns it), the error
+// names both sides and is permanent.
+func TestEnsureStreamMismatch(t *testing.T) {
+	srv := natstest.Start(t)
+	js, _ := jetstream.New(srv.Connect(t))
+	for name, subj := range map[string]string{notify.DefaultStream: "other.>", "THEIRS": "materializer.files.>"} {
+		if _, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: name, Subjects: []string{subj}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p := connect(t, notify.Options{URLs: srv.URL()})
 	err := p.EnsureStream(ctxT(t))

@@ -60,7 +60,19 @@ func (p *Publisher) ensureStream(ctx context.Context) error {
 	if err != nil {
 		return p.streamError(err)
 	}
-	return p.checkStream(s.CachedInfo().Config)
+	cfg := s.CachedInfo().Config
+	err = p.checkStream(cfg)
+	if !errors.Is(err, ErrStreamMismatch) {
+		return err
+	}
+	// The stream exists for other subjects (another prefix, or the prefix
+	// changed by a reload): add ours rather than fail every notice.
+	cfg.Subjects = append(cfg.Subjects, p.subjects())
+	if _, uerr := p.js.UpdateStream(ctx, cfg); uerr != nil {
+		return fmt.Errorf("%w (adding the subject failed: %v)", err, uerr)
+	}
+	p.log.Info().Str("stream", cfg.Name).Strs("subjects", cfg.Subjects).Msg("added the notice subject to the existing JetStream stream")
+	return nil
 }
 
 func (p *Publisher) streamError(err error) error {
