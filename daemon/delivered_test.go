@@ -39,8 +39,17 @@ func readDelivered(t *testing.T, root string) []deliveredFile {
 	t.Helper()
 	var out []deliveredFile
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+		if err != nil {
 			return err
+		}
+		if strings.HasPrefix(d.Name(), ".") && path != root {
+			if d.IsDir() {
+				return filepath.SkipDir // a store's own metadata (versitygw), temp files
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
 		}
 		raw, err := os.ReadFile(path)
 		if err != nil {
