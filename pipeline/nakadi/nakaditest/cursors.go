@@ -142,6 +142,12 @@ func (s *Server) handlePatchCursors(w http.ResponseWriter, r *http.Request) {
 	var targets []target
 	for _, c := range req.Items {
 		k, off, status, detail := s.cursorTarget(sub, c)
+		if status == 0 && off < s.eventTypes[k.et].parts[k.p].beforeOldest() {
+			// Nakadi validates reset cursors like read cursors: an
+			// expired offset is UNAVAILABLE (422).
+			status, detail = http.StatusUnprocessableEntity,
+				fmt.Sprintf("offset %s for partition %d is unavailable as retention time of data elapsed", c.Offset, k.p)
+		}
 		if status != 0 {
 			s.mu.Unlock()
 			writeProblem(w, status, detail)
