@@ -1,0 +1,22 @@
+// Package checkpoint takes, lists, copies and restores consistent snapshots
+// of a data dir (DESIGN.md §5, §9, §10): the Pebble state, the staging
+// files cut to their committed lengths, the outbox's sealed files, and a
+// manifest naming the per-partition cursors, the event types' fingerprints
+// and counters, and every file with its size and sha256.
+//
+// Taking one pauses the state writer only for hard links and Pebble's own
+// checkpoint (which links SSTs and copies a WAL kept small by a flush just
+// before); copying, hashing and uploading run with ingestion going on. A
+// checkpoint exists only once its manifest is written, locally and
+// remotely; anything without one is unfinished and cleaned up.
+//
+// Local checkpoints live in DATA_DIR/checkpoints/<id>/. The remote copy
+// (s3:// or file://) is content-addressed, so each upload sends only the
+// files the store lacks — mostly new SSTs and the open staging files.
+//
+// A restore materializes a checkpoint next to the data dir while verifying
+// every checksum, gives the state a new writer id (open staging files are
+// renamed with it, so they never collide with files the lost daemon
+// delivered later), and swaps it in for the data dir, keeping the old one
+// aside. The caller then moves the Nakadi cursors back to the checkpoint's.
+package checkpoint
