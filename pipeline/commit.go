@@ -107,7 +107,13 @@ func (e *Engine) afterCommit(st *step) error {
 	for _, o := range st.sealed {
 		delete(e.forceSeal, o.ID)
 	}
-	for _, b := range st.durable {
+	// Newest first. The consumer may commit between two calls, and commits a
+	// cursor once its batch and every earlier one are durable: marking the
+	// oldest last leaves the step's newest batch of each partition (a ring
+	// boundary) as the only cursor it can commit, never that of a held
+	// batch released with it, which the ring does not know (redelivery.go).
+	for i := len(st.durable) - 1; i >= 0; i-- {
+		b := st.durable[i]
 		if et := e.types[b.Cursor.EventType]; et != nil && et.Durable != nil {
 			et.Durable(b)
 		}
