@@ -142,6 +142,15 @@ func (e *Engine) advance(st *step, sl *slot, j *job, skip int) {
 	if sl.cur.Offset != "" && nakadi.CompareOffsets(b.Cursor.Offset, sl.cur.Offset) <= 0 {
 		return // applied again after a mismatch: the ring already covers it
 	}
+	if sl.cur.Offset == "" && b.Committed != nil {
+		// The partition's first applied batch: the cursor Nakadi resumed
+		// from is a boundary too (with no events after the previous one).
+		// A crash before the first commit resumes from there.
+		base := state.RingEntry{Seq: sl.cur.RingNext, Offset: b.Committed.Offset}
+		st.batch.PutRing(sl.id, base)
+		sl.ring = append(sl.ring, base)
+		sl.cur.RingNext++
+	}
 	r := state.RingEntry{Seq: sl.cur.RingNext, Offset: b.Cursor.Offset, Count: uint64(len(b.Events) - skip),
 		FirstEID: string(j.bytes(j.events[skip].eid))}
 	st.batch.PutRing(sl.id, r)
