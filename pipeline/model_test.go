@@ -203,7 +203,8 @@ func newModelRun(t *testing.T, seed uint64) *modelRun {
 	m.window = 4 + m.rng.IntN(12)
 	h := newHarness(t)
 	h.cacheSize, h.memTable = 1<<20, 256<<10 // small: a sequence opens Pebble a few times
-	if shm, err := os.MkdirTemp("/dev/shm", "model-"); err == nil { // fsync is free on tmpfs
+	// fsync is free on tmpfs
+	if shm, err := os.MkdirTemp("/dev/shm", "model-"); err == nil {
 		t.Cleanup(func() { os.RemoveAll(shm) })
 		h.dir = shm
 	}
