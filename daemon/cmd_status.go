@@ -1,4 +1,258 @@
 package main
 
-// cmdStatus is `materializer status` (DESIGN.md §5), delivered by a later issue.
-var cmdStatus = notImplemented("status")
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"materializer/conf"
+	"materializer/pipeline"
+)
+
+// cmdStatus is `materializer status`: GET /v1/status from the configured
+// admin_listen, printed for humans (or as the raw JSON with -json). Exit 1
+// with one line when no daemon answers.
+func cmdStatus(args []string, io stdio) int {
+	fs := newFlags("status", io)
+	path := fs.String("config", defaultConfigPath, "config `file`")
+	raw := fs.Bool("json", false, "print the raw JSON of GET /v1/status")
+	if done, code := parseFlags(fs, args); done {
+		return code
+	}
+	cfg, ok := loadConfig(*path, conf.ForDemo, io.err)
+	if !ok {
+		return exitUsage
+	}
+	base, err := adminBaseURL(cfg.Daemon.AdminListen)
+	if err != nil {
+		fmt.Fprintf(io.err, "materializer status: %v\n", err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, body, err := fetchStatus(ctx, base)
+	if err != nil {
+		fmt.Fprintf(io.err, "materializer status: %v\n", err)
+		return exitFailure
+	}
+	if *raw {
+		_, err = io.out.Write(body)
+	} else {
+		err = printStatus(io.out, st, base, time.Now())
+	}
+	if err != nil {
+		fmt.Fprintf(io.err, "materializer status: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// adminBaseURL turns daemon.admin_listen into the URL a local client
+// uses: a wildcard host becomes loopback.
+func adminBaseURL(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("daemon.admin_listen %q: %w", listen, err)
+	}
+	if port == "0" {
+		return "", fmt.Errorf("daemon.admin_listen %q has port 0: the daemon picked a port at start (see its log line \"admin server listening\")", listen)
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "" || (ip != nil && ip.IsUnspecified() && ip.To4() != nil):
+		host = "127.0.0.1"
+	case ip != nil && ip.IsUnspecified():
+		host = "::1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// statusView is GET /v1/status as a client decodes it.
+type statusView struct {
+	Version    string            `json:"version"`
+	StartedAt  time.Time         `json:"started_at"`
+	Ready      bool              `json:"ready"`
+	Draining   bool              `json:"draining"`
+	EventTypes []eventTypeStatus `json:"event_types"`
+}
+
+// fetchStatus gets and decodes base/v1/status; body is the raw answer.
+func fetchStatus(ctx context.Context, base string) (*statusView, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/status", nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, notAnswering(base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, nil, fmt.Errorf("GET %s/v1/status: %w", base, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, body, fmt.Errorf("GET %s/v1/status: %s: %s", base, resp.Status, strings.TrimSpace(string(body)))
+	}
+	var st statusView
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, body, fmt.Errorf("GET %s/v1/status: not a status document: %w", base, err)
+	}
+	return &st, body, nil
+}
+
+// notAnswering names the usual cause of a failed request in one line.
+func notAnswering(base string, err error) error {
+	addr := strings.TrimPrefix(base, "http://")
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("no daemon is running on %s (connection refused): start it with `materializer run`, or check daemon.admin_listen", addr)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("the daemon on %s did not answer in time", addr)
+	}
+	return fmt.Errorf("cannot reach the daemon on %s: %w", addr, err)
+}
+
+// printStatus writes the human view of a status document.
+func printStatus(w io.Writer, st *statusView, base string, now time.Time) error {
+	p := &errWriter{w: w}
+	state := "not ready"
+	switch {
+	case st.Draining:
+		state = "draining"
+	case st.Ready:
+		state = "ready"
+	}
+	p.printf("materializer %s on %s: %s, up %s (since %s)\n", st.Version, strings.TrimPrefix(base, "http://"),
+		state, roundDuration(now.Sub(st.StartedAt)), st.StartedAt.UTC().Format(time.RFC3339))
+	if len(st.EventTypes) > 0 {
+		printDelivery(p, st.EventTypes[0].Delivery, now)
+	}
+	for _, et := range st.EventTypes {
+		printEventType(p, et)
+	}
+	return p.err
+}
+
+func printDelivery(p *errWriter, d pipeline.DeliveryStatus, now time.Time) {
+	p.printf("delivery: %d pending (%s), %d uploaded and waiting for their notice, %d failing\n",
+		d.PendingFiles, humanBytes(d.PendingBytes), d.Uploaded, d.Failing)
+	if !d.LastAt.IsZero() {
+		p.printf("  last delivered %s ago: %s\n", roundDuration(now.Sub(d.LastAt)), d.LastKey)
+	}
+	if d.LastError != "" {
+		p.printf("  last error: %s\n", d.LastError)
+	}
+}
+
+func printEventType(p *errWriter, et eventTypeStatus) {
+	c := et.Counters
+	balanced := "balanced"
+	if !et.Balanced {
+		balanced = "NOT BALANCED"
+	}
+	p.printf("\n%s: %s\n", et.Name, et.State)
+	p.printf("  events      received %d = main %d + superseded %d + duplicate %d + correction %d + rejected %d + open %d (%s)\n",
+		c.Received, c.Main, c.Superseded, c.Duplicate, c.Correction, c.Rejected, c.Open, balanced)
+	if c.Redelivered > 0 {
+		p.printf("  redelivered %d (recognized and skipped)\n", c.Redelivered)
+	}
+	ratio := "-"
+	if et.CompactionRatio > 0 {
+		ratio = fmt.Sprintf("%.1f events received per event written (main + correction)", et.CompactionRatio)
+	}
+	p.printf("  compaction  %s\n", ratio)
+	p.printf("  sessions    %d open\n", et.OpenSessions)
+	p.printf("  staging     %s open, %s\n", plural(et.OpenFiles, "file"), humanBytes(et.OpenFileBytes))
+	p.printf("  nakadi      subscription %s, stream %s\n", orDash(et.Subscription), orDash(et.StreamID))
+	if et.LastError != "" {
+		p.printf("  last error  %s\n", et.LastError)
+	}
+	printPartitions(p, et.Partitions)
+}
+
+func printPartitions(p *errWriter, parts []partitionStatus) {
+	if len(parts) == 0 {
+		p.printf("  partitions  none assigned yet\n")
+		return
+	}
+	rows := [][]string{{"partition", "applied offset", "committed offset", "lag", "received", "open files"}}
+	for _, ps := range parts {
+		lag := "?"
+		if ps.Lag != nil {
+			lag = fmt.Sprint(*ps.Lag)
+		}
+		rows = append(rows, []string{ps.Partition, orDash(ps.AppliedOffset), orDash(ps.CommittedOffset), lag,
+			fmt.Sprint(ps.EventsReceived), fmt.Sprintf("%d (%s)", ps.OpenFiles, humanBytes(ps.OpenFileBytes))})
+	}
+	width := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, f := range r {
+			width[i] = max(width[i], len(f))
+		}
+	}
+	for _, r := range rows {
+		var b strings.Builder
+		b.WriteString("  ")
+		for i, f := range r {
+			if i == len(r)-1 {
+				b.WriteString(f)
+				break
+			}
+			fmt.Fprintf(&b, "%-*s  ", width[i], f)
+		}
+		p.printf("%s\n", b.String())
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// humanBytes formats n in binary units: 512 B, 1.5 KiB, 20.0 MiB.
+func humanBytes(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, unit := float64(n)/1024, "KiB"
+	for _, u := range []string{"MiB", "GiB", "TiB"} {
+		if f < 1024 {
+			break
+		}
+		f, unit = f/1024, u
+	}
+	return fmt.Sprintf("%.1f %s", f, unit)
+}
+
+// roundDuration drops sub-second noise: 3m12s, 850ms.
+func roundDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return 0
+	}
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
+}
+
+// errWriter keeps the first write error, so printers stay linear.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (p *errWriter) printf(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}

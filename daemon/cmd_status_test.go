@@ -1,0 +1,101 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// freeAddr returns a loopback address with a port that was free just now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestStatusOfRunningDaemon(t *testing.T) {
+	dir := t.TempDir()
+	nk := startNakadi(t)
+	addr := freeAddr(t)
+	path := testConfig(t, dir, configOpts{DataDir: filepath.Join(dir, "data"), AdminListen: addr, NakadiURL: nk.URL()})
+	p := startRun(t, path)
+	p.waitLog("ready")
+
+	gen := newArticleGen(3, 20, time.Now)
+	events := make([]article, 50)
+	for i := range events {
+		events[i] = gen.next()
+	}
+	publish(t, nk, events)
+	var out string
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out, "received 50 = ") {
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed 50 events received:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+		var code int
+		var stderr string
+		if code, out, stderr = runBinary(t, "status", "-config", path); code != 0 {
+			t.Fatalf("status: exit %d: %s", code, stderr)
+		}
+	}
+	for _, re := range []string{
+		`(?m)^materializer dev on ` + regexp.QuoteMeta(addr) + `: ready, up \S+ \(since \S+Z\)$`,
+		`(?m)^delivery: 0 pending \(0 B\), 0 uploaded and waiting for their notice, 0 failing$`,
+		`(?m)^article\.updated: consuming$`,
+		`(?m)^  events      received 50 = main 0 \+ superseded \d+ \+ duplicate \d+ \+ correction \d+ \+ rejected \d+ \+ open \d+ \(balanced\)$`,
+		`(?m)^  sessions    \d+ open$`,
+		`(?m)^  nakadi      subscription [0-9a-f-]{36}, stream [0-9a-f-]{36}$`,
+		`(?m)^  partition +applied offset +committed offset +lag +received +open files$`,
+		`(?m)^  0 +001-0001-\d+ +(001-0001-\d+|-) +(\d+|\?) +\d+ +\d+ \(`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("status output does not match %s:\n%s", re, out)
+		}
+	}
+
+	code, raw, stderr := runBinary(t, "status", "-config", path, "-json")
+	var doc statusView
+	if code != 0 || json.Unmarshal([]byte(raw), &doc) != nil || !doc.Ready || len(doc.EventTypes) != 1 ||
+		doc.EventTypes[0].Counters.Received != 50 {
+		t.Errorf("status -json: exit %d, stderr %q, body:\n%s", code, stderr, raw)
+	}
+
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(30 * time.Second); code != 0 {
+		t.Fatalf("run exit %d", code)
+	}
+	code, stdout, stderr := runBinary(t, "status", "-config", path)
+	want := "materializer status: no daemon is running on " + addr + " (connection refused): start it with `materializer run`, or check daemon.admin_listen\n"
+	if code != 1 || stdout != "" || stderr != want {
+		t.Errorf("stopped daemon: exit %d, stdout %q, stderr %q; want exit 1 and %q", code, stdout, stderr, want)
+	}
+}
+
+func TestAdminBaseURL(t *testing.T) {
+	for listen, want := range map[string]string{
+		"127.0.0.1:8080": "http://127.0.0.1:8080",
+		":8080":          "http://127.0.0.1:8080",
+		"0.0.0.0:9":      "http://127.0.0.1:9",
+		"[::]:9":         "http://[::1]:9",
+		"[::1]:9":        "http://[::1]:9",
+		"admin.local:80": "http://admin.local:80",
+	} {
+		if got, err := adminBaseURL(listen); err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", listen, got, err, want)
+		}
+	}
+	if _, err := adminBaseURL("127.0.0.1:0"); err == nil {
+		t.Error("port 0: no error")
+	}
+}
