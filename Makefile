@@ -36,9 +36,8 @@ help: ## list the targets
 build: ## build bin/materializer
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/materializer ./daemon
 
-run: build ## run the demo (until the demo exists: check conf/demo.toml)
-	@echo "run: the embedded demo is not built yet; checking conf/demo.toml instead"
-	bin/materializer check -demo -config conf/demo.toml
+run: build ## the demo: Nakadi emulator, NATS and the daemon in one process; files under ./var
+	bin/materializer demo
 
 test: tools ## the whole suite with -race (what CI runs)
 	$(GO) test -race -timeout 20m $(RUNFLAG) $(PKG)

@@ -43,9 +43,30 @@ func newArticleGen(seed uint64, articles int, now func() time.Time) *articleGen 
 	}
 }
 
-// next makes the next event.
+// next makes the next event, for an article picked uniformly.
 func (g *articleGen) next() article {
-	id := 1 + g.rng.IntN(g.articles)
+	return g.nextOf(1 + g.rng.IntN(g.articles))
+}
+
+// articleWindow makes updates come in bursts, as they do in a shop: a
+// window of Width consecutive articles is active and slides on by one
+// article every Step events. An article thus gets about Step updates in a
+// row, then none until the window comes round again — long enough for its
+// session to close by session_gap. It is deterministic in the event count.
+type articleWindow struct {
+	Width, Step int
+	n           int // events made so far
+}
+
+// nextIn makes the next event for an article of the active window.
+func (g *articleGen) nextIn(w *articleWindow) article {
+	start := w.n / w.Step
+	w.n++
+	return g.nextOf(1 + (start+g.rng.IntN(w.Width))%g.articles)
+}
+
+// nextOf makes the next event for article id.
+func (g *articleGen) nextOf(id int) article {
 	roll := g.rng.IntN(100)
 	hi := g.version[id]
 	switch {

@@ -23,6 +23,10 @@ type runOptions struct {
 	Getenv     func(string) string
 	Signals    <-chan os.Signal // SIGTERM/SIGINT stop, SIGHUP reloads
 	Now        func() time.Time
+	// Started, if set, is called once everything is set up and the admin
+	// server listens, before serving starts (the demo prints its banner).
+	// It must not block.
+	Started func(adminAddr string)
 }
 
 // daemon is one `materializer run`: its components and their wiring.
@@ -44,6 +48,9 @@ func runDaemon(opts runOptions) error {
 	d, err := startDaemon(opts)
 	if err != nil {
 		return err
+	}
+	if opts.Started != nil {
+		opts.Started(d.admin.Addr())
 	}
 	err = d.serve(opts.Signals)
 	if rerr := d.lock.Release(); rerr != nil && err == nil {
