@@ -136,6 +136,13 @@ func (e *engine) backpressure(ctx context.Context) {
 			}
 			e.plog.Warn().Int64("staged_bytes", staged).Int64("max_staged_bytes", limit).
 				Msg("backpressure: staged files exceed max_staged_bytes; consuming paused until delivery catches up")
+			// Open files count as staged but cannot be delivered until they
+			// are sealed: seal them, or a pause could outlast roll_max_age.
+			go func() {
+				if _, err := e.eng.SealAll(ctx); err != nil && ctx.Err() == nil {
+					e.plog.Error().Err(err).Msg("backpressure: sealing the open files failed")
+				}
+			}()
 		case e.pressured && staged < low:
 			e.pressured = false
 			e.bp.active.Set(0)

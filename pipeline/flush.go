@@ -38,3 +38,21 @@ func (e *Engine) Flush(ctx context.Context, eventType string) ([]state.Outbox, e
 	})
 	return sealed, err
 }
+
+// SealAll seals every open staging file now, without closing sessions, and
+// returns the sealed files' outbox entries. Backpressure uses it: open files
+// count as staged bytes but cannot be delivered until they are sealed.
+func (e *Engine) SealAll(ctx context.Context) ([]state.Outbox, error) {
+	var sealed []state.Outbox
+	err := e.Do(ctx, func() error {
+		err := e.runStep(ctx, nil, func(st *step) error {
+			st.sealAll = "*"
+			return nil
+		})
+		if err == nil && e.lastStep != nil {
+			sealed = e.lastStep.sealed
+		}
+		return err
+	})
+	return sealed, err
+}
