@@ -255,9 +255,16 @@ func (d *Deliverer) failed(p *pending, what string, err error) {
 	p.next = d.o.Now().Add(backoff)
 	p.lastErr = fmt.Sprintf("%s: %v", what, err)
 	d.m.failures.WithLabelValues(what, map[bool]string{true: "permanent", false: "retryable"}[permanent]).Inc()
-	ev := d.log.Warn()
-	if permanent || p.attempts%10 == 1 {
+	// One line per file at the first failure (warn), then every tenth
+	// (error): an outage of S3 or NATS must not flood the journal.
+	var ev *zerolog.Event
+	switch {
+	case permanent || p.attempts%10 == 0:
 		ev = d.log.Error()
+	case p.attempts == 1:
+		ev = d.log.Warn()
+	default:
+		return
 	}
 	ev.Err(err).Str("key", p.Key).Int("attempts", p.attempts).Dur("retry_in", backoff).Bool("permanent", permanent).
 		Msgf("%s failed; the file stays in the outbox", what)
