@@ -186,6 +186,9 @@ func writeManifest(dir string, m *Manifest) error {
 	return syncDir(dir)
 }
 
+// ReadManifest reads the manifest of the local checkpoint in dir.
+func ReadManifest(dir string) (*Manifest, error) { return readManifest(dir) }
+
 // readManifest reads a local checkpoint's manifest.
 func readManifest(dir string) (*Manifest, error) {
 	data, err := os.ReadFile(filepath.Join(dir, ManifestName))

@@ -58,6 +58,13 @@ func NewTaker(o Options) *Taker {
 	return &Taker{o: o, log: o.Logger.With().Str("component", "checkpoint").Logger(), m: newMetrics(o.Registerer)}
 }
 
+// SetEventTypes replaces the configured event types (a reload added one).
+func (t *Taker) SetEventTypes(types []EventType) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.o.EventTypes = append([]EventType(nil), types...)
+}
+
 // Result describes a checkpoint just taken.
 type Result struct {
 	Info
