@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"materializer/checkpoint"
 	"materializer/conf"
 	"materializer/pipeline"
 	"materializer/pipeline/compact"
@@ -86,6 +87,9 @@ func newEngine(deps pipelineDeps) (*engine, error) {
 // Run opens the state and runs every component until ctx ends or one fails.
 func (e *engine) Run(ctx context.Context) error {
 	dataDir := e.cfg.Daemon.DataDir
+	if err := checkpoint.CheckNoPending(dataDir); err != nil {
+		return err
+	}
 	db, err := state.Open(filepath.Join(dataDir, "state"), state.Options{Logger: e.log})
 	if err != nil {
 		return err
@@ -127,7 +131,10 @@ func (e *engine) Run(ctx context.Context) error {
 	err = g.Wait()
 	e.recovered.Store(false)
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return nil
+		err = nil
+	}
+	if err == nil && ctx.Err() != nil && e.ckpt != nil {
+		e.ckpt.Shutdown() // a clean stop: checkpoint.on_shutdown
 	}
 	return err
 }

@@ -84,6 +84,9 @@ func (e *engine) addEventType(ctx context.Context, et *conf.EventType) error {
 	if err := e.eng.AddEventType(ctx, pet); err != nil {
 		return fmt.Errorf("event type %s: %w", et.Name, err)
 	}
+	if e.ckpt != nil {
+		e.ckpt.EventTypeAdded(pet)
+	}
 	e.mu.Lock()
 	e.consumers[et.Name] = c
 	e.names = append(e.names, et.Name)

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"materializer/checkpoint"
+)
+
+// ckptFreeAddr returns a loopback address with a port free right now.
+func ckptFreeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// received reads the event type's received counter from GET /v1/status.
+func received(t *testing.T, adminURL string) uint64 {
+	t.Helper()
+	_, body := get(t, adminURL+"/v1/status")
+	var doc struct {
+		EventTypes []eventTypeStatus `json:"event_types"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil || len(doc.EventTypes) == 0 {
+		return 0
+	}
+	return doc.EventTypes[0].Counters.Received
+}
+
+// The checkpoint commands with the real binary: create asks the running
+// daemon; restore refuses while it runs; a clean stop takes one more
+// (on_shutdown); list and restore work with the data dir gone; a config
+// that shapes state differently is refused naming each difference; a
+// corrupt newest checkpoint is skipped with the reason; declining the
+// prompt changes nothing; run refuses a data dir whose restore did not
+// reset the cursors.
+func TestCheckpointCommands(t *testing.T) {
+	nk := newArticleEmulator(t, 2)
+	root := t.TempDir()
+	remoteDir := filepath.Join(root, "remote")
+	s := ckptSetup{dir: filepath.Join(root, "d"), nakadiURL: nk.URL(), ckptURL: "file://" + remoteDir,
+		admin: ckptFreeAddr(t), extra: "on_shutdown = true"}
+	path, cfg := ckptConfig(t, s)
+	gen := newArticleGen(5, 50, time.Now)
+	var events []article
+	for range 500 {
+		events = append(events, gen.next())
+	}
+	publish(t, nk, events)
+
+	p := startRun(t, path)
+	admin := p.adminURL()
+	waitStatus(t, admin+"/readyz", 200)
+	waitFor(t, 30*time.Second, "events received", func() bool { return received(t, admin) == 500 })
+	code, out, errOut := runBinary(t, "checkpoint", "create", "-config", path)
+	if code != 0 || !regexp.MustCompile(`^checkpoint \S+ taken in .* \(ingestion paused .*\): .* files, `).MatchString(out) ||
+		!strings.Contains(out, "remote copy: ") {
+		t.Fatalf("create: exit %d\n%s\n%s", code, out, errOut)
+	}
+	first := strings.Fields(out)[1]
+	code, out, _ = runBinary(t, "checkpoint", "list", "-config", path)
+	if code != 0 || !regexp.MustCompile(first+` +local +[0-9]+s ago .* [0-9]+ files`).MatchString(out) || !regexp.MustCompile(first+` +remote `).MatchString(out) ||
+		!strings.Contains(out, "article.updated  p0=001-0001-") {
+		t.Fatalf("list: exit %d\n%s", code, out)
+	}
+	code, _, errOut = runBinary(t, "checkpoint", "restore", "-config", path, "-id", "latest", "-yes")
+	if code != 1 || !strings.Contains(errOut, "is locked by pid") {
+		t.Fatalf("restore while running: exit %d: %s", code, errOut)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	p.waitLog("shutdown checkpoint taken")
+
+	if err := os.RemoveAll(cfg.Daemon.DataDir); err != nil { // the disk is lost
+		t.Fatal(err)
+	}
+	code, out, _ = runBinary(t, "checkpoint", "list", "-config", path, "-json")
+	var list []checkpoint.Info
+	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list) != 2 || list[0].Where != "remote" || list[1].ID != first {
+		t.Fatalf("list with the data dir gone: exit %d %v\n%s", code, err, out)
+	}
+	newest := list[0].ID
+
+	s.dir, s.ordering, s.priceType = filepath.Join(root, "other"), "string", "string"
+	otherPath, _ := ckptConfig(t, s)
+	code, _, errOut = runBinary(t, "checkpoint", "restore", "-config", otherPath, "-id", "latest", "-yes")
+	for _, want := range []string{`ordering is "number" in the checkpoint, the config says "string"`,
+		"table article has columns [article_id:int brand:string version:int price:decimal occurred_at:timestamp] in the checkpoint, the config says [article_id:int brand:string version:int price:string occurred_at:timestamp]"} {
+		if code != 2 || !strings.Contains(errOut, want) {
+			t.Errorf("restore with another config: exit %d, want 2 and %q in:\n%s", code, want, errOut)
+		}
+	}
+
+	corruptObject(t, remoteDir, uniqueObject(t, remoteManifest(t, remoteDir, newest), remoteManifest(t, remoteDir, first)))
+	code, out, errOut = runCLI(t, "no\n", "checkpoint", "restore", "-config", path, "-id", "latest")
+	if code != 1 || !strings.Contains(errOut, "not confirmed; nothing changed") || !strings.Contains(out, "restore? type yes") {
+		t.Errorf("declined: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if left, _ := filepath.Glob(cfg.Daemon.DataDir + "*"); len(left) != 0 {
+		t.Errorf("a declined restore left %v", left)
+	}
+	code, out, errOut = runBinary(t, "checkpoint", "restore", "-config", path, "-id", "latest", "-yes")
+	if code != 0 || !strings.Contains(errOut, "skipping checkpoint "+newest+" (remote): ") || !strings.Contains(errOut, "has sha256") ||
+		!strings.Contains(out, "restored checkpoint "+first) {
+		t.Fatalf("restore skipping the corrupt one: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	pending := filepath.Join(cfg.Daemon.DataDir, checkpoint.PendingName)
+	if err := os.WriteFile(pending, []byte(`{"checkpoint":"`+first+`","resets":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runBinary(t, "run", "-config", path)
+	if code != 1 || !strings.Contains(errOut, "checkpoint restore -resume") {
+		t.Errorf("run with a pending restore: exit %d: %s", code, errOut)
+	}
+	code, out, _ = runBinary(t, "checkpoint", "restore", "-config", path, "-resume")
+	if _, err := os.Stat(pending); code != 0 || !os.IsNotExist(err) || !strings.Contains(out, "done: start the daemon") {
+		t.Errorf("resume: exit %d, marker %v\n%s", code, err, out)
+	}
+}
+
+func remoteManifest(t *testing.T, dir, id string) *checkpoint.Manifest {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "manifests", id+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m checkpoint.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return &m
+}
+
+// uniqueObject returns a non-empty object of m that other does not share.
+func uniqueObject(t *testing.T, m, other *checkpoint.Manifest) string {
+	t.Helper()
+	shared := map[string]bool{}
+	for _, f := range other.Files {
+		shared[f.SHA256] = true
+	}
+	for _, f := range m.Files {
+		if f.Size > 0 && !shared[f.SHA256] {
+			return f.SHA256
+		}
+	}
+	t.Fatal("no object of its own")
+	return ""
+}
+
+// corruptObject replaces a remote object with other bytes of its size.
+func corruptObject(t *testing.T, dir, sha string) {
+	t.Helper()
+	path := filepath.Join(dir, "objects", sha)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x55
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
