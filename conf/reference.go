@@ -64,8 +64,8 @@ var Reference = []KeyDoc{
 	{"notify.publish_timeout", `"10s"`, "Longest wait for JetStream to acknowledge a notice."},
 
 	{"checkpoint.interval", `"10m"`, "Time between checkpoints; `\"0s\"`: no periodic checkpoints."},
-	{"checkpoint.keep", "6", "Local checkpoints kept (>= 1)."},
-	{"checkpoint.url", `""`, "Remote copy of each checkpoint for disaster recovery: `s3://` or `file://`; empty: local only."},
+	{"checkpoint.keep", "6", "Checkpoints kept (>= 1), locally and in the remote copy."},
+	{"checkpoint.url", `""`, "Remote copy of each checkpoint for disaster recovery: `s3://` (with the `[storage]` region, endpoint, credentials and encryption) or `file://`; empty: local only. One URL per daemon."},
 	{"checkpoint.on_shutdown", "false", "Take a checkpoint during a clean stop."},
 
 	{"event_types", "required", "One or more `[[event_types]]`, each consumed through its own Nakadi subscription."},
