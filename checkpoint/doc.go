@@ -4,11 +4,15 @@
 // manifest naming the per-partition cursors, the event types' fingerprints
 // and counters, and every file with its size and sha256.
 //
-// Taking one pauses the state writer only for hard links and Pebble's own
-// checkpoint (which links SSTs and copies a WAL kept small by a flush just
-// before); copying, hashing and uploading run with ingestion going on. A
-// checkpoint exists only once its manifest is written, locally and
-// remotely; anything without one is unfinished and cleaned up.
+// Taking one pauses the state writer (between two steps) only to hard-link
+// the staging files the committed state names. Pebble's checkpoint (SSTs
+// linked, a WAL kept small by a flush just before copied) follows with
+// ingestion going on: every step is one atomic batch, so it is a step
+// boundary at or after the pause, and the linked files (whose inodes only
+// grow past their committed lengths) hold what it names. Cutting, hashing
+// and uploading run outside the pause too. A checkpoint exists only once
+// its manifest is written, locally and remotely; anything without one is
+// unfinished and cleaned up.
 //
 // Local checkpoints live in DATA_DIR/checkpoints/<id>/. The remote copy
 // (s3:// or file://) is content-addressed, so each upload sends only the

@@ -24,7 +24,7 @@ func (t *Taker) finish(s *snapshot) (*Manifest, error) {
 		Format: FormatVersion, ID: s.id, Created: s.created.UTC(), Writer: v.writer, StateFormat: state.FormatVersion,
 		PauseNanos: s.pause.Nanoseconds(), EventTypes: v.eventTypes, Cursors: v.cursors,
 	}
-	known, err := cutStaging(filepath.Join(s.dir, "staging"), v, m)
+	known, err := t.cutStaging(filepath.Join(s.dir, "staging"), v, m)
 	if err != nil {
 		return nil, err
 	}
@@ -38,13 +38,18 @@ func (t *Taker) finish(s *snapshot) (*Manifest, error) {
 }
 
 // cutStaging copies each open file's committed prefix out of its link,
-// sorts the outbox into sealed (file linked) and delivered (file gone), and
-// removes every other file. It returns the hashed open files.
-func cutStaging(staging string, v *stateView, m *Manifest) (map[string]File, error) {
+// sorts the outbox into sealed (file linked) and delivered (file gone),
+// and removes every other file. It returns the hashed open files.
+func (t *Taker) cutStaging(staging string, v *stateView, m *Manifest) (map[string]File, error) {
 	known := map[string]File{}
 	keep := map[string]bool{}
 	for _, f := range v.open {
 		link := filepath.Join(staging, openPrefix+f.Name)
+		if err := t.linkLate(f.Name, link); errIsNotExist(err) {
+			return nil, fmt.Errorf("%w: %s", errVanished, f.Name)
+		} else if err != nil {
+			return nil, err
+		}
 		n, sum, err := copyFile(link, filepath.Join(staging, f.Name), f.Length)
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint: open file %s of the state: %w", f.Name, err)
@@ -54,12 +59,14 @@ func cutStaging(staging string, v *stateView, m *Manifest) (map[string]File, err
 		keep[f.Name] = true
 	}
 	for _, o := range v.outbox {
-		if _, err := os.Lstat(filepath.Join(staging, o.Name)); err == nil {
-			m.Staging.Sealed = append(m.Staging.Sealed, o.Name)
-			keep[o.Name] = true
-		} else {
+		if err := t.sealedFile(staging, o.Name); errIsNotExist(err) {
 			m.Staging.Delivered = append(m.Staging.Delivered, o.Name)
+			continue
+		} else if err != nil {
+			return nil, err
 		}
+		m.Staging.Sealed = append(m.Staging.Sealed, o.Name)
+		keep[o.Name] = true
 	}
 	entries, err := os.ReadDir(staging)
 	if err != nil {
@@ -73,6 +80,28 @@ func cutStaging(staging string, v *stateView, m *Manifest) (map[string]File, err
 		}
 	}
 	return known, syncDir(staging)
+}
+
+// linkLate links a live staging file to link unless the pause did.
+func (t *Taker) linkLate(name, link string) error {
+	if _, err := os.Lstat(link); err == nil {
+		return nil
+	}
+	return linkOrCopy(filepath.Join(t.o.StagingDir, name), link)
+}
+
+// sealedFile puts a sealed file in place: linked as sealed in the pause,
+// linked as open then (sealed since: same inode, now complete), or linked
+// now. os.ErrNotExist means it was delivered and removed.
+func (t *Taker) sealedFile(staging, name string) error {
+	dst := filepath.Join(staging, name)
+	if _, err := os.Lstat(dst); err == nil {
+		return nil
+	}
+	if err := os.Rename(filepath.Join(staging, openPrefix+name), dst); err == nil || !errIsNotExist(err) {
+		return err
+	}
+	return linkOrCopy(filepath.Join(t.o.StagingDir, name), dst)
 }
 
 // hashFiles lists and hashes every file of the checkpoint. Pebble's SST

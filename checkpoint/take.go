@@ -123,6 +123,21 @@ func (t *Taker) take(ctx context.Context, quiesce Quiesce) (*Result, error) {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	t.removeUnfinished()
+	for attempt := 1; ; attempt++ {
+		res, err := t.attempt(ctx, quiesce)
+		if !errors.Is(err, errVanished) || attempt == 3 {
+			return res, err
+		}
+		t.log.Info().Err(err).Msg("a staging file went away while the checkpoint was taken; taking it again")
+	}
+}
+
+// errVanished: an open staging file the checkpoint's state names was
+// sealed, delivered and removed before it could be linked (files created
+// after the pause only): the checkpoint is taken again.
+var errVanished = errors.New("checkpoint: open staging file vanished")
+
+func (t *Taker) attempt(ctx context.Context, quiesce Quiesce) (*Result, error) {
 	if err := t.o.DB.Flush(); err != nil {
 		return nil, err
 	}
@@ -131,6 +146,9 @@ func (t *Taker) take(ctx context.Context, quiesce Quiesce) (*Result, error) {
 		return nil, err
 	}
 	err = quiesce(ctx, func() error { return t.snapshot(s) })
+	if err == nil {
+		err = t.o.DB.Checkpoint(filepath.Join(s.dir, "state"))
+	}
 	if err == nil {
 		var m *Manifest
 		if m, err = t.finish(s); err == nil {
@@ -161,15 +179,22 @@ func (t *Taker) prepare() (*snapshot, error) {
 	return s, nil
 }
 
-// openPrefix marks the hard link of an open staging file: it still grows
-// after the pause, so finish copies its committed prefix out of it.
+// openPrefix marks the hard link of a file that was open when linked: it
+// may still grow, so finish copies the committed prefix out of it.
 const openPrefix = ".open."
 
-// snapshot runs inside the pause and does only what is instant: it links
-// the staging files named by the committed state, then takes the Pebble
-// checkpoint. Linking first makes the outbox consistent although the
-// deliverer keeps running: it deletes an entry before its file, so every
-// entry still in the checkpoint had its file when it was linked.
+// snapshot runs inside the pause, between two steps of the writer, and
+// does only what is instant: it hard-links every staging file the
+// committed state names (no copy, no fsync).
+//
+// Why this is enough: each step is one atomic Pebble batch, so Pebble's
+// checkpoint, taken right after the pause, is the state after some step
+// at or after this one. What it names is on disk in the linked files: an
+// open file's inode only grows beyond its committed length (fsynced
+// before the commit) until it is sealed, and a sealed file never changes.
+// A file the deliverer removes after the pause lives on in its link.
+// finish links the few files created between the pause and the Pebble
+// checkpoint, and sorts out what was delivered meanwhile.
 func (t *Taker) snapshot(s *snapshot) error {
 	start := time.Now()
 	defer func() { s.pause = time.Since(start) }()
@@ -193,7 +218,7 @@ func (t *Taker) snapshot(s *snapshot) error {
 			return fmt.Errorf("checkpoint: sealed staging file %s: %w", o.Name, err)
 		}
 	}
-	return t.o.DB.Checkpoint(filepath.Join(s.dir, "state"))
+	return nil
 }
 
 // removeUnfinished removes local checkpoints without a manifest: a Take

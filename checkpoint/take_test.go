@@ -178,6 +178,76 @@ func TestTakeRunsSnapshotInsideQuiesce(t *testing.T) {
 	}
 }
 
+// Steps the writer commits between the pause and Pebble's checkpoint: the
+// checkpoint holds the later state, with its files. A file sealed since
+// keeps the open link's (complete) content; an outbox file delivered since
+// is dropped; an open file that is gone before it could be linked makes
+// the take start over; a file opened after the pause is linked late.
+func TestStateMovesBetweenPauseAndCheckpoint(t *testing.T) {
+	f := newFixture(t)
+	tk := f.taker(nil, 3)
+	w := f.db.WriterID()
+	id := state.FileID{EventType: testET, Table: "article", Kind: "rejected", Partition: "1"}
+	file := func(seq uint64) state.File {
+		return state.File{ID: id, Seq: seq, Name: files.Name(id, w, seq, "none"), Writer: w, Length: 4, Compression: "none"}
+	}
+	commit := func(fn func(b *state.Batch)) {
+		b := f.db.NewBatch()
+		defer b.Close()
+		fn(b)
+		if err := b.Commit(true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := 0
+	res, err := tk.Take(context.Background(), func(_ context.Context, fn func() error) error {
+		calls++
+		if calls == 2 { // the vanished file was sealed and delivered meanwhile
+			commit(func(b *state.Batch) { b.DeleteFile(id) })
+		}
+		if err := fn(); err != nil {
+			return err
+		}
+		if calls == 2 { // a new file opens after the pause
+			next := file(2)
+			f.write(next.Name, "new\n")
+			commit(func(b *state.Batch) { b.PutFile(&next) })
+			return nil
+		}
+		// After the first pause: the open file is sealed with a row more,
+		// the fixture's sealed file is delivered, and a new file opens whose
+		// file is gone before the checkpoint can link it.
+		f.write(f.open.Name, "committed|row\n")
+		sealed := state.Outbox{File: f.open, Key: "k/" + f.open.Name, Sealed: 2}
+		sealed.Length = 14
+		gone := file(1)
+		commit(func(b *state.Batch) {
+			b.DeleteFile(f.open.ID)
+			b.PutOutbox(&sealed)
+			b.DeleteOutbox(f.sealed.ID, f.sealed.Seq)
+			b.PutFile(&gone)
+		})
+		return os.Remove(filepath.Join(f.staging, f.sealed.Name))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 {
+		t.Errorf("%d attempts, want a second one after the vanished file", calls)
+	}
+	m, _ := readManifest(res.Location)
+	late := file(2).Name
+	if len(m.Staging.Open) != 1 || m.Staging.Open[0].Name != late || len(m.Staging.Sealed) != 1 ||
+		m.Staging.Sealed[0] != f.open.Name || len(m.Staging.Delivered) != 0 {
+		t.Errorf("staging %+v", m.Staging)
+	}
+	equalBytes(t, "file opened after the pause", mustRead(t, filepath.Join(res.Location, "staging", late)), "new\n")
+	equalBytes(t, "file sealed after the pause", mustRead(t, filepath.Join(res.Location, "staging", f.open.Name)), "committed|row\n")
+	if entries, _ := os.ReadDir(filepath.Join(res.Location, "staging")); len(entries) != 2 {
+		t.Errorf("staging files %v, want the two the state names", entries)
+	}
+}
+
 // keep applies locally; hashes of SSTs shared with the previous checkpoint
 // (hard links of one file) are reused, new ones are computed.
 func TestKeepAndHashReuse(t *testing.T) {
