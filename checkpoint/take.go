@@ -276,7 +276,12 @@ func (t *Taker) upload(ctx context.Context, res *Result) {
 	if err == nil {
 		_, err = t.o.Remote.Prune(ctx, t.o.Keep)
 	}
-	if err != nil {
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		res.RemoteError = err.Error()
+		t.log.Info().Str("id", res.ID).Msg("remote copy of the checkpoint cut short; the next start copies it")
+	default:
 		res.RemoteError = err.Error()
 		t.m.remoteFailures.Inc()
 		t.log.Warn().Err(err).Str("id", res.ID).Msg("remote copy of the checkpoint failed; the local one is complete")

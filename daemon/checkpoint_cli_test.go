@@ -70,6 +70,9 @@ func TestCheckpointCommands(t *testing.T) {
 		t.Fatalf("create: exit %d\n%s\n%s", code, out, errOut)
 	}
 	first := strings.Fields(out)[1]
+	if code, body := get(t, admin+"/v1/checkpoints"); code != 200 || !strings.Contains(body, `"id": "`+first+`"`) {
+		t.Errorf("GET /v1/checkpoints: %d %s", code, body)
+	}
 	code, out, _ = runBinary(t, "checkpoint", "list", "-config", path)
 	if code != 0 || !regexp.MustCompile(first+` +local +[0-9]+s ago .* [0-9]+ files`).MatchString(out) || !regexp.MustCompile(first+` +remote `).MatchString(out) ||
 		!strings.Contains(out, "article.updated  p0=001-0001-") {

@@ -359,3 +359,31 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 	code := dispatch(args, stdio{in: strings.NewReader(stdin), out: &out, err: &errOut})
 	return code, out.String(), errOut.String()
 }
+
+// checkpoint.interval takes checkpoints on its own; at start the newest
+// local checkpoint is copied to a remote store that lacks it (here: the url
+// was added to the config after it was taken).
+func TestPeriodicCheckpointsAndRemoteSyncAtStart(t *testing.T) {
+	nk := newArticleEmulator(t, 2)
+	dir := t.TempDir()
+	remote := filepath.Join(dir, "remote")
+	_, cfg := ckptConfig(t, ckptSetup{dir: dir, nakadiURL: nk.URL()})
+	e, stop := ckptEngine(t, cfg)
+	first := ckptTake(t, e)
+	stop()
+	if first.Upload != nil {
+		t.Fatalf("uploaded without a url: %+v", first.Upload)
+	}
+	_, cfg = ckptConfig(t, ckptSetup{dir: dir, nakadiURL: nk.URL(), ckptURL: "file://" + remote})
+	cfg.Checkpoint.Interval = conf.Dur(200 * time.Millisecond)
+	e, _ = ckptEngine(t, cfg)
+	waitFor(t, 30*time.Second, "the local checkpoint copied and two periodic ones", func() bool {
+		_, err := os.Stat(filepath.Join(remote, "manifests", first.ID+".json"))
+		local, _ := checkpoint.ListLocal(filepath.Join(cfg.Daemon.DataDir, "checkpoints"))
+		return err == nil && len(local) >= 3
+	})
+	v, err := e.Checkpoints(t.Context())
+	if list := v.([]checkpoint.Info); err != nil || len(list) < 4 || list[len(list)-1].ID != first.ID {
+		t.Errorf("GET /v1/checkpoints: %+v %v", v, err)
+	}
+}
