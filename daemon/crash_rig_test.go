@@ -1,0 +1,314 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/pipeline/notify/natstest"
+)
+
+// crashBinary builds materializer with failpoints and the counter-identity
+// check (and -race when the tests run with it) next to binPath, once.
+var crashBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func crashBinary(t *testing.T) string {
+	t.Helper()
+	crashBin.once.Do(func() {
+		crashBin.path = filepath.Join(filepath.Dir(binPath), "materializer-crash")
+		args := []string{"build", "-tags", "failpoints,invariants", "-o", crashBin.path}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+		if err != nil {
+			crashBin.err = fmt.Errorf("building the failpoint binary: %v\n%s", err, out)
+		}
+	})
+	if crashBin.err != nil {
+		t.Fatal(crashBin.err)
+	}
+	return crashBin.path
+}
+
+// crashRig is one data dir that a daemon is killed on again and again,
+// with its outside world: the Nakadi emulator (real HTTP, in this process),
+// NATS with JetStream (in this process) and file:// storage. The events
+// are generated up front; each run publishes the next part while the
+// daemon consumes.
+type crashRig struct {
+	t       *testing.T
+	rng     *rand.Rand
+	nk      *nakaditest.Server
+	ns      *natstest.Server
+	dir     string
+	conf    string
+	storage string
+	bin     string
+
+	events    []article
+	published atomic.Int64 // events handed to the emulator so far
+	runs      int
+	log       []string // what each run did, for the report
+}
+
+const crashPartitions = 4
+
+func newCrashRig(t *testing.T, seed uint64, events, articles int) *crashRig {
+	t.Helper()
+	r := &crashRig{t: t, rng: rand.New(rand.NewPCG(seed, seed+1)), dir: t.TempDir(), bin: crashBinary(t)}
+	r.nk = nakaditest.NewServer(nakaditest.Options{})
+	t.Cleanup(r.nk.Close)
+	if err := r.nk.CreateEventType("article.updated", crashPartitions, []string{"article_id"}); err != nil {
+		t.Fatal(err)
+	}
+	r.ns = natstest.Start(t)
+	r.storage = filepath.Join(r.dir, "storage")
+	r.conf = filepath.Join(r.dir, "materializer.toml")
+	gen := newArticleGen(seed, articles, time.Now)
+	r.events = make([]article, events)
+	for i := range r.events {
+		r.events[i] = gen.next()
+	}
+	return r
+}
+
+// writeConfig writes the daemon's config: small batches of a size that
+// changes from run to run (Nakadi resends with other boundaries than the
+// killed daemon saw) and a small window of uncommitted events (many steps,
+// many commits), a short commit
+// timeout (the killed daemon's stream is gone soon), short sessions (keys
+// close many sessions), files that roll by rows and by age (many uploads
+// and notices during the run), and an eid column in both tables so the
+// checks can tell every row's event.
+func (r *crashRig) writeConfig(batchLimit int) {
+	text := fmt.Sprintf(`
+[daemon]
+data_dir      = %q
+admin_listen  = "127.0.0.1:0"
+log_level     = "info"
+log_format    = "json"
+drain_timeout = "20s"
+[nakadi]
+url                    = %q
+owning_application     = "materializer-crash"
+read_from              = "begin"
+batch_limit            = %d
+batch_flush_timeout    = "1s"
+max_uncommitted_events = 300
+commit_timeout         = "2s"
+[storage]
+url           = "file://%s"
+compression   = "gzip"
+roll_max_rows = 60
+roll_max_age  = "1s"
+[notify]
+nats_url = %q
+[[event_types]]
+name          = "article.updated"
+partition_key = ["article_id"]
+ordering_key  = "version"
+ordering      = "number"
+session_gap   = "1s"
+session_max   = "3s"
+  [[event_types.tables]]
+  name    = "article"
+  columns = [
+    { name = "article_id",  path = "article_id",           type = "int", required = true },
+    { name = "version",     path = "version",              type = "int" },
+    { name = "brand",       path = "brand" },
+    { name = "price",       path = "price.amount",         type = "decimal" },
+    { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
+    { name = "eid",         path = "metadata.eid" },
+  ]
+  [[event_types.tables]]
+  name    = "article_size"
+  columns = [
+    { name = "article_id", path = "article_id",   type = "int" },
+    { name = "size",       path = "sizes[*].size" },
+    { name = "qty",        path = "sizes[*].qty", type = "int" },
+    { name = "eid",        path = "metadata.eid" },
+  ]
+`, filepath.Join(r.dir, "data"), r.nk.URL(), batchLimit, r.storage, r.ns.URL())
+	if err := os.WriteFile(r.conf, []byte(text), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// start starts `materializer run` (the failpoint build) with extra
+// environment.
+func (r *crashRig) start(env ...string) *proc {
+	r.t.Helper()
+	r.runs++
+	r.writeConfig([]int{7, 13, 40, 64}[r.rng.IntN(4)])
+	cmd := exec.Command(r.bin, "run", "-config", r.conf)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	p := &proc{t: r.t, cmd: cmd, done: make(chan struct{})}
+	p.cond = sync.NewCond(&p.mu)
+	go p.collect(stderr)
+	r.t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// publishAsync publishes the next n events (fewer at the end) in small
+// batches of random size with short pauses, as producers would, so Nakadi
+// batches end at ever other offsets. The channel closes when all are out.
+func (r *crashRig) publishAsync(n int) <-chan struct{} {
+	from := int(r.published.Load())
+	to := min(from+n, len(r.events))
+	sizes := make([]int, 0, 16)
+	for i := from; i < to; {
+		k := min(1+r.rng.IntN(60), to-i)
+		sizes = append(sizes, k)
+		i += k
+	}
+	pauses := make([]time.Duration, len(sizes))
+	for i := range pauses {
+		pauses[i] = time.Duration(r.rng.IntN(40)) * time.Millisecond
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		i := from
+		for k, size := range sizes {
+			raw := make([][]byte, 0, size)
+			for _, a := range r.events[i : i+size] {
+				raw = append(raw, a.Raw)
+			}
+			if err := r.nk.Publish("article.updated", raw...); err != nil {
+				r.t.Errorf("publish: %v", err)
+				return
+			}
+			i += size
+			r.published.Store(int64(i))
+			time.Sleep(pauses[k]) // pacing the producer, not waiting for a result
+		}
+	}()
+	return done
+}
+
+// crashLogLine returns the first JSON log line with message msg, if any yet.
+func (p *proc) crashLogLine(msg string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.lines {
+		if strings.Contains(l, `"message":"`+msg+`"`) {
+			return l
+		}
+	}
+	return ""
+}
+
+// crashTail returns the last n lines of the process's log.
+func (p *proc) crashTail(n int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines[max(0, len(p.lines)-n):], "\n")
+}
+
+// crashKilled reports whether the process ended by SIGKILL (ours or its
+// failpoint's), and not by a panic or an error exit.
+func (p *proc) crashKilled() bool {
+	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// killAtFailpoint runs the daemon armed to kill itself at the hit-th pass
+// of failpoint fp while the next n events are published, and waits until
+// it did.
+func (r *crashRig) killAtFailpoint(fp string, hit, n int) {
+	r.t.Helper()
+	mark := filepath.Join(r.dir, fmt.Sprintf("failpoint-%d", r.runs+1))
+	start := time.Now()
+	p := r.start(fmt.Sprintf("MATERIALIZER_FAILPOINT=%s:%d", fp, hit), "MATERIALIZER_FAILPOINT_MARK="+mark)
+	pub := r.publishAsync(n)
+	select {
+	case <-p.done:
+	case <-time.After(90 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		r.t.Errorf("run %d: failpoint %s:%d did not fire within 90s (killed it instead); log tail:\n%s", r.runs, fp, hit, p.crashTail(20))
+	}
+	<-pub
+	got, _ := os.ReadFile(mark)
+	switch {
+	case !p.crashKilled():
+		r.t.Fatalf("run %d (failpoint %s:%d): the daemon exited on its own (%v); log tail:\n%s", r.runs, fp, hit, p.cmd.ProcessState, p.crashTail(40))
+	case string(got) != fp:
+		r.t.Errorf("run %d: killed, but failpoint mark says %q, want %q", r.runs, got, fp)
+	}
+	r.note("run %d: killed at %s:%d after %v (%d events published)", r.runs, fp, hit, time.Since(start).Round(time.Millisecond), r.published.Load())
+}
+
+// killAfter runs the daemon and SIGKILLs it after a random delay while the
+// next n events are published. Before the kill it checks that no event
+// was counted twice so far.
+func (r *crashRig) killAfter(minDelay, maxDelay time.Duration, n int) {
+	r.t.Helper()
+	p := r.start()
+	pub := r.publishAsync(n)
+	delay := minDelay + time.Duration(r.rng.Int64N(int64(maxDelay-minDelay)))
+	select {
+	case <-p.done:
+		r.t.Fatalf("run %d: the daemon exited on its own (%v); log tail:\n%s", r.runs, p.cmd.ProcessState, p.crashTail(40))
+	case <-time.After(delay): // the kill's instant, not a wait for a result
+	}
+	r.checkNoOvercount(p)
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+	<-pub
+	if !p.crashKilled() {
+		r.t.Fatalf("run %d: the daemon exited on its own (%v); log tail:\n%s", r.runs, p.cmd.ProcessState, p.crashTail(40))
+	}
+	r.note("run %d: SIGKILL after %v (%d events published)", r.runs, delay.Round(time.Millisecond), r.published.Load())
+}
+
+// checkNoOvercount asserts, if the admin API is up, that the daemon has
+// not received more events than were published: a redelivered event
+// counted again shows here first.
+func (r *crashRig) checkNoOvercount(p *proc) {
+	r.t.Helper()
+	line := p.crashLogLine("admin server listening")
+	i := strings.Index(line, `"addr":"`)
+	if i < 0 {
+		return
+	}
+	addr := line[i+len(`"addr":"`):]
+	addr = addr[:strings.IndexByte(addr, '"')]
+	s, ok := adminStatus(r.t, "http://"+addr)
+	published := r.published.Load() // after the status: it only grows
+	if ok && (s.Counters.Received > uint64(published) || !s.Counters.Balanced()) {
+		r.t.Errorf("run %d: counters %+v with %d events published", r.runs, s.Counters, published)
+	}
+}
+
+func (r *crashRig) note(format string, args ...any) {
+	r.log = append(r.log, fmt.Sprintf(format, args...))
+}
