@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 
-	"materializer/conf"
 	"materializer/pipeline/flatten"
 )
 
@@ -24,7 +23,7 @@ func cmdDDL(args []string, io stdio) int {
 		fmt.Fprintf(io.err, "materializer ddl: unknown -dialect %q: want postgres, redshift or oracle\n", *dialect)
 		return exitUsage
 	}
-	cfg, ok := loadConfig(*path, conf.ForDemo, io.err)
+	cfg, ok := loadConfig(*path, clientMode, io.err)
 	if !ok {
 		return exitUsage
 	}

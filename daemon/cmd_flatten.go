@@ -26,7 +26,7 @@ func cmdFlatten(args []string, io stdio) int {
 		fs.Usage()
 		return exitUsage
 	}
-	cfg, ok := loadConfig(*path, conf.ForDemo, io.err)
+	cfg, ok := loadConfig(*path, clientMode, io.err)
 	if !ok {
 		return exitUsage
 	}
@@ -70,6 +70,11 @@ func flattenStream(io stdio, m *flatten.Mapping, ti int, eventType string) int {
 	}
 	return exitOK
 }
+
+// clientMode is how the commands that never talk to Nakadi (flatten, ddl,
+// status, notices) validate a config: as run does, except that nakadi.url
+// may be empty, so that conf/demo.toml works with them too.
+const clientMode = conf.ForDemo
 
 // findEventType returns the configured event type called name.
 func findEventType(cfg *conf.Config, name string) (*conf.EventType, error) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"materializer/conf"
 	"materializer/pipeline/notify"
 )
 
@@ -28,7 +27,7 @@ func cmdNotices(args []string, io stdio) int {
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
-	cfg, ok := loadConfig(*path, conf.ForDemo, io.err)
+	cfg, ok := loadConfig(*path, clientMode, io.err)
 	if !ok {
 		return exitUsage
 	}

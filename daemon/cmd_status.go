@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"materializer/conf"
 	"materializer/pipeline"
 )
 
@@ -27,7 +26,7 @@ func cmdStatus(args []string, io stdio) int {
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
-	cfg, ok := loadConfig(*path, conf.ForDemo, io.err)
+	cfg, ok := loadConfig(*path, clientMode, io.err)
 	if !ok {
 		return exitUsage
 	}
