@@ -185,7 +185,11 @@ func (e *Engine) Run(ctx context.Context, in <-chan *nakadi.Batch) error {
 	if err := e.recover(); err != nil {
 		return err
 	}
-	defer e.stage.Close()
+	defer func() {
+		if e.stage != nil {
+			e.stage.Close()
+		}
+	}()
 	e.recovered.Store(true)
 	defer e.recovered.Store(false)
 	ctx, cancel := context.WithCancel(ctx)
@@ -305,9 +309,18 @@ func (e *Engine) runStep(ctx context.Context, jobs []*job, extra func(*step) err
 	backoff := 100 * time.Millisecond
 	for {
 		e.heartbeat.Store(time.Now().UnixNano())
-		err := e.applyStep(jobs, extra)
+		var err error
+		if e.stage == nil {
+			// The recovery after a failed step failed too: no step may run
+			// on a half-recovered engine; retry the recovery.
+			if err = e.recover(); err != nil {
+				err = fmt.Errorf("recovery after a failed step: %w", err)
+			}
+		}
 		if err == nil {
-			return nil
+			if err = e.applyStep(jobs, extra); err == nil {
+				return nil
+			}
 		}
 		if errors.Is(err, errBroken) {
 			return err
@@ -320,8 +333,10 @@ func (e *Engine) runStep(ctx context.Context, jobs []*job, extra func(*step) err
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
-		if rerr := e.recover(); rerr != nil {
-			e.log.Error().Err(rerr).Msg("recovery after a failed step failed")
+		if e.stage != nil {
+			if err := e.recover(); err != nil {
+				e.log.Error().Err(err).Msg("recovery after a failed step failed; retrying it")
+			}
 		}
 	}
 }

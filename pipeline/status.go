@@ -51,6 +51,9 @@ func (e *Engine) OpenFileBytes() int64 {
 }
 
 func (e *Engine) publishStatus() {
+	if e.stage == nil {
+		return // between a failed recovery and its retry
+	}
 	type key struct{ et, p string }
 	files := map[key][2]int64{}
 	for _, f := range e.stage.Files() {
