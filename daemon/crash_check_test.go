@@ -19,12 +19,12 @@ import (
 // closes, every file is delivered and announced), stops it with SIGTERM,
 // and proves the outcome (DESIGN.md §2): every event accounted for exactly
 // once, no row twice, every file announced once.
-func (r *crashRig) finish() {
+func (r *crashRig) finish() state.Counters {
 	r.t.Helper()
 	start := time.Now()
 	p := r.start()
 	base := p.adminURL()
-	<-r.publishAsync(len(r.events))
+	<-r.publishAsync(len(r.events), time.Second)
 	waitReceived(r.t, base, len(r.events), 3*time.Minute)
 	if code, body := do(r.t, "POST", base+"/v1/flush", ""); code != 200 {
 		r.t.Fatalf("flush: %d %s", code, body)
@@ -37,7 +37,7 @@ func (r *crashRig) finish() {
 	if code := p.wait(60 * time.Second); code != 0 {
 		r.t.Fatalf("exit %d after SIGTERM; log tail:\n%s", code, p.crashTail(40))
 	}
-	r.note("run %d: final, flushed, stopped after %v; counters %+v", r.runs, time.Since(start).Round(time.Millisecond), s.Counters)
+	r.note("run %d (%s): final, flushed, stopped after %v; counters %+v", r.runs, r.config, time.Since(start).Round(time.Millisecond), s.Counters)
 	if s.Delivery.PendingFiles != 0 {
 		r.t.Errorf("%d files still pending after the flush", s.Delivery.PendingFiles)
 	}
@@ -49,6 +49,7 @@ func (r *crashRig) finish() {
 	if left, _ := os.ReadDir(filepath.Join(r.dir, "data", "staging")); len(left) != 0 {
 		r.t.Errorf("%d staging files left after the flush: %v", len(left), left)
 	}
+	return s.Counters
 }
 
 // checkCrashCounters: the §2 identity with every bucket what the events

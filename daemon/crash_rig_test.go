@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,6 +63,7 @@ type crashRig struct {
 	events    []article
 	published atomic.Int64 // events handed to the emulator so far
 	runs      int
+	config    string   // how the current run is configured
 	log       []string // what each run did, for the report
 }
 
@@ -93,8 +95,14 @@ func newCrashRig(t *testing.T, seed uint64, events, articles int) *crashRig {
 // timeout (the killed daemon's stream is gone soon), short sessions (keys
 // close many sessions), files that roll by rows and by age (many uploads
 // and notices during the run), and an eid column in both tables so the
-// checks can tell every row's event.
-func (r *crashRig) writeConfig(batchLimit int) {
+// checks can tell every row's event. With extraColumn the article table
+// has one more column: files opened under the other mapping are sealed
+// when the daemon starts.
+func (r *crashRig) writeConfig(batchLimit int, extraColumn bool) {
+	extra := ""
+	if extraColumn {
+		extra = `{ name = "currency", path = "price.currency" },`
+	}
 	text := fmt.Sprintf(`
 [daemon]
 data_dir      = %q
@@ -133,6 +141,7 @@ session_max   = "3s"
     { name = "price",       path = "price.amount",         type = "decimal" },
     { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
     { name = "eid",         path = "metadata.eid" },
+    %s
   ]
   [[event_types.tables]]
   name    = "article_size"
@@ -142,7 +151,7 @@ session_max   = "3s"
     { name = "qty",        path = "sizes[*].qty", type = "int" },
     { name = "eid",        path = "metadata.eid" },
   ]
-`, filepath.Join(r.dir, "data"), r.nk.URL(), batchLimit, r.storage, r.ns.URL())
+`, filepath.Join(r.dir, "data"), r.nk.URL(), batchLimit, r.storage, r.ns.URL(), extra)
 	if err := os.WriteFile(r.conf, []byte(text), 0o644); err != nil {
 		r.t.Fatal(err)
 	}
@@ -153,7 +162,12 @@ session_max   = "3s"
 func (r *crashRig) start(env ...string) *proc {
 	r.t.Helper()
 	r.runs++
-	r.writeConfig([]int{7, 13, 40, 64}[r.rng.IntN(4)])
+	limit, extra := []int{7, 13, 40, 64}[r.rng.IntN(4)], r.rng.IntN(3) == 0
+	r.writeConfig(limit, extra)
+	r.config = fmt.Sprintf("batch_limit %d", limit)
+	if extra {
+		r.config += ", extra column"
+	}
 	cmd := exec.Command(r.bin, "run", "-config", r.conf)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
@@ -178,9 +192,11 @@ func (r *crashRig) start(env ...string) *proc {
 }
 
 // publishAsync publishes the next n events (fewer at the end) in small
-// batches of random size with short pauses, as producers would, so Nakadi
-// batches end at ever other offsets. The channel closes when all are out.
-func (r *crashRig) publishAsync(n int) <-chan struct{} {
+// batches of random size, spread over about span, as producers would: the
+// daemon reads while events come, so Nakadi batches end at ever other
+// offsets and a kill finds applied events not yet committed. The channel
+// closes when all are out.
+func (r *crashRig) publishAsync(n int, span time.Duration) <-chan struct{} {
 	from := int(r.published.Load())
 	to := min(from+n, len(r.events))
 	sizes := make([]int, 0, 16)
@@ -191,7 +207,7 @@ func (r *crashRig) publishAsync(n int) <-chan struct{} {
 	}
 	pauses := make([]time.Duration, len(sizes))
 	for i := range pauses {
-		pauses[i] = time.Duration(r.rng.IntN(40)) * time.Millisecond
+		pauses[i] = time.Duration(r.rng.Int64N(2*int64(span)/int64(len(sizes)) + 1))
 	}
 	done := make(chan struct{})
 	go func() {
@@ -248,7 +264,7 @@ func (r *crashRig) killAtFailpoint(fp string, hit, n int) {
 	mark := filepath.Join(r.dir, fmt.Sprintf("failpoint-%d", r.runs+1))
 	start := time.Now()
 	p := r.start(fmt.Sprintf("MATERIALIZER_FAILPOINT=%s:%d", fp, hit), "MATERIALIZER_FAILPOINT_MARK="+mark)
-	pub := r.publishAsync(n)
+	pub := r.publishAsync(n, 1500*time.Millisecond)
 	select {
 	case <-p.done:
 	case <-time.After(90 * time.Second):
@@ -264,21 +280,41 @@ func (r *crashRig) killAtFailpoint(fp string, hit, n int) {
 	case string(got) != fp:
 		r.t.Errorf("run %d: killed, but failpoint mark says %q, want %q", r.runs, got, fp)
 	}
-	r.note("run %d: killed at %s:%d after %v (%d events published)", r.runs, fp, hit, time.Since(start).Round(time.Millisecond), r.published.Load())
+	r.note("run %d (%s): killed at %s:%d after %v (%d events published)", r.runs, r.config, fp, hit, time.Since(start).Round(time.Millisecond), r.published.Load())
 }
 
 // killAfter runs the daemon and SIGKILLs it after a random delay while the
-// next n events are published. Before the kill it checks that no event
-// was counted twice so far.
+// next n events are published; in a third of the runs a flush (closing
+// every session, sealing every file) is under way when the kill comes.
+// Before the kill it checks that no event was counted twice so far.
 func (r *crashRig) killAfter(minDelay, maxDelay time.Duration, n int) {
 	r.t.Helper()
 	p := r.start()
-	pub := r.publishAsync(n)
 	delay := minDelay + time.Duration(r.rng.Int64N(int64(maxDelay-minDelay)))
-	select {
-	case <-p.done:
-		r.t.Fatalf("run %d: the daemon exited on its own (%v); log tail:\n%s", r.runs, p.cmd.ProcessState, p.crashTail(40))
-	case <-time.After(delay): // the kill's instant, not a wait for a result
+	pub := r.publishAsync(n, delay)
+	flushAt := time.Duration(-1)
+	if r.rng.IntN(3) == 0 {
+		flushAt = time.Duration(r.rng.Int64N(int64(delay)))
+	}
+	what := "SIGKILL"
+	timer := time.NewTimer(delay) // the kill's instant, not a wait for a result
+	defer timer.Stop()
+	var flush <-chan time.Time
+	if flushAt >= 0 {
+		flush = time.After(flushAt)
+	}
+	for wait := true; wait; {
+		select {
+		case <-p.done:
+			r.t.Fatalf("run %d: the daemon exited on its own (%v); log tail:\n%s", r.runs, p.cmd.ProcessState, p.crashTail(40))
+		case <-flush:
+			if addr := adminAddr(p); addr != "" {
+				go func() { _, _ = http.Post(addr+"/v1/flush", "", nil) }() // cut short by the kill
+				what = fmt.Sprintf("SIGKILL %v into a flush", (delay - flushAt).Round(time.Millisecond))
+			}
+		case <-timer.C:
+			wait = false
+		}
 	}
 	r.checkNoOvercount(p)
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
@@ -287,7 +323,18 @@ func (r *crashRig) killAfter(minDelay, maxDelay time.Duration, n int) {
 	if !p.crashKilled() {
 		r.t.Fatalf("run %d: the daemon exited on its own (%v); log tail:\n%s", r.runs, p.cmd.ProcessState, p.crashTail(40))
 	}
-	r.note("run %d: SIGKILL after %v (%d events published)", r.runs, delay.Round(time.Millisecond), r.published.Load())
+	r.note("run %d (%s): %s after %v (%d events published)", r.runs, r.config, what, delay.Round(time.Millisecond), r.published.Load())
+}
+
+// adminAddr is the admin API's base URL once the daemon logged it, else "".
+func adminAddr(p *proc) string {
+	line := p.crashLogLine("admin server listening")
+	i := strings.Index(line, `"addr":"`)
+	if i < 0 {
+		return ""
+	}
+	addr := line[i+len(`"addr":"`):]
+	return "http://" + addr[:strings.IndexByte(addr, '"')]
 }
 
 // checkNoOvercount asserts, if the admin API is up, that the daemon has
@@ -295,14 +342,11 @@ func (r *crashRig) killAfter(minDelay, maxDelay time.Duration, n int) {
 // counted again shows here first.
 func (r *crashRig) checkNoOvercount(p *proc) {
 	r.t.Helper()
-	line := p.crashLogLine("admin server listening")
-	i := strings.Index(line, `"addr":"`)
-	if i < 0 {
+	addr := adminAddr(p)
+	if addr == "" {
 		return
 	}
-	addr := line[i+len(`"addr":"`):]
-	addr = addr[:strings.IndexByte(addr, '"')]
-	s, ok := adminStatus(r.t, "http://"+addr)
+	s, ok := adminStatus(r.t, addr)
 	published := r.published.Load() // after the status: it only grows
 	if ok && (s.Counters.Received > uint64(published) || !s.Counters.Balanced()) {
 		r.t.Errorf("run %d: counters %+v with %d events published", r.runs, s.Counters, published)

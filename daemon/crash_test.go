@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,26 +39,32 @@ func (k crashKill) String() string {
 }
 
 // runCrashPlan kills a daemon once per entry of kills, each run with its
-// share of the events, then finishes and checks.
-func runCrashPlan(t *testing.T, seed uint64, events int, kills []crashKill) {
+// share of the events (random kills up to maxDelay after the start), then
+// finishes and checks.
+func runCrashPlan(t *testing.T, seed uint64, events int, maxDelay time.Duration, kills []crashKill) {
 	start := time.Now()
 	r := newCrashRig(t, seed, events, 300)
+	defer func() { // also when a check failed: which runs led there
+		t.Logf("seed %d (MATERIALIZER_CRASH_SEED): %d events, %d kills, %v\n  %s", seed, events, len(kills),
+			time.Since(start).Round(time.Second), strings.Join(r.log, "\n  "))
+	}()
 	per := events / (len(kills) + 1)
 	for _, k := range kills {
 		if k.fp == "" {
-			r.killAfter(500*time.Millisecond, 3*time.Second, per)
+			r.killAfter(500*time.Millisecond, maxDelay, per)
 		} else {
 			r.killAtFailpoint(k.fp, k.hit, per)
 		}
 		if t.Failed() {
-			break
+			return
 		}
 	}
-	if !t.Failed() {
-		r.finish()
+	c := r.finish()
+	if slices.Contains(kills, crashKill{failpoint.AfterStateCommit, 1}) && c.Redelivered == 0 {
+		// Killed after its first step was durable and before any commit:
+		// Nakadi must have resent that step's events.
+		t.Error("nothing was redelivered: the plan did not test what it should")
 	}
-	t.Logf("seed %d: %d events, %d kills, %v\n  %s", seed, events, len(kills), time.Since(start).Round(time.Second),
-		strings.Join(r.log, "\n  "))
 }
 
 func crashSeed() uint64 {
@@ -75,7 +82,7 @@ func TestCrashShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills the real binary: not in -short")
 	}
-	runCrashPlan(t, crashSeed(), 1600, []crashKill{
+	runCrashPlan(t, crashSeed(), 1600, 3*time.Second, []crashKill{
 		{failpoint.AfterStateCommit, 1},
 		{failpoint.MidFileWrite, 3},
 		{failpoint.AfterUpload, 2},
@@ -98,11 +105,11 @@ func TestCrashMatrix(t *testing.T) {
 			for _, hit := range []int{1, 2, 3, 5, 8} {
 				kills = append(kills, crashKill{fp, hit})
 			}
-			runCrashPlan(t, seed+uint64(i), 6000, kills)
+			runCrashPlan(t, seed+uint64(i), 6000, 0, kills)
 		})
 	}
 	t.Run("random", func(t *testing.T) {
 		kills := make([]crashKill, 20)
-		runCrashPlan(t, seed+100, 12000, kills)
+		runCrashPlan(t, seed+100, 12000, 6*time.Second, kills)
 	})
 }
