@@ -181,3 +181,27 @@ func corruptObject(t *testing.T, dir, sha string) {
 		t.Fatal(err)
 	}
 }
+
+func TestCheckpointUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stdout bool
+		says   string
+	}{
+		{[]string{"checkpoint"}, 2, false, "usage: materializer checkpoint <subcommand>"},
+		{[]string{"checkpoint", "-h"}, 0, true, "restore   -id ID|latest"},
+		{[]string{"checkpoint", "nope"}, 2, false, `unknown subcommand "nope"`},
+		{[]string{"checkpoint", "restore", "-config", "x.toml"}, 2, false, "give -id ID|latest, or -resume"},
+		{[]string{"checkpoint", "list", "-h"}, 0, false, "usage: materializer checkpoint list -config FILE [-from URL] [-json]"},
+	} {
+		code, out, errOut := runCLI(t, "", tc.args...)
+		text := errOut
+		if tc.stdout {
+			text = out
+		}
+		if code != tc.code || !strings.Contains(text, tc.says) {
+			t.Errorf("%v: exit %d\nstdout %q\nstderr %q", tc.args, code, out, errOut)
+		}
+	}
+}

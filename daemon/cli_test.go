@@ -131,17 +131,6 @@ func TestCommandFlags(t *testing.T) {
 	}
 }
 
-// TestNotImplementedCommands: drop a command from the list when its issue
-// delivers it.
-func TestNotImplementedCommands(t *testing.T) {
-	for _, name := range []string{"checkpoint"} {
-		code, _, stderr := runBinary(t, name)
-		if want := "materializer: " + name + ": not implemented yet\n"; code != 2 || stderr != want {
-			t.Errorf("%s: exit %d, %q", name, code, stderr)
-		}
-	}
-}
-
 func TestVersion(t *testing.T) {
 	code, stdout, _ := runBinary(t, "version")
 	if code != 0 || !strings.HasPrefix(stdout, "materializer dev (go") {

@@ -133,11 +133,3 @@ func parseFlags(fs *flag.FlagSet, args []string) (done bool, code int) {
 	}
 	return false, exitOK
 }
-
-// notImplemented is the body of commands other issues deliver.
-func notImplemented(name string) func([]string, stdio) int {
-	return func(_ []string, io stdio) int {
-		fmt.Fprintf(io.err, "materializer: %s: not implemented yet\n", name)
-		return exitUsage
-	}
-}
