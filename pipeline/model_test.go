@@ -210,7 +210,8 @@ func newModelRun(t *testing.T, seed uint64) *modelRun {
 	}
 	compression := []string{"none", "gzip"}[m.rng.IntN(2)]
 	h.opts = Options{RollMaxBytes: 1 << 30, RollMaxRows: int64(1 + m.rng.IntN(6)), RollMaxAge: time.Hour,
-		Compression: compression, CompressionLevel: 1, MaxUncommitted: m.window}
+		Compression: compression, CompressionLevel: 1, MaxUncommitted: m.window,
+		StepEvents: []int{1, 2, 8192}[m.rng.IntN(3)]} // small: due timers spread over several steps
 	h.types = []EventType{testEventType(t, modelET, map[string]string{
 		"key": "id", "order": "v", "ordering": "number",
 		"gap": modelWindow.gap.String(), "max": modelWindow.max.String(), "retention": modelWindow.retention.String(),
@@ -356,8 +357,14 @@ func (m *modelRun) step(batches []*nakadi.Batch, parts []*modelPart, extra func(
 	}
 	m.ref.timers(m.h.clock)
 	m.h.step(batches, extra)
+	log, durable := m.h.log, m.h.durable
+	for m.h.e.more { // timers left for the next step: the loop runs it at once
+		m.h.step(nil, nil)
+		log, durable = append(log, m.h.log...), append(durable, m.h.durable...)
+	}
+	m.h.durable = durable
 	var got, closed []string
-	for _, l := range m.h.log {
+	for _, l := range log {
 		switch {
 		case strings.Contains(l, " event "):
 			if i := strings.Index(l, ": rejected"); i >= 0 {
