@@ -77,15 +77,24 @@ func (e *Engine) roll(st *step) error {
 		if !due {
 			continue
 		}
-		rec, err := e.stage.Seal(f.ID)
-		if err != nil {
+		if err := e.seal(st, f.ID); err != nil {
 			return err
 		}
-		o := state.Outbox{File: rec, Key: files.ObjectKey(&rec, time.Unix(0, st.now)), Sealed: st.now}
-		st.batch.DeleteFile(rec.ID)
-		st.batch.PutOutbox(&o)
-		st.sealed = append(st.sealed, o)
 	}
+	return nil
+}
+
+// seal seals the open file of id in this step: the batch removes its record
+// and adds its outbox entry.
+func (e *Engine) seal(st *step, id state.FileID) error {
+	rec, err := e.stage.Seal(id)
+	if err != nil {
+		return err
+	}
+	o := state.Outbox{File: rec, Key: files.ObjectKey(&rec, time.Unix(0, st.now)), Sealed: st.now}
+	st.batch.DeleteFile(rec.ID)
+	st.batch.PutOutbox(&o)
+	st.sealed = append(st.sealed, o)
 	return nil
 }
 

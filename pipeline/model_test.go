@@ -187,7 +187,8 @@ type modelRun struct {
 	parts   []*modelPart
 	serial  int
 	streams int
-	window  int // Nakadi's max_uncommitted_events (and the engine's)
+	window  int  // Nakadi's max_uncommitted_events (and the engine's)
+	extra   bool // the table has the extra column
 	ops     []string
 }
 
@@ -212,10 +213,7 @@ func newModelRun(t *testing.T, seed uint64) *modelRun {
 	h.opts = Options{RollMaxBytes: 1 << 30, RollMaxRows: int64(1 + m.rng.IntN(6)), RollMaxAge: time.Hour,
 		Compression: compression, CompressionLevel: 1, MaxUncommitted: m.window,
 		StepEvents: []int{1, 2, 8192}[m.rng.IntN(3)]} // small: due timers spread over several steps
-	h.types = []EventType{testEventType(t, modelET, map[string]string{
-		"key": "id", "order": "v", "ordering": "number",
-		"gap": modelWindow.gap.String(), "max": modelWindow.max.String(), "retention": modelWindow.retention.String(),
-	}, []string{"t id v n:int"})}
+	h.types = []EventType{modelEventType(t, false)}
 	h.open()
 	t.Cleanup(h.close)
 	m.h = h
@@ -226,6 +224,19 @@ func newModelRun(t *testing.T, seed uint64) *modelRun {
 		m.newStream(p)
 	}
 	return m
+}
+
+// modelEventType is the event type of every sequence; extra adds a column
+// to its table (a mapping change between restarts).
+func modelEventType(t *testing.T, extra bool) EventType {
+	table := "t id v n:int"
+	if extra {
+		table += " x"
+	}
+	return testEventType(t, modelET, map[string]string{
+		"key": "id", "order": "v", "ordering": "number",
+		"gap": modelWindow.gap.String(), "max": modelWindow.max.String(), "retention": modelWindow.retention.String(),
+	}, []string{table})
 }
 
 func (m *modelRun) logf(format string, args ...any) {
@@ -519,8 +530,12 @@ func (m *modelRun) op() {
 		p.ready = nil // commits for it now fail with 422
 		m.newStream(p)
 	default:
-		m.logf("restart")
 		m.h.close()
+		if m.rng.IntN(3) == 0 {
+			m.extra = !m.extra // a column more or less: open files are sealed first
+			m.h.types = []EventType{modelEventType(m.t, m.extra)}
+		}
+		m.logf("restart (extra column: %v)", m.extra)
 		m.h.open()
 		for _, p := range m.parts {
 			p.ready = nil // the consumer died with what it had not committed
@@ -636,7 +651,7 @@ func (m *modelRun) readCSV(path string) [][]string {
 			m.t.Fatal(err)
 		}
 	}
-	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll() // every row as many fields as the header
 	if err != nil {
 		m.t.Fatalf("%s: %v", path, err)
 	}

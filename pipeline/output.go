@@ -80,9 +80,18 @@ func (e *Engine) appendRejected(st *step, sl *slot, offset, reason string, raw [
 }
 
 // appendRows appends rows to the open file of id, opening one first if
-// there is none: its sequence number is taken (and made durable in this
-// step's batch) and its header written.
+// there is none (or if it was opened under other columns: that one is
+// sealed): its sequence number is taken (and made durable in this step's
+// batch) and its header written.
 func (e *Engine) appendRows(st *step, id state.FileID, t *tableInfo, rows []byte, n int, occurred int64) error {
+	if f, ok := e.stage.Lookup(id); ok && f.Mapping != t.mapping {
+		// Opened before a restart under other columns: seal it before a
+		// row of these columns goes in (its header names the old ones).
+		delete(e.forceSeal, id)
+		if err := e.seal(st, id); err != nil {
+			return err
+		}
+	}
 	if _, ok := e.stage.Lookup(id); !ok {
 		seq, err := e.nextSeq(id)
 		if err != nil {
