@@ -81,7 +81,8 @@ func checkCrashCounters(t *testing.T, events []article, c state.Counters) {
 type crashRows map[string]int
 
 // checkExactlyOnce proves from the delivered files that no row was written
-// twice and none is missing (DESIGN.md §2): each main row is a "new" event
+// twice and none is missing (DESIGN.md §2): every row has its file's
+// columns (a file never mixes two mappings); each main row is a "new" event
 // and appears once, and per article the main rows' versions strictly rise
 // in file order (one row per session, each session newer than the last);
 // the correction rows are exactly the out-of-order and conflicting events,
@@ -107,6 +108,12 @@ func checkExactlyOnce(t *testing.T, events []article, files []deliveredFile, c s
 	crashSortByStream(files)
 	versions := map[int][]int{} // article → versions of its main rows, in file order
 	for _, f := range files {
+		for i, r := range f.Rows {
+			if len(r) != len(f.Header) {
+				t.Errorf("%s: row %d has %d fields, the header %d (%v): rows of two mappings in one file", f.Key, i+1, len(r), len(f.Header), f.Header)
+				break
+			}
+		}
 		switch f.Table {
 		case "article", "article_size":
 			ei := f.column(t, "eid")
