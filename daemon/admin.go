@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -99,6 +100,11 @@ func (a *adminServer) routes(reg *prometheus.Registry) http.Handler {
 	handle("POST /v1/flush", a.auth.require(a.flush))
 	handle("POST /v1/event-types/{name}/pause", a.auth.require(a.pause))
 	handle("POST /v1/event-types/{name}/resume", a.auth.require(a.resume))
+	// Go's profiler, for incidents and performance work; guarded like the
+	// POST endpoints (bearer token, or loopback without one).
+	mux.Handle("GET /debug/pprof/", a.auth.require(pprof.Index))
+	mux.Handle("GET /debug/pprof/profile", a.auth.require(pprof.Profile))
+	mux.Handle("GET /debug/pprof/trace", a.auth.require(pprof.Trace))
 	return mux
 }
 

@@ -98,7 +98,7 @@ func (env *e2eEnv) delivered(t *testing.T) []deliveredFile {
 }
 
 // status fetches /v1/status.
-func adminStatus(t *testing.T, base string) (eventTypeStatus, bool) {
+func adminStatus(t testing.TB, base string) (eventTypeStatus, bool) {
 	t.Helper()
 	code, body := get(t, base+"/v1/status")
 	var st struct {

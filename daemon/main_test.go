@@ -131,7 +131,7 @@ session_max   = "30m"
 
 // proc is a running `materializer run` whose JSON log lines are collected.
 type proc struct {
-	t     *testing.T
+	t     testing.TB
 	cmd   *exec.Cmd
 	mu    sync.Mutex
 	cond  *sync.Cond
@@ -142,7 +142,7 @@ type proc struct {
 }
 
 // startRun starts `materializer run -config path` with extra environment.
-func startRun(t *testing.T, path string, env ...string) *proc {
+func startRun(t testing.TB, path string, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binPath, "run", "-config", path)
 	cmd.Env = append(os.Environ(), env...)
@@ -246,13 +246,13 @@ func (p *proc) wait(timeout time.Duration) int {
 }
 
 // get does GET url and returns the status code and body.
-func get(t *testing.T, url string) (int, string) {
+func get(t testing.TB, url string) (int, string) {
 	t.Helper()
 	return do(t, http.MethodGet, url, "")
 }
 
 // do sends a request with an optional bearer token.
-func do(t *testing.T, method, url, token string) (int, string) {
+func do(t testing.TB, method, url, token string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
@@ -274,7 +274,7 @@ func do(t *testing.T, method, url, token string) (int, string) {
 }
 
 // waitStatus polls url until it answers code (deadline 30 s).
-func waitStatus(t *testing.T, url string, code int) {
+func waitStatus(t testing.TB, url string, code int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -116,6 +116,9 @@ func (e *Engine) afterCommit(st *step) error {
 	for _, o := range st.sealed {
 		delete(e.forceSeal, o.ID)
 	}
+	for _, ke := range st.order {
+		e.cache.put(ke.slotKey, &ke.st)
+	}
 	// Newest first. The consumer may commit between two calls, and commits a
 	// cursor once its batch and every earlier one are durable: marking the
 	// oldest last leaves the step's newest batch of each partition (a ring

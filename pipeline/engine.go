@@ -68,6 +68,7 @@ type Options struct {
 	MaxUncommitted int
 	StepEvents     int           // most events per step; default 8192
 	Workers        int           // parse/validate goroutines; default GOMAXPROCS
+	KeyCacheBytes  int64         // committed key states kept in memory; default 32 MiB; < 0: none
 	Tick           time.Duration // how often due timers and file ages are checked; default 250 ms
 	Now            func() time.Time
 	Logger         zerolog.Logger
@@ -94,6 +95,7 @@ type Engine struct {
 	slotOrder []*slot
 	nextSlot  state.Slot
 	parser    flatten.Parser
+	cache     *keyCache // committed states of recently used keys
 	step      *step
 	lastStep  *step                   // the last committed step (Flush reads what it sealed)
 	more      bool                    // the last step left due timers for the next
@@ -134,6 +136,9 @@ func New(opts Options, types []EventType) (*Engine, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
+	if opts.KeyCacheBytes == 0 {
+		opts.KeyCacheBytes = 32 << 20
+	}
 	if opts.Tick <= 0 {
 		opts.Tick = 250 * time.Millisecond
 	}
@@ -152,6 +157,7 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		db:    opts.DB,
 		types: map[string]*eventType{},
 		ctl:   make(chan func()),
+		cache: newKeyCache(opts.KeyCacheBytes),
 	}
 	for _, t := range types {
 		if _, dup := e.types[t.Name]; dup {

@@ -29,6 +29,7 @@ func (e *Engine) recover() error {
 		e.stage.Close()
 		e.stage = nil
 	}
+	e.cache.clear()
 	if err := e.checkFingerprints(); err != nil {
 		return err
 	}

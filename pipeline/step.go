@@ -36,6 +36,7 @@ type step struct {
 // keyEntry is a key's state as this step sees it.
 type keyEntry struct {
 	slot       *slot
+	slotKey    string // slot (4 bytes) + key: the step's and the cache's index
 	key        []byte
 	st         compact.KeyState
 	dirty      bool
@@ -48,7 +49,7 @@ type keyEntry struct {
 func (e *Engine) newStep() *step {
 	return &step{
 		now:    e.now(),
-		batch:  e.db.NewBatch(),
+		batch:  e.db.NewStepBatch(),
 		keys:   map[string]*keyEntry{},
 		types:  map[*eventType]bool{},
 		slots:  map[*slot]bool{},
@@ -93,12 +94,14 @@ func (e *Engine) applyStep(jobs []*job, extra func(*step) error) error {
 // keyEntry returns a key's state in this step, loading it on first use.
 func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
 	ke, fresh := st.entry(sl, key)
-	if fresh {
-		if _, err := e.db.KeyState(sl.id, ke.key, &ke.st); err != nil {
-			return nil, err
-		}
+	if !fresh {
+		return ke, nil
 	}
-	return ke, nil
+	if hit, err := e.cache.get(ke.slotKey, &ke.st); hit || err != nil {
+		return ke, err
+	}
+	_, err := e.db.KeyState(sl.id, ke.key, &ke.st)
+	return ke, err
 }
 
 // entry returns the step's entry for a key; fresh is true when it was just
@@ -110,7 +113,7 @@ func (st *step) entry(sl *slot, key []byte) (ke *keyEntry, fresh bool) {
 		return ke, false
 	}
 	mk := string(st.mk)
-	ke = &keyEntry{slot: sl, key: []byte(mk[4:])}
+	ke = &keyEntry{slot: sl, slotKey: mk, key: []byte(mk[4:])}
 	st.keys[mk] = ke
 	st.order = append(st.order, ke)
 	return ke, true
@@ -129,7 +132,15 @@ func (e *Engine) prefetch(st *step, jobs []*job) error {
 			if j.events[i].reject != "" {
 				continue
 			}
-			if ke, fresh := st.entry(sl, j.bytes(j.events[i].key)); fresh {
+			ke, fresh := st.entry(sl, j.bytes(j.events[i].key))
+			if !fresh {
+				continue
+			}
+			hit, err := e.cache.get(ke.slotKey, &ke.st)
+			if err != nil {
+				return err
+			}
+			if !hit {
 				bySlot[sl] = append(bySlot[sl], ke)
 			}
 		}

@@ -57,7 +57,7 @@ const (
 // Options tune the Pebble instance.
 type Options struct {
 	Logger       zerolog.Logger
-	CacheSize    int64  // block cache for blocks, besides the memtables; default 128 MiB
+	CacheSize    int64  // block cache for blocks, besides the memtables; default 64 MiB
 	MemTableSize uint64 // default 32 MiB
 	FS           vfs.FS // default the OS file system; vfs.NewMem() in tests
 }
@@ -75,7 +75,7 @@ func Open(dir string, o Options) (*DB, error) {
 		o.MemTableSize = 32 << 20
 	}
 	if o.CacheSize == 0 {
-		o.CacheSize = 128 << 20
+		o.CacheSize = 64 << 20
 	}
 	// Pebble reserves the memory of its memtables (up to two while one
 	// flushes) in the block cache: size the cache on top of them, or blocks
@@ -482,3 +482,10 @@ func (db *DB) KeyStates(slot Slot, keys [][]byte, into func(i int) *compact.KeyS
 	}
 	return it.Close()
 }
+
+// EncodeKeyState appends the stored encoding of a key state (the engine
+// caches encoded states of hot keys).
+func EncodeKeyState(dst []byte, st *compact.KeyState) []byte { return encodeKeyState(dst, st) }
+
+// DecodeKeyState decodes the stored encoding into st, reusing its slices.
+func DecodeKeyState(v []byte, st *compact.KeyState) error { return decodeKeyState(v, st) }

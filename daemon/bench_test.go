@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"materializer/pipeline/nakadi"
+	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/pipeline/notify/natstest"
+)
+
+// benchEvents is the size of the end-to-end benchmark (default 1M events;
+// MATERIALIZER_BENCH_EVENTS overrides it for a quick run).
+func benchEvents() int {
+	if v, err := strconv.Atoi(os.Getenv("MATERIALIZER_BENCH_EVENTS")); err == nil && v > 0 {
+		return v
+	}
+	return 1_000_000
+}
+
+// BenchmarkEndToEnd: the real binary consumes n events of ~1 KB from the
+// Nakadi emulator over 8 partitions and 100k articles (with the generator's
+// out-of-order, duplicate, conflicting and malformed events), state synced
+// per step, files gzip on local disk, notices to JetStream; then a flush
+// delivers everything. It reports events/s and MB/s until every event is
+// applied, peak RSS of the daemon, the compaction ratio, and — in the same
+// run, on the same machine — the same figures for a baseline that only
+// reads the stream with our client and appends the raw events to a file.
+// Run it once: go test ./daemon -run '^$' -bench EndToEnd -benchtime 1x
+func BenchmarkEndToEnd(b *testing.B) {
+	n := benchEvents()
+	nk := nakaditest.NewServer(nakaditest.Options{})
+	b.Cleanup(nk.Close)
+	if err := nk.CreateEventType("article.updated", 8, []string{"article_id"}); err != nil {
+		b.Fatal(err)
+	}
+	gen := newArticleGen(99, 100_000, time.Now)
+	pad := `"description":"` + strings.Repeat("lorem ipsum ", 56) + `",`
+	var bytes int64
+	batch := make([][]byte, 0, 1000)
+	for i := 0; i < n; i++ {
+		raw := gen.next().Raw
+		ev := append([]byte("{"+pad), raw[1:]...)
+		bytes += int64(len(ev))
+		batch = append(batch, ev)
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := nk.Publish("article.updated", batch...); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	b.Logf("%d events, %.0f MB, %.0f bytes/event", n, float64(bytes)/1e6, float64(bytes)/float64(n))
+
+	base := baselineRun(b, nk.URL(), n)
+	ns := natstest.Start(b)
+	d := daemonRun(b, nk.URL(), ns.URL(), n)
+	b.ReportMetric(float64(n)/d.elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(bytes)/1e6/d.elapsed.Seconds(), "MB/s")
+	b.ReportMetric(float64(d.peakRSS)/(1<<20), "peakRSS_MiB")
+	b.ReportMetric(d.ratio, "compaction_ratio")
+	b.ReportMetric(float64(n)/base.Seconds(), "baseline_events/s")
+	b.ReportMetric(d.elapsed.Seconds()/base.Seconds(), "x_baseline_time")
+	b.Logf("daemon: %s to apply all (%s flush), peak RSS %d MiB; baseline: %s", d.elapsed.Round(time.Millisecond),
+		d.flush.Round(time.Millisecond), d.peakRSS>>20, base.Round(time.Millisecond))
+}
+
+// baselineRun is the floor: our client reads every event and appends it to
+// a file, committing cursors; nothing else.
+func baselineRun(b *testing.B, url string, n int) time.Duration {
+	c, err := nakadi.New(nakadi.Config{
+		URL: url, OwningApplication: "baseline", ConsumerGroup: "baseline", EventTypes: []string{"article.updated"},
+		ReadFrom: "begin", BatchLimit: 500, BatchFlushTimeout: time.Second, Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(b.TempDir(), "raw.ndjson"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan *nakadi.Batch, 8)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- c.Run(ctx, out) }()
+	for got := 0; got < n; {
+		bt := <-out
+		for _, ev := range bt.Events {
+			w.Write(ev)
+			w.WriteByte('\n')
+		}
+		got += len(bt.Events)
+		c.Durable(bt)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	cancel()
+	<-done
+	return elapsed
+}
+
+type daemonResult struct {
+	elapsed, flush time.Duration
+	peakRSS        int64
+	ratio          float64
+}
+
+// daemonRun runs the real binary on the events and waits until all are
+// applied, then flushes.
+func daemonRun(b *testing.B, nakadiURL, natsURL string, n int) daemonResult {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "materializer.toml")
+	text := fmt.Sprintf(`
+[daemon]
+data_dir = %q
+admin_listen = "127.0.0.1:0"
+log_format = "json"
+log_level = "info"
+[nakadi]
+url = %q
+owning_application = "materializer-bench"
+read_from = "begin"
+batch_limit = 500
+batch_flush_timeout = "1s"
+[storage]
+url = "file://%s"
+compression = "gzip"
+[notify]
+nats_url = %q
+[[event_types]]
+name          = "article.updated"
+partition_key = ["article_id"]
+ordering_key  = "version"
+ordering      = "number"
+session_gap   = "1h"
+session_max   = "2h"
+  [[event_types.tables]]
+  name    = "article"
+  columns = [
+    { name = "article_id",  path = "article_id",           type = "int", required = true },
+    { name = "brand",       path = "brand" },
+    { name = "version",     path = "version",              type = "int" },
+    { name = "price",       path = "price.amount",         type = "decimal" },
+    { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
+  ]
+  [[event_types.tables]]
+  name    = "article_size"
+  columns = [
+    { name = "article_id", path = "article_id",   type = "int" },
+    { name = "size",       path = "sizes[*].size" },
+    { name = "qty",        path = "sizes[*].qty", type = "int" },
+  ]
+`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	p := startRun(b, path)
+	start := time.Now()
+	base := p.adminURL()
+	var peak, goSys, goHeap int64
+	profiled := os.Getenv("MATERIALIZER_BENCH_PROFILE") == ""
+	for i := 0; ; i++ {
+		peak = max(peak, vmHWM(p.cmd.Process.Pid))
+		if i%10 == 0 {
+			_, metrics := get(b, base+"/metrics")
+			goSys = max(goSys, metricValue(metrics, "go_memstats_sys_bytes"))
+			goHeap = max(goHeap, metricValue(metrics, "go_memstats_heap_inuse_bytes"))
+		}
+		s, ok := adminStatus(b, base)
+		if ok && s.Counters.Received >= uint64(n) {
+			break
+		}
+		if ok && !profiled && s.Counters.Received >= uint64(n/3) {
+			profiled = true
+			go saveProfiles(b, base, os.Getenv("MATERIALIZER_BENCH_PROFILE"))
+		}
+		if time.Since(start) > 30*time.Minute {
+			b.Fatal("daemon did not apply every event within 30 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	fstart := time.Now()
+	if code, body := do(b, "POST", base+"/v1/flush", ""); code != 200 {
+		b.Fatalf("flush: %d %s", code, body)
+	}
+	flush := time.Since(fstart)
+	_, metrics := get(b, base+"/metrics")
+	steps := metricValueF(metrics, "materializer_engine_step_duration_seconds_count")
+	stepSec := metricValueF(metrics, "materializer_engine_step_duration_seconds_sum")
+	applied := metricValueF(metrics, "materializer_engine_events_applied_total")
+	b.Logf("engine: %.0f steps, %.1f ms and %.0f events per step on average; %.0f%% of the run inside steps",
+		steps, 1000*stepSec/steps, applied/steps, 100*stepSec/elapsed.Seconds())
+	s, _ := adminStatus(b, base)
+	peak = max(peak, vmHWM(p.cmd.Process.Pid))
+	if !s.Counters.Balanced() || s.Counters.Received != uint64(n) {
+		b.Fatalf("counters %+v", s.Counters)
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(time.Minute)
+	b.Logf("daemon memory: peak RSS %d MiB, of which Go runtime (sys) ≤ %d MiB (heap in use ≤ %d MiB); the rest is Pebble's block cache and memtables (C memory)",
+		peak>>20, goSys>>20, goHeap>>20)
+	return daemonResult{elapsed: elapsed, flush: flush, peakRSS: peak, ratio: s.CompactionRatio}
+}
+
+// vmHWM is a process's peak resident set size in bytes.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// saveProfiles stores a heap and a 10 s CPU profile of the daemon into dir
+// (MATERIALIZER_BENCH_PROFILE=dir), for `go tool pprof`.
+func saveProfiles(b *testing.B, base, dir string) {
+	for name, path := range map[string]string{"heap.pprof": "/debug/pprof/heap", "cpu.pprof": "/debug/pprof/profile?seconds=10"} {
+		code, body := get(b, base+path)
+		if code != 200 {
+			b.Logf("profile %s: %d", path, code)
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			b.Log(err)
+		}
+	}
+}
+
+// metricValueF reads one unlabelled metric from Prometheus text.
+func metricValueF(text, name string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, name)), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// metricValue reads one unlabelled metric from Prometheus text.
+func metricValue(text, name string) int64 {
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, name)), 64)
+			return int64(v)
+		}
+	}
+	return 0
+}
