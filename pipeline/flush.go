@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"materializer/state"
 )
@@ -17,24 +18,44 @@ func (e *Engine) Flush(ctx context.Context, eventType string) ([]state.Outbox, e
 	}
 	var sealed []state.Outbox
 	err := e.Do(ctx, func() error {
-		err := e.runStep(ctx, nil, func(st *step) error {
-			st.sealAll = "*"
-			if eventType != "" {
-				st.sealAll = eventType
-			}
-			for _, sl := range e.slotList() {
-				if eventType == "" || sl.part.EventType == eventType {
-					if err := e.closeAll(st, sl); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
-		if err == nil && e.lastStep != nil {
-			sealed = e.lastStep.sealed
-		}
+		var err error
+		sealed, err = e.flush(ctx, eventType)
 		return err
+	})
+	return sealed, err
+}
+
+// flush runs, on the engine goroutine, the steps of a flush: sessions close
+// at most StepEvents per step (memory stays bounded however many are open),
+// then a last step seals the files.
+func (e *Engine) flush(ctx context.Context, eventType string) ([]state.Outbox, error) {
+	in := func(sl *slot) bool { return eventType == "" || sl.part.EventType == eventType }
+	for _, sl := range e.slotList() {
+		if in(sl) {
+			sl.closing = true
+		}
+	}
+	var sealed []state.Outbox
+	run := func(extra func(*step) error) error {
+		if err := e.runStep(ctx, nil, extra); err != nil {
+			return err
+		}
+		if e.lastStep != nil {
+			sealed = append(sealed, e.lastStep.sealed...)
+		}
+		return nil
+	}
+	for slices.ContainsFunc(e.slotList(), func(sl *slot) bool { return in(sl) && sl.closing }) {
+		if err := run(nil); err != nil {
+			return nil, err
+		}
+	}
+	err := run(func(st *step) error {
+		st.sealAll = "*"
+		if eventType != "" {
+			st.sealAll = eventType
+		}
+		return nil
 	})
 	return sealed, err
 }

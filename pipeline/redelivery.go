@@ -33,6 +33,9 @@ type slot struct {
 	skipThrough string // fallback: skip whole batches up to this offset
 	held        []*nakadi.Batch
 
+	closing        bool // close every open session, over as many steps as it takes
+	sealWhenClosed bool // then seal the partition's files (lost partition)
+
 	nextSession int64 // earliest session timer (MaxInt64: none)
 	nextExpiry  int64 // earliest retention timer
 	isNew       bool  // allocated in this step, not yet committed

@@ -277,18 +277,27 @@ func (e *Engine) closeSession(st *step, ke *keyEntry) error {
 	return nil
 }
 
-// runTimers closes due sessions and forgets keys past their retention, at
-// most StepEvents of them per step (the rest in the next steps).
+// runTimers closes due sessions — and every session of a slot that is
+// closing (flush, lost partition) — and forgets keys past their retention,
+// at most StepEvents of them per step: the rest follow in the next steps, so
+// a flush of a million sessions never builds one giant step.
 func (e *Engine) runTimers(st *step) error {
 	budget := e.opts.StepEvents
 	for _, sl := range e.slotList() {
-		if sl.nextSession <= st.now && budget > 0 {
-			n, err := e.dueSessions(st, sl, budget)
+		if (sl.closing || sl.nextSession <= st.now) && budget > 0 {
+			until := st.now
+			if sl.closing {
+				until = math.MaxInt64 - 1
+			}
+			n, done, err := e.dueSessions(st, sl, budget, until, sl.closing)
 			if err != nil {
 				return err
 			}
 			budget -= n
 			st.timers[sl] = true
+			if sl.closing && done {
+				e.closed(st, sl)
+			}
 		}
 		if sl.nextExpiry <= st.now && budget > 0 {
 			n, err := e.dueExpiries(st, sl, budget)
@@ -303,10 +312,28 @@ func (e *Engine) runTimers(st *step) error {
 	return nil
 }
 
-func (e *Engine) dueSessions(st *step, sl *slot, budget int) (int, error) {
-	n := 0
-	err := e.db.Timers(state.SessionTimer, sl.id, st.now, func(deadline int64, key []byte) (bool, error) {
+// closed ends a slot's closing: a lost partition's files are sealed now.
+func (e *Engine) closed(st *step, sl *slot) {
+	sl.closing = false
+	if !sl.sealWhenClosed {
+		return
+	}
+	sl.sealWhenClosed = false
+	for _, f := range e.stage.Files() {
+		if f.ID.EventType == sl.part.EventType && f.ID.Partition == sl.part.Partition {
+			st.seal[f.ID] = true
+		}
+	}
+}
+
+// dueSessions handles up to budget session timers of the slot with deadline
+// <= until; force closes sessions whose real deadline is later too. done
+// reports that no timer was left.
+func (e *Engine) dueSessions(st *step, sl *slot, budget int, until int64, force bool) (n int, done bool, err error) {
+	done = true
+	err = e.db.Timers(state.SessionTimer, sl.id, until, func(deadline int64, key []byte) (bool, error) {
 		if n >= budget {
+			done = false
 			return false, nil
 		}
 		n++
@@ -316,15 +343,15 @@ func (e *Engine) dueSessions(st *step, sl *slot, budget int) (int, error) {
 		}
 		st.batch.DeleteTimer(state.SessionTimer, sl.id, deadline, ke.key)
 		if !ke.st.Open {
-			return true, nil // stale: the session was closed by a flush
+			return true, nil // stale: the session was closed meanwhile
 		}
-		if real := ke.st.Deadline(sl.et.Window); real > st.now {
+		if real := ke.st.Deadline(sl.et.Window); real > st.now && !force {
 			st.batch.PutTimer(state.SessionTimer, sl.id, real, ke.key) // the session got more events
 			return true, nil
 		}
 		return true, e.closeSession(st, ke)
 	})
-	return n, err
+	return n, done, err
 }
 
 func (e *Engine) dueExpiries(st *step, sl *slot, budget int) (int, error) {
@@ -351,50 +378,14 @@ func (e *Engine) dueExpiries(st *step, sl *slot, budget int) (int, error) {
 	return n, err
 }
 
-// closeAll closes every open session of the slot now (flush, lost partition).
-func (e *Engine) closeAll(st *step, sl *slot) error {
-	type due struct {
-		deadline int64
-		key      []byte
-	}
-	var all []due
-	err := e.db.Timers(state.SessionTimer, sl.id, math.MaxInt64-1, func(deadline int64, key []byte) (bool, error) {
-		all = append(all, due{deadline, append([]byte{}, key...)})
-		return true, nil
-	})
-	if err != nil {
-		return err
-	}
-	st.timers[sl] = true
-	for _, d := range all {
-		ke, err := e.keyEntry(st, sl, d.key)
-		if err != nil {
-			return err
-		}
-		st.batch.DeleteTimer(state.SessionTimer, sl.id, d.deadline, ke.key)
-		if ke.st.Open {
-			if err := e.closeSession(st, ke); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// partitionLost closes the partition's sessions at once and seals its files,
-// so the partition's new owner needs no handover (DESIGN.md §10).
+// partitionLost closes the partition's sessions and then seals its files,
+// so the partition's new owner needs no handover (DESIGN.md §10). The
+// sessions close in this and the following steps (runTimers).
 func (e *Engine) partitionLost(st *step, sl *slot, b *nakadi.Batch) error {
 	e.log.Info().Str("event_type", sl.part.EventType).Str("partition", sl.part.Partition).
 		Str("stream_id", b.StreamID).Msg("partition lost: closing its sessions and sealing its files")
 	sl.resetStream("")
-	if err := e.closeAll(st, sl); err != nil {
-		return err
-	}
-	for _, f := range e.stage.Files() {
-		if f.ID.EventType == sl.part.EventType && f.ID.Partition == sl.part.Partition {
-			st.seal[f.ID] = true
-		}
-	}
+	sl.closing, sl.sealWhenClosed = true, true
 	return nil
 }
 
