@@ -40,13 +40,17 @@ func TestFailedStepAndFailedRecoveryAreRetried(t *testing.T) {
 	if err := os.WriteFile(staging, []byte("not a directory"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	stepErrors := h.e.opts.Metrics.StepErrors
+	freed := make(chan struct{})
 	go func() { // the operator frees the disk after a few failed attempts
-		for counterValue(h.e.opts.Metrics.StepErrors) < 3 {
+		defer close(freed)
+		for counterValue(stepErrors) < 3 {
 			time.Sleep(10 * time.Millisecond)
 		}
 		os.Remove(staging)
 		os.Rename(aside, staging)
 	}()
+	defer func() { <-freed }()
 	b := reject("1") // opens a new staging file: fails while the directory is gone
 	var p flatten.Parser
 	j := &job{b: b, et: h.e.types["article"], done: make(chan struct{})}
