@@ -15,7 +15,6 @@ type Metrics struct {
 	RedeliveryMismatch prometheus.Counter
 	OpenFileBytes      prometheus.Gauge
 	FilesSealed        prometheus.Counter
-	engine             *Engine
 }
 
 // NewMetrics creates the engine's metrics and registers them with reg
