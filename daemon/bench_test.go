@@ -145,30 +145,7 @@ url = "file://%s"
 compression = "gzip"
 [notify]
 nats_url = %q
-[[event_types]]
-name          = "article.updated"
-partition_key = ["article_id"]
-ordering_key  = "version"
-ordering      = "number"
-session_gap   = "1h"
-session_max   = "2h"
-  [[event_types.tables]]
-  name    = "article"
-  columns = [
-    { name = "article_id",  path = "article_id",           type = "int", required = true },
-    { name = "brand",       path = "brand" },
-    { name = "version",     path = "version",              type = "int" },
-    { name = "price",       path = "price.amount",         type = "decimal" },
-    { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
-  ]
-  [[event_types.tables]]
-  name    = "article_size"
-  columns = [
-    { name = "article_id", path = "article_id",   type = "int" },
-    { name = "size",       path = "sizes[*].size" },
-    { name = "qty",        path = "sizes[*].qty", type = "int" },
-  ]
-`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL)
+%s`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL, articleTypeTOML)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -181,8 +158,8 @@ session_max   = "2h"
 		peak = max(peak, vmHWM(p.cmd.Process.Pid))
 		if i%10 == 0 {
 			_, metrics := get(b, base+"/metrics")
-			goSys = max(goSys, metricValue(metrics, "go_memstats_sys_bytes"))
-			goHeap = max(goHeap, metricValue(metrics, "go_memstats_heap_inuse_bytes"))
+			goSys = max(goSys, int64(metricValue(metrics, "go_memstats_sys_bytes")))
+			goHeap = max(goHeap, int64(metricValue(metrics, "go_memstats_heap_inuse_bytes")))
 		}
 		s, ok := adminStatus(b, base)
 		if ok && s.Counters.Received >= uint64(n) {
@@ -204,9 +181,9 @@ session_max   = "2h"
 	}
 	flush := time.Since(fstart)
 	_, metrics := get(b, base+"/metrics")
-	steps := metricValueF(metrics, "materializer_engine_step_duration_seconds_count")
-	stepSec := metricValueF(metrics, "materializer_engine_step_duration_seconds_sum")
-	applied := metricValueF(metrics, "materializer_engine_events_applied_total")
+	steps := metricValue(metrics, "materializer_engine_step_duration_seconds_count")
+	stepSec := metricValue(metrics, "materializer_engine_step_duration_seconds_sum")
+	applied := metricValue(metrics, "materializer_engine_events_applied_total")
 	b.Logf("engine: %.0f steps, %.1f ms and %.0f events per step on average; %.0f%% of the run inside steps",
 		steps, 1000*stepSec/steps, applied/steps, 100*stepSec/elapsed.Seconds())
 	s, _ := adminStatus(b, base)
@@ -252,8 +229,8 @@ func saveProfiles(b *testing.B, base, dir string) {
 	}
 }
 
-// metricValueF reads one unlabelled metric from Prometheus text.
-func metricValueF(text, name string) float64 {
+// metricValue reads one unlabelled metric from Prometheus text.
+func metricValue(text, name string) float64 {
 	for _, line := range strings.Split(text, "\n") {
 		if strings.HasPrefix(line, name+" ") {
 			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, name)), 64)
@@ -263,13 +240,3 @@ func metricValueF(text, name string) float64 {
 	return 0
 }
 
-// metricValue reads one unlabelled metric from Prometheus text.
-func metricValue(text, name string) int64 {
-	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, name+" ") {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, name)), 64)
-			return int64(v)
-		}
-	}
-	return 0
-}

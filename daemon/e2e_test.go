@@ -61,30 +61,7 @@ roll_max_rows = 2000
 roll_max_age = "1h"
 [notify]
 nats_url = %q
-[[event_types]]
-name          = "article.updated"
-partition_key = ["article_id"]
-ordering_key  = "version"
-ordering      = "number"
-session_gap   = "1h"
-session_max   = "2h"
-  [[event_types.tables]]
-  name    = "article"
-  columns = [
-    { name = "article_id",  path = "article_id",           type = "int", required = true },
-    { name = "brand",       path = "brand" },
-    { name = "version",     path = "version",              type = "int" },
-    { name = "price",       path = "price.amount",         type = "decimal" },
-    { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
-  ]
-  [[event_types.tables]]
-  name    = "article_size"
-  columns = [
-    { name = "article_id", path = "article_id",   type = "int" },
-    { name = "size",       path = "sizes[*].size" },
-    { name = "qty",        path = "sizes[*].qty", type = "int" },
-  ]
-`, filepath.Join(env.dir, "data"), env.nk.URL(), storage, env.ns.URL())
+%s`, filepath.Join(env.dir, "data"), env.nk.URL(), storage, env.ns.URL(), articleTypeTOML)
 	if err := os.WriteFile(env.conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -16,28 +16,10 @@ import (
 	"materializer/pipeline/notify/natstest"
 )
 
-// pipelineConfig is a complete config for in-process pipeline tests.
-func pipelineConfig(t *testing.T, dir, nakadiURL, natsURL, extra string) *conf.Config {
-	t.Helper()
-	text := fmt.Sprintf(`
-[daemon]
-data_dir = %q
-[nakadi]
-url = %q
-owning_application = "materializer-test"
-read_from = "begin"
-batch_limit = 100
-batch_flush_timeout = "100ms"
-commit_timeout = "10s"
-[storage]
-url = "file://%s"
-compression = "gzip"
-roll_max_rows = 300
-roll_max_age = "1h"
-[notify]
-nats_url = %q
-%s
-[[event_types]]
+// articleTypeTOML is the article.updated event type of the pipeline tests
+// and the benchmark: the two tables of DESIGN.md §6, sessions that close
+// only by a flush.
+const articleTypeTOML = `[[event_types]]
 name          = "article.updated"
 partition_key = ["article_id"]
 ordering_key  = "version"
@@ -60,7 +42,30 @@ session_max   = "2h"
     { name = "size",       path = "sizes[*].size" },
     { name = "qty",        path = "sizes[*].qty", type = "int" },
   ]
-`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL, extra)
+`
+
+// pipelineConfig is a complete config for in-process pipeline tests.
+func pipelineConfig(t *testing.T, dir, nakadiURL, natsURL, extra string) *conf.Config {
+	t.Helper()
+	text := fmt.Sprintf(`
+[daemon]
+data_dir = %q
+[nakadi]
+url = %q
+owning_application = "materializer-test"
+read_from = "begin"
+batch_limit = 100
+batch_flush_timeout = "100ms"
+commit_timeout = "10s"
+[storage]
+url = "file://%s"
+compression = "gzip"
+roll_max_rows = 300
+roll_max_age = "1h"
+[notify]
+nats_url = %q
+%s
+%s`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL, extra, articleTypeTOML)
 	cfg, err := conf.Parse([]byte(text), conf.ForRun)
 	if err != nil {
 		t.Fatal(err)
