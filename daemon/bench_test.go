@@ -239,4 +239,3 @@ func metricValue(text, name string) float64 {
 	}
 	return 0
 }
-
