@@ -1,6 +1,7 @@
 package nakadi
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -117,17 +118,12 @@ func (p *parser) object(line []byte, b *Batch) (sawCursor bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		i = skipWS(line, i)
-		if i >= len(line) {
-			return false, malformed(i, "unterminated object")
-		}
-		switch line[i] {
-		case ',':
-			i = skipWS(line, i+1)
-		case '}':
-			return sawCursor, trailing(line, i+1)
-		default:
-			return false, malformed(i, "expected ',' or '}'")
+		var done bool
+		if i, done, err = nextMember(line, i, '}', ""); err != nil || done {
+			if err != nil {
+				return false, err
+			}
+			return sawCursor, trailing(line, i)
 		}
 	}
 }
@@ -190,17 +186,9 @@ func (p *parser) cursor(line []byte, i int, c *Cursor) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		i = skipWS(line, i)
-		if i >= len(line) {
-			return i, malformed(i, "unterminated cursor")
-		}
-		switch line[i] {
-		case ',':
-			i = skipWS(line, i+1)
-		case '}':
-			return i + 1, nil
-		default:
-			return i, malformed(i, "expected ',' or '}' in cursor")
+		var done bool
+		if i, done, err = nextMember(line, i, '}', " in cursor"); err != nil || done {
+			return i, err
 		}
 	}
 }
@@ -265,17 +253,9 @@ func (p *parser) events(line []byte, i int) (int, error) {
 			return end, err
 		}
 		p.spans = append(p.spans, span{i, end})
-		i = skipWS(line, end)
-		if i >= len(line) {
-			return i, malformed(i, "unterminated events")
-		}
-		switch line[i] {
-		case ',':
-			i = skipWS(line, i+1)
-		case ']':
-			return i + 1, nil
-		default:
-			return i, malformed(i, "expected ',' or ']' in events")
+		var done bool
+		if i, done, err = nextMember(line, end, ']', " in events"); err != nil || done {
+			return i, err
 		}
 	}
 }
@@ -305,17 +285,9 @@ func (p *parser) info(line []byte, i int, dst *string) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		i = skipWS(line, i)
-		if i >= len(line) {
-			return i, malformed(i, "unterminated info")
-		}
-		switch line[i] {
-		case ',':
-			i = skipWS(line, i+1)
-		case '}':
-			return i + 1, nil
-		default:
-			return i, malformed(i, "expected ',' or '}' in info")
+		var done bool
+		if i, done, err = nextMember(line, i, '}', " in info"); err != nil || done {
+			return i, err
 		}
 	}
 }
@@ -459,6 +431,23 @@ func skipWS(line []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// nextMember reads what follows a member of an object or an element of an
+// array: ',' (more follow: i is the next one's start) or the closing byte
+// (done: i is just past it).
+func nextMember(line []byte, i int, closing byte, where string) (next int, done bool, err error) {
+	i = skipWS(line, i)
+	if i >= len(line) {
+		return i, false, malformed(i, "unterminated"+cmp.Or(where, " object"))
+	}
+	switch line[i] {
+	case ',':
+		return skipWS(line, i+1), false, nil
+	case closing:
+		return i + 1, true, nil
+	}
+	return i, false, malformed(i, "expected ',' or '"+string(closing)+"'"+where)
 }
 
 // trailing checks that only whitespace follows the top-level object.
