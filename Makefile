@@ -40,7 +40,7 @@ run: build ## the demo: Nakadi emulator, NATS and the daemon in one process; fil
 	bin/materializer demo
 
 test: tools ## the whole suite with -race (what CI runs)
-	$(GO) test -race -timeout 20m $(RUNFLAG) $(PKG)
+	$(GO) test -race -tags invariants -timeout 20m $(RUNFLAG) $(PKG)
 
 bench: ## benchmarks with allocations, no tests
 	$(GO) test -run '^$$' -bench '$(if $(RUN),$(RUN),.)' -benchmem $(PKG)

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "materializer")
-	args := []string{"build", "-o", binPath}
+	args := []string{"build", "-tags", "invariants", "-o", binPath} // the binary panics on unbalanced counters
 	if raceEnabled {
 		args = append(args, "-race")
 	}
