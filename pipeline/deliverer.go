@@ -58,7 +58,7 @@ type Deliverer struct {
 	entries   map[string]*pending // by object key
 	delivered map[string]Delivered
 	changed   chan struct{} // closed and replaced on every delivery
-	status    DeliveryStatus
+	last      Delivered     // the newest delivery (status)
 }
 
 type pending struct {
@@ -142,7 +142,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		}
 		inflight += d.startUploads(ctx, &wg, done, d.o.Concurrency-inflight)
 		d.announce(ctx)
-		d.publishStatus()
+		d.publishMetrics()
 		reload = true
 		select {
 		case <-ctx.Done():
@@ -369,7 +369,7 @@ func (d *Deliverer) remove(p *pending) error {
 		Partition: p.ID.Partition, Seq: p.Seq, Rows: p.Rows, Events: p.Events, Bytes: p.Bytes, SHA256: p.SHA256, At: now,
 	}
 	d.pruneDelivered(now)
-	d.status.LastKey, d.status.LastAt = p.Key, now
+	d.last = d.delivered[p.Key]
 	close(d.changed)
 	d.changed = make(chan struct{})
 	d.mu.Unlock()
@@ -442,20 +442,19 @@ func (d *Deliverer) Wait(ctx context.Context, eventType string, keys []string) (
 func (d *Deliverer) StagedBytes() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.status.PendingBytes
+	return d.statusLocked().PendingBytes
 }
 
-// Status returns the deliverer's status.
+// Status returns the deliverer's status. It is computed from the entries
+// under the lock, so it agrees with what Wait has seen delivered.
 func (d *Deliverer) Status() DeliveryStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.status
+	return d.statusLocked()
 }
 
-func (d *Deliverer) publishStatus() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := DeliveryStatus{LastKey: d.status.LastKey, LastAt: d.status.LastAt}
+func (d *Deliverer) statusLocked() DeliveryStatus {
+	s := DeliveryStatus{LastKey: d.last.Key, LastAt: d.last.At}
 	for _, p := range d.entries {
 		s.PendingFiles++
 		s.PendingBytes += p.Length
@@ -467,7 +466,12 @@ func (d *Deliverer) publishStatus() {
 			s.LastError = p.lastErr
 		}
 	}
-	d.status = s
+	return s
+}
+
+// publishMetrics sets the outbox gauges.
+func (d *Deliverer) publishMetrics() {
+	s := d.Status()
 	d.m.pendingFiles.Set(float64(s.PendingFiles))
 	d.m.pendingBytes.Set(float64(s.PendingBytes))
 }
