@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,9 +80,10 @@ func (r *demoReport) Run(ctx context.Context) {
 	}
 }
 
-// summary prints one line: counters, files delivered, notices.
-func (r *demoReport) summary(ctx context.Context, prefix string) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// summary prints one line: counters, files delivered, notices. A line
+// interrupted by the end of ctx (the demo is stopping) is not printed.
+func (r *demoReport) summary(parent context.Context, prefix string) {
+	ctx, cancel := context.WithTimeout(parent, 5*time.Second)
 	defer cancel()
 	var b strings.Builder
 	b.WriteString(prefix)
@@ -98,8 +100,15 @@ func (r *demoReport) summary(ctx context.Context, prefix string) {
 			c.Received, c.Main, c.Superseded, c.Duplicate, c.Correction, c.Rejected, c.Open, balanced)
 	}
 	files := countDelivered(filepath.Join(r.d.dir, "storage"))
-	fmt.Fprintf(&b, " files delivered: %d main, %d correction, %d rejected | notices %d\n",
-		files["main"], files["correction"], files["rejected"], r.notices(ctx))
+	notices := "?"
+	if n, ok := r.notices(ctx); ok {
+		notices = strconv.FormatInt(n, 10)
+	}
+	fmt.Fprintf(&b, " files delivered: %d main, %d correction, %d rejected | notices %s\n",
+		files["main"], files["correction"], files["rejected"], notices)
+	if parent.Err() != nil {
+		return
+	}
 	fmt.Fprint(r.d.io.out, b.String())
 }
 
@@ -117,23 +126,23 @@ func (r *demoReport) eventType(ctx context.Context) (*eventTypeStatus, error) {
 	return nil, fmt.Errorf("no %s in /v1/status", demoEventType)
 }
 
-// notices counts the messages of the notice stream (-1 when unknown).
-func (r *demoReport) notices(ctx context.Context) int64 {
+// notices counts the messages of the notice stream; false when unknown.
+func (r *demoReport) notices(ctx context.Context) (int64, bool) {
 	if r.notice == nil {
-		return -1
+		return 0, false
 	}
 	s, err := r.notice.Stream(ctx, r.d.cfg.Notify.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0
+		return 0, true
 	}
 	if err != nil {
-		return -1
+		return 0, false
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return -1
+		return 0, false
 	}
-	return int64(info.State.Msgs)
+	return int64(info.State.Msgs), true
 }
 
 // countDelivered counts the files under a file:// storage root by kind
