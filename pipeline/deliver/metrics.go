@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"materializer/pipeline/metric"
 )
 
 // metrics are shared by every store opened with the same Registerer; the
@@ -41,30 +43,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12),
 		}, []string{"target"}),
 	}
-	if reg == nil {
-		return m
-	}
-	m.bytes = register(reg, m.bytes)
-	m.objects = register(reg, m.objects)
-	m.retries = register(reg, m.retries)
-	m.errors = register(reg, m.errors)
-	m.duration = register(reg, m.duration)
+	m.bytes = metric.Register(reg, m.bytes)
+	m.objects = metric.Register(reg, m.objects)
+	m.retries = metric.Register(reg, m.retries)
+	m.errors = metric.Register(reg, m.errors)
+	m.duration = metric.Register(reg, m.duration)
 	return m
-}
-
-// register registers c, or returns the collector registered before under
-// the same name (a second store on the same registry shares it).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a name clash with another collector type is a programming error
-	}
-	return c
 }
 
 func (m *metrics) observePut(target string, st Stored, err error, took time.Duration) {

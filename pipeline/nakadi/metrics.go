@@ -1,9 +1,9 @@
 package nakadi
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"materializer/pipeline/metric"
 )
 
 // metrics of a consumer. Per-partition series carry event_type and
@@ -36,13 +36,13 @@ var partLabels = []string{"event_type", "partition"}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	g := func(name, help string, labels ...string) *prometheus.GaugeVec {
-		return register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + name, Help: help}, labels))
+		return metric.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + name, Help: help}, labels))
 	}
 	c := func(name, help string, labels ...string) *prometheus.CounterVec {
-		return register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + name, Help: help}, labels))
+		return metric.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + name, Help: help}, labels))
 	}
 	h := func(name, help string, labels ...string) *prometheus.HistogramVec {
-		return register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: ns + name, Help: help,
+		return metric.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: ns + name, Help: help,
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12)}, labels))
 	}
 	return &metrics{
@@ -64,22 +64,4 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		retentionSkips:   c("retention_skips_total", "Lines saying Nakadi skipped events because retention passed (data loss).", "event_type"),
 		commitRequest:    h("commit_request_duration_seconds", "Duration of commit requests.", "event_type"),
 	}
-}
-
-// register registers a collector, reusing one already registered under the
-// same name (several consumers share one registry).
-func register[C prometheus.Collector](reg prometheus.Registerer, col C) C {
-	if reg == nil {
-		return col
-	}
-	if err := reg.Register(col); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a name clash with a different metric type is a programming error
-	}
-	return col
 }

@@ -1,9 +1,9 @@
 package notify
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"materializer/pipeline/metric"
 )
 
 type metrics struct {
@@ -43,28 +43,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Reconnections to NATS after a lost connection.",
 		}),
 	}
-	if reg != nil {
-		m.published = register(reg, m.published)
-		m.errors = register(reg, m.errors)
-		m.retries = register(reg, m.retries)
-		m.duration = register(reg, m.duration)
-		m.connected = register(reg, m.connected)
-		m.reconnects = register(reg, m.reconnects)
-	}
+	m.published = metric.Register(reg, m.published)
+	m.errors = metric.Register(reg, m.errors)
+	m.retries = metric.Register(reg, m.retries)
+	m.duration = metric.Register(reg, m.duration)
+	m.connected = metric.Register(reg, m.connected)
+	m.reconnects = metric.Register(reg, m.reconnects)
 	return m
-}
-
-// register registers c or returns the collector already registered under
-// its name (a Publisher re-created on the same registry shares it).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a name clash with another collector type is a programming error
-	}
-	return c
 }
