@@ -39,7 +39,7 @@ var Reference = []KeyDoc{
 	{"storage.endpoint", `""`, "S3-compatible endpoint (`http(s)://`, path-style requests); empty: AWS."},
 	{"storage.compression", `"gzip"`, "`none` or `gzip` (files end in `.csv.gz`)."},
 	{"storage.compression_level", "1", "gzip level, 1 (fastest) .. 9 (smallest)."},
-	{"storage.roll_max_bytes", `"256MiB"`, "Seal a file when it reaches this size (> 0)."},
+	{"storage.roll_max_bytes", `"256MiB"`, "Seal a file when it reaches this size on disk, i.e. after compression (> 0)."},
 	{"storage.roll_max_rows", "0", "Seal a file when it holds this many rows; 0: no row limit."},
 	{"storage.roll_max_age", `"5m"`, "Seal a file this long after it was opened (> 0)."},
 	{"storage.max_staged_bytes", `"10GiB"`, "Stop reading from Nakadi while more than this is staged and undelivered (> `roll_max_bytes`)."},
