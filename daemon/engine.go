@@ -64,6 +64,7 @@ type engine struct {
 type pipelineOverrides struct {
 	FractionalSeconds bool          // emulator: sub-second stream parameters
 	Tick              time.Duration // engine timer resolution
+	DeliveryBackoff   time.Duration // cap of the deliverer's retry backoff (default 1 min)
 }
 
 // newEngine builds the pipeline; nothing runs and nothing is opened until Run.
@@ -161,7 +162,7 @@ func (e *engine) build(ctx context.Context) (err error) {
 	staging := filepath.Join(c.Daemon.DataDir, "staging")
 	e.deliverer = pipeline.NewDeliverer(pipeline.DelivererOptions{
 		DB: e.db, StagingDir: staging, Store: store, Announcer: announcer, SubjectPrefix: c.Notify.SubjectPrefix,
-		Concurrency: c.Storage.UploadConcurrency, Now: e.now, Logger: e.log, Registerer: e.reg,
+		Concurrency: c.Storage.UploadConcurrency, MaxBackoff: e.opts.DeliveryBackoff, Now: e.now, Logger: e.log, Registerer: e.reg,
 	})
 	e.csv = c.CSV.Flatten()
 	e.maxStaged.Store(c.Storage.MaxStagedBytes.Bytes())

@@ -78,7 +78,7 @@ func runEngine(t *testing.T, cfg *conf.Config) *engine {
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	e, err := newEngine(pipelineDeps{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), Now: time.Now,
-		Overrides: pipelineOverrides{FractionalSeconds: true, Tick: 20 * time.Millisecond}})
+		Overrides: pipelineOverrides{FractionalSeconds: true, Tick: 20 * time.Millisecond, DeliveryBackoff: 2 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
