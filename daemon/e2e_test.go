@@ -145,6 +145,20 @@ func TestEndToEnd(t *testing.T) {
 		c.Rejected != uint64(x.rejected) || c.Duplicate != uint64(x.duplicates) {
 		t.Errorf("counters %+v; want received=%d main=%d rejected=%d duplicate=%d", c, len(events), len(x.newest), x.rejected, x.duplicates)
 	}
+	_, metrics := do(t, "GET", base+"/metrics", "")
+	for outcome, want := range map[string]uint64{"received": c.Received, "main": c.Main, "superseded": c.Superseded,
+		"duplicate": c.Duplicate, "correction": c.Correction, "rejected": c.Rejected} {
+		name := `materializer_events_total{event_type="article.updated",outcome="` + outcome + `"}`
+		if got := metricValue(metrics, name); got != float64(want) {
+			t.Errorf("%s = %v; /v1/status says %d", name, got, want)
+		}
+	}
+	if got := metricValue(metrics, `materializer_open_sessions{event_type="article.updated"}`); got != 0 {
+		t.Errorf("open sessions after the flush: %v", got)
+	}
+	if got := metricValue(metrics, "materializer_engine_event_to_file_seconds_count"); got == 0 {
+		t.Error("no event-to-file latency observed although sessions closed")
+	}
 	files := env.delivered(t)
 	if len(files) < 10 {
 		t.Fatalf("only %d files delivered", len(files))

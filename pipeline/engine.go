@@ -165,6 +165,8 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		}
 		e.types[t.Name] = newEventType(t)
 	}
+	status := e.Status
+	opts.Metrics.counters.status.Store(&status)
 	return e, nil
 }
 

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,9 @@ type Metrics struct {
 	RedeliveryMismatch prometheus.Counter
 	OpenFileBytes      prometheus.Gauge
 	FilesSealed        prometheus.Counter
+	EventToFile        prometheus.Histogram
+
+	counters countersCollector
 }
 
 // NewMetrics creates the engine's metrics and registers them with reg
@@ -33,11 +37,56 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		OpenFileBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "materializer_engine_open_file_bytes", Help: "Bytes in open (unsealed) staging files."}),
 		FilesSealed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_engine_files_sealed_total", Help: "Staging files sealed and queued for delivery."}),
+		EventToFile: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "materializer_engine_event_to_file_seconds",
+			Help:    "Processing time from the arrival of a session's first event until the session closed and its row was written to a staging file.",
+			Buckets: prometheus.ExponentialBuckets(0.5, 2, 16),
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.StepDuration, m.StepEvents, m.SessionsClosed, m.StepErrors, m.RedeliveryMismatch, m.OpenFileBytes, m.FilesSealed)
+		reg.MustRegister(m.StepDuration, m.StepEvents, m.SessionsClosed, m.StepErrors, m.RedeliveryMismatch, m.OpenFileBytes,
+			m.FilesSealed, m.EventToFile, &m.counters)
 	}
 	return m
+}
+
+// countersCollector exports the §2 counters of every event type from the
+// engine's published status, so /metrics and /v1/status never disagree.
+type countersCollector struct {
+	status atomic.Pointer[func() Status] // set by New
+}
+
+var (
+	eventsDesc = prometheus.NewDesc("materializer_events_total",
+		"Events per outcome (DESIGN.md §2): received = main + superseded + duplicate + correction + rejected + open; redelivered is outside the identity.",
+		[]string{"event_type", "outcome"}, nil)
+	openDesc = prometheus.NewDesc("materializer_open_sessions",
+		"Open sessions (the events counted as open: the best of each session).", []string{"event_type"}, nil)
+)
+
+func (c *countersCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- eventsDesc
+	ch <- openDesc
+}
+
+func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
+	status := c.status.Load()
+	if status == nil {
+		return
+	}
+	for _, et := range (*status)().EventTypes {
+		n := et.Counters
+		for _, o := range []struct {
+			outcome string
+			v       uint64
+		}{
+			{"received", n.Received}, {"main", n.Main}, {"superseded", n.Superseded}, {"duplicate", n.Duplicate},
+			{"correction", n.Correction}, {"rejected", n.Rejected}, {"redelivered", n.Redelivered},
+		} {
+			ch <- prometheus.MustNewConstMetric(eventsDesc, prometheus.CounterValue, float64(o.v), et.Name, o.outcome)
+		}
+		ch <- prometheus.MustNewConstMetric(openDesc, prometheus.GaugeValue, float64(n.Open), et.Name)
+	}
 }
 
 func (m *Metrics) observeStep(st *step, d time.Duration) {
@@ -48,4 +97,7 @@ func (m *Metrics) observeStep(st *step, d time.Duration) {
 	m.StepEvents.Add(float64(st.events))
 	m.SessionsClosed.Add(float64(st.closes))
 	m.FilesSealed.Add(float64(len(st.sealed)))
+	for _, w := range st.emitWaits {
+		m.EventToFile.Observe(time.Duration(w).Seconds())
+	}
 }

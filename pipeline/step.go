@@ -31,6 +31,9 @@ type step struct {
 	events  int
 	closes  int
 	more    bool // timers left for another step
+	// emitWaits holds, per session closed, the time from its first event's
+	// arrival to the close (observed once the step is durable).
+	emitWaits []int64
 }
 
 // keyEntry is a key's state as this step sees it.
@@ -267,6 +270,7 @@ func (e *Engine) closeSession(st *step, ke *keyEntry) error {
 	sl.et.counters.Open--
 	sl.et.counters.Main++
 	st.types[sl.et] = true
+	st.emitWaits = append(st.emitWaits, st.now-ke.st.OpenedAt)
 	ke.st.Close(st.now)
 	ke.dirty = true
 	ke.best, ke.bestDirty, ke.bestGone = nil, false, true
