@@ -50,17 +50,13 @@ type pipelineCheckpointer struct {
 }
 
 // newCheckpointer is called once the engine is built (state open).
-func newCheckpointer(e *engine) checkpointer {
+// types are the engine's compiled event types.
+func newCheckpointer(e *engine, types []pipeline.EventType) checkpointer {
 	c := &pipelineCheckpointer{
 		e: e, cfg: e.cfg.Checkpoint, drain: e.cfg.Daemon.DrainTimeout.Duration(),
 		log: e.log.With().Str("component", "checkpointer").Logger(),
 	}
-	for i := range e.cfg.EventTypes {
-		pet, err := compileEventType(&e.cfg.EventTypes[i], e.cfg.CSV.Flatten())
-		if err != nil {
-			c.openErr = err
-			break
-		}
+	for _, pet := range types {
 		c.types = append(c.types, checkpointEventType(pet))
 	}
 	dataDir := e.cfg.Daemon.DataDir
@@ -83,11 +79,7 @@ func newCheckpointer(e *engine) checkpointer {
 // openCheckpointStore opens the remote checkpoint store: s3:// uses the
 // [storage] section's region, endpoint, credentials and encryption.
 func openCheckpointStore(cfg *conf.Config, url string, log zerolog.Logger) (deliver.Blobstore, error) {
-	s := cfg.Storage
-	return deliver.Open(context.Background(), url, deliver.Options{
-		Region: s.Region, Endpoint: s.Endpoint, AccessKeyIDFile: s.AccessKeyIDFile,
-		SecretAccessKeyFile: s.SecretAccessKeyFile, SSE: s.SSE, KMSKeyID: s.SSEKMSKeyID, Logger: log,
-	})
+	return deliver.Open(context.Background(), url, storeOptions(cfg.Storage, log))
 }
 
 // checkpointEventType is what a manifest records of an event type's

@@ -144,11 +144,9 @@ func (e *engine) Run(ctx context.Context) error {
 // consumers.
 func (e *engine) build(ctx context.Context) (err error) {
 	c := e.cfg
-	store, err := deliver.Open(ctx, c.Storage.URL, deliver.Options{
-		Region: c.Storage.Region, Endpoint: c.Storage.Endpoint, AccessKeyIDFile: c.Storage.AccessKeyIDFile,
-		SecretAccessKeyFile: c.Storage.SecretAccessKeyFile, SSE: c.Storage.SSE, KMSKeyID: c.Storage.SSEKMSKeyID,
-		Logger: e.log, Registerer: e.reg, Now: e.now,
-	})
+	opts := storeOptions(c.Storage, e.log)
+	opts.Registerer, opts.Now = e.reg, e.now
+	store, err := deliver.Open(ctx, c.Storage.URL, opts)
 	if err != nil {
 		return err
 	}
@@ -161,7 +159,7 @@ func (e *engine) build(ctx context.Context) (err error) {
 	}
 	staging := filepath.Join(c.Daemon.DataDir, "staging")
 	e.deliverer = pipeline.NewDeliverer(pipeline.DelivererOptions{
-		DB: e.db, StagingDir: staging, Store: store, Announcer: announcer, SubjectPrefix: c.Notify.SubjectPrefix,
+		DB: e.db, StagingDir: staging, Store: store, Announcer: announcer,
 		Concurrency: c.Storage.UploadConcurrency, MaxBackoff: e.opts.DeliveryBackoff, Now: e.now, Logger: e.log, Registerer: e.reg,
 	})
 	e.csv = c.CSV.Flatten()
@@ -170,18 +168,26 @@ func (e *engine) build(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err == nil {
-			e.ckpt = newCheckpointer(e)
-		}
-	}()
 	e.eng, err = pipeline.New(pipeline.Options{
 		DB: e.db, StagingDir: staging, Compression: c.Storage.Compression, CompressionLevel: c.Storage.CompressionLevel,
 		RollMaxBytes: c.Storage.RollMaxBytes.Bytes(), RollMaxRows: int64(c.Storage.RollMaxRows),
-		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: c.CSV.Flatten(), MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
+		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: e.csv, MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
 		Tick: e.opts.Tick, Now: e.now, Logger: e.log, Metrics: pipeline.NewMetrics(e.reg), Sealed: e.deliverer.Wake,
 	}, types)
-	return err
+	if err != nil {
+		return err
+	}
+	e.ckpt = newCheckpointer(e, types)
+	return nil
+}
+
+// storeOptions are the [storage] section's options for deliver.Open (the
+// file store and the checkpoint store use the same credentials).
+func storeOptions(s conf.Storage, log zerolog.Logger) deliver.Options {
+	return deliver.Options{
+		Region: s.Region, Endpoint: s.Endpoint, AccessKeyIDFile: s.AccessKeyIDFile,
+		SecretAccessKeyFile: s.SecretAccessKeyFile, SSE: s.SSE, KMSKeyID: s.SSEKMSKeyID, Logger: log,
+	}
 }
 
 // eventTypes compiles the configured event types for the engine and creates

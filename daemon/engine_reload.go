@@ -52,8 +52,7 @@ func (e *engine) Reload(ctx context.Context, cur *conf.Config, plan reloadPlan) 
 // new connection whose stream gets the new subject.
 func (e *engine) switchSubject(ctx context.Context, n conf.Notify) error {
 	if e.publisher == nil {
-		e.deliverer.SetAnnouncer(nil, n.SubjectPrefix)
-		return nil
+		return nil // notices are off
 	}
 	p, err := e.connectNotify(ctx, n, nil) // its metrics stay unregistered: the first connection's are
 	if err != nil {
@@ -63,7 +62,7 @@ func (e *engine) switchSubject(ctx context.Context, n conf.Notify) error {
 	e.mu.Lock()
 	e.publisher = p
 	e.mu.Unlock()
-	e.deliverer.SetAnnouncer(p, n.SubjectPrefix)
+	e.deliverer.SetAnnouncer(p)
 	e.group.Go(func() error { e.ensureStream(e.groupCtx, p); return nil })
 	old.Close()
 	return nil

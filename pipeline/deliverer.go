@@ -19,25 +19,24 @@ import (
 	"materializer/state"
 )
 
-// Announcer publishes one notice and returns once it is acknowledged
-// (notify.Publisher.Publish). nil means notices are off.
+// Announcer publishes one notice on its subject and returns once it is
+// acknowledged (notify.Publisher.PublishNotice). nil means notices are off.
 type Announcer interface {
-	Publish(ctx context.Context, subject, msgID string, body []byte) error
+	PublishNotice(ctx context.Context, n notify.Notice) error
 }
 
 // DelivererOptions configure the deliverer.
 type DelivererOptions struct {
-	DB            *state.DB
-	StagingDir    string
-	Store         deliver.Blobstore
-	Announcer     Announcer // nil: no notices; a file is done once stored
-	SubjectPrefix string
-	Concurrency   int           // uploads in flight; default 4
-	MinBackoff    time.Duration // default 1 s
-	MaxBackoff    time.Duration // default 1 min
-	Now           func() time.Time
-	Logger        zerolog.Logger
-	Registerer    prometheus.Registerer
+	DB          *state.DB
+	StagingDir  string
+	Store       deliver.Blobstore
+	Announcer   Announcer     // nil: no notices; a file is done once stored
+	Concurrency int           // uploads in flight; default 4
+	MinBackoff  time.Duration // default 1 s
+	MaxBackoff  time.Duration // default 1 min
+	Now         func() time.Time
+	Logger      zerolog.Logger
+	Registerer  prometheus.Registerer
 }
 
 // Deliverer drives sealed files through the outbox: upload, then notice,
@@ -314,14 +313,13 @@ func (d *Deliverer) nextNotice() *pending {
 
 func (d *Deliverer) notice(ctx context.Context, p *pending) error {
 	d.mu.Lock()
-	announcer, prefix := d.o.Announcer, d.o.SubjectPrefix
+	announcer := d.o.Announcer
 	d.mu.Unlock()
 	if announcer == nil {
 		return nil
 	}
-	n := d.noticeOf(p)
 	start := time.Now()
-	if err := announcer.Publish(ctx, notify.Subject(prefix, p.ID.EventType), p.Key, n.Marshal()); err != nil {
+	if err := announcer.PublishNotice(ctx, d.noticeOf(p)); err != nil {
 		return err
 	}
 	d.m.noticeSeconds.Observe(time.Since(start).Seconds())
@@ -391,10 +389,10 @@ func (d *Deliverer) pruneDelivered(now time.Time) {
 
 // SetAnnouncer switches where notices go (a config reload of the notice
 // subject): notices not yet acknowledged go to the new one.
-func (d *Deliverer) SetAnnouncer(a Announcer, subjectPrefix string) {
+func (d *Deliverer) SetAnnouncer(a Announcer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.o.Announcer, d.o.SubjectPrefix = a, subjectPrefix
+	d.o.Announcer = a
 }
 
 // Wait blocks until every file of keys, and every file of the event type
