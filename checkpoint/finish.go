@@ -45,7 +45,7 @@ func (t *Taker) cutStaging(staging string, v *stateView, m *Manifest) (map[strin
 	keep := map[string]bool{}
 	for _, f := range v.open {
 		link := filepath.Join(staging, openPrefix+f.Name)
-		if err := t.linkLate(f.Name, link); errIsNotExist(err) {
+		if err := t.linkLate(f.Name, link); errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s", errVanished, f.Name)
 		} else if err != nil {
 			return nil, err
@@ -59,7 +59,7 @@ func (t *Taker) cutStaging(staging string, v *stateView, m *Manifest) (map[strin
 		keep[f.Name] = true
 	}
 	for _, o := range v.outbox {
-		if err := t.sealedFile(staging, o.Name); errIsNotExist(err) {
+		if err := t.sealedFile(staging, o.Name); errors.Is(err, os.ErrNotExist) {
 			m.Staging.Delivered = append(m.Staging.Delivered, o.Name)
 			continue
 		} else if err != nil {
@@ -98,7 +98,7 @@ func (t *Taker) sealedFile(staging, name string) error {
 	if _, err := os.Lstat(dst); err == nil {
 		return nil
 	}
-	if err := os.Rename(filepath.Join(staging, openPrefix+name), dst); err == nil || !errIsNotExist(err) {
+	if err := os.Rename(filepath.Join(staging, openPrefix+name), dst); err == nil || !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return linkOrCopy(filepath.Join(t.o.StagingDir, name), dst)
@@ -261,6 +261,3 @@ func sortCursors(cs []Cursor) {
 		return a.Partition < b.Partition
 	})
 }
-
-// errIsNotExist reports a missing file (for callers that tolerate it).
-func errIsNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }

@@ -151,7 +151,7 @@ func copyLocal(src string, m *Manifest, dst string) error {
 	}
 	for _, f := range m.Files {
 		n, sum, err := copyFile(filepath.Join(src, filepath.FromSlash(f.Path)), filepath.Join(dst, filepath.FromSlash(f.Path)), -1)
-		if errIsNotExist(err) {
+		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w: %s is missing", ErrInvalid, f.Path)
 		}
 		if err != nil {

@@ -101,9 +101,6 @@ func (e *Engine) seal(st *step, id state.FileID) error {
 // afterCommit updates what depends on the committed state and tells the
 // consumers and the deliverer.
 func (e *Engine) afterCommit(st *step) error {
-	for sl := range st.slots {
-		sl.isNew = false
-	}
 	for sl := range st.timers {
 		var err error
 		if sl.nextSession, err = e.nextTimer(state.SessionTimer, sl); err != nil {

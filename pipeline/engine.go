@@ -95,8 +95,7 @@ type Engine struct {
 	slotOrder []*slot
 	nextSlot  state.Slot
 	parser    flatten.Parser
-	cache     *keyCache // committed states of recently used keys
-	step      *step
+	cache     *keyCache               // committed states of recently used keys
 	lastStep  *step                   // the last committed step (Flush reads what it sealed)
 	more      bool                    // the last step left due timers for the next
 	seqs      map[state.FileID]uint64 // next file seq, once read or allocated

@@ -90,12 +90,12 @@ func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *Metrics) observeStep(st *step, d time.Duration) {
-	if st.events == 0 && st.closes == 0 && len(st.sealed) == 0 {
+	if st.events == 0 && len(st.emitWaits) == 0 && len(st.sealed) == 0 {
 		return
 	}
 	m.StepDuration.Observe(d.Seconds())
 	m.StepEvents.Add(float64(st.events))
-	m.SessionsClosed.Add(float64(st.closes))
+	m.SessionsClosed.Add(float64(len(st.emitWaits)))
 	m.FilesSealed.Add(float64(len(st.sealed)))
 	for _, w := range st.emitWaits {
 		m.EventToFile.Observe(time.Duration(w).Seconds())

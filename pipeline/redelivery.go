@@ -38,7 +38,6 @@ type slot struct {
 
 	nextSession int64 // earliest session timer (MaxInt64: none)
 	nextExpiry  int64 // earliest retention timer
-	isNew       bool  // allocated in this step, not yet committed
 }
 
 func (sl *slot) resetStream(stream string) {
@@ -51,7 +50,7 @@ func (e *Engine) slotFor(st *step, et *eventType, partition string) *slot {
 	if sl, ok := e.slots[p]; ok {
 		return sl
 	}
-	sl := &slot{id: e.nextSlot, part: p, et: et, nextSession: math.MaxInt64, nextExpiry: math.MaxInt64, isNew: true}
+	sl := &slot{id: e.nextSlot, part: p, et: et, nextSession: math.MaxInt64, nextExpiry: math.MaxInt64}
 	e.nextSlot++
 	e.slots[p] = sl
 	et.slots = append(et.slots, sl)

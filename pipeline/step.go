@@ -29,10 +29,9 @@ type step struct {
 	sealAll string                // seal every open file of this event type ("*": of all)
 	sealed  []state.Outbox
 	events  int
-	closes  int
 	more    bool // timers left for another step
-	// emitWaits holds, per session closed, the time from its first event's
-	// arrival to the close (observed once the step is durable).
+	// emitWaits holds, per session closed in this step, the time from its
+	// first event's arrival to the close (observed once the step is durable).
 	emitWaits []int64
 }
 
@@ -67,8 +66,6 @@ func (e *Engine) applyStep(jobs []*job, extra func(*step) error) error {
 	e.lastStep = nil
 	st := e.newStep()
 	defer st.batch.Close()
-	e.step = st
-	defer func() { e.step = nil }()
 	if err := e.prefetch(st, jobs); err != nil {
 		return err
 	}
@@ -277,7 +274,6 @@ func (e *Engine) closeSession(st *step, ke *keyEntry) error {
 	expires := ke.st.ExpiresAt(sl.et.Window)
 	st.batch.PutTimer(state.ExpiryTimer, sl.id, expires, ke.key)
 	sl.nextExpiry = min(sl.nextExpiry, expires)
-	st.closes++
 	return nil
 }
 

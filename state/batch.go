@@ -41,9 +41,6 @@ func (b *Batch) Commit(sync bool) error {
 // Close releases the batch (committed or not).
 func (b *Batch) Close() { _ = b.b.Close() }
 
-// Len is the size of the batch's representation in bytes.
-func (b *Batch) Len() int { return b.b.Len() }
-
 // Empty reports whether the batch holds no writes.
 func (b *Batch) Empty() bool { return b.b.Empty() }
 

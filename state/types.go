@@ -53,15 +53,6 @@ func (c Counters) Balanced() bool {
 	return c.Received == c.Main+c.Superseded+c.Duplicate+c.Correction+c.Rejected+c.Open
 }
 
-// Add returns the field-wise sum.
-func (c Counters) Add(o Counters) Counters {
-	return Counters{
-		Received: c.Received + o.Received, Main: c.Main + o.Main, Superseded: c.Superseded + o.Superseded,
-		Duplicate: c.Duplicate + o.Duplicate, Correction: c.Correction + o.Correction,
-		Rejected: c.Rejected + o.Rejected, Open: c.Open + o.Open, Redelivered: c.Redelivered + o.Redelivered,
-	}
-}
-
 // FileID names a stream of files: one per (event type, table, kind, partition).
 type FileID struct {
 	EventType string

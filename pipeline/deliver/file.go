@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/rs/zerolog"
 )
 
 // fileStore delivers into a directory tree: the key is the path relative
@@ -22,7 +20,6 @@ import (
 type fileStore struct {
 	root    string
 	mode    os.FileMode
-	log     zerolog.Logger
 	metrics *metrics
 	opts    Options
 }
@@ -41,7 +38,6 @@ func openFile(u *url.URL, opts Options) (*fileStore, error) {
 	return &fileStore{
 		root:    root,
 		mode:    os.FileMode(opts.FileMode),
-		log:     opts.Logger.With().Str("component", "deliver").Str("target", "file").Logger(),
 		metrics: newMetrics(opts.Registerer),
 		opts:    opts,
 	}, nil

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"errors"
 	"io"
 	"time"
 
@@ -45,7 +46,7 @@ func (s *s3Store) uploadAndComplete(ctx context.Context, st Stored, src io.Reade
 	// it (AWS, versitygw) this is only a cheap early exit.
 	if _, err := s.Head(ctx, st.Key); err == nil {
 		return errExists
-	} else if !isNotFoundErr(err) && !headForbidden(err) {
+	} else if !errors.Is(err, ErrNotFound) && !headForbidden(err) {
 		return err
 	}
 	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{

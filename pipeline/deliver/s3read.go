@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -11,8 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
-
-func isNotFoundErr(err error) bool { return errors.Is(err, ErrNotFound) }
 
 func (s *s3Store) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	if err := checkKey(key); err != nil {

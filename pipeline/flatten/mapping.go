@@ -94,10 +94,6 @@ func (m *Mapping) TableIndex(name string) int {
 // must not modify it.
 func (m *Mapping) Header(i int) []byte { return m.tables[i].header }
 
-// WritesHeader reports the [csv] header option: whether files start with
-// the header line.
-func (m *Mapping) WritesHeader() bool { return m.header }
-
 // CSV returns the [csv] options the mapping was compiled with (Delimiter
 // resolved to ',' when it was zero).
 func (m *Mapping) CSV() CSV {

@@ -213,9 +213,6 @@ func (p Path) String() string {
 	return string(b)
 }
 
-// IsZero reports whether p is the empty path.
-func (p Path) IsZero() bool { return len(p.steps) == 0 }
-
 // Explodes reports whether p holds a [*] step.
 func (p Path) Explodes() bool { return p.explodes() > 0 }
 

@@ -77,10 +77,8 @@ func (c *Consumer) pruneStreams() {
 
 // readState is the reader's view of one stream.
 type readState struct {
-	epoch map[PartitionKey]int
-	known map[PartitionKey]bool   // a line of the partition was seen in this epoch
-	seen  map[PartitionKey]bool   // an event batch of the partition was seen in this epoch
-	last  map[PartitionKey]string // offset of its last event batch
+	epoch map[PartitionKey]int    // the partition's epoch when a line of it was last seen
+	last  map[PartitionKey]string // offset of its last event batch in that epoch
 }
 
 // readStream reads one stream until it ends. healthy: at least one line
@@ -90,7 +88,7 @@ func (c *Consumer) readStream(ctx context.Context, st *streamState, resp *http.R
 	idle := newIdleReader(resp.Body, c.cfg.IdleTimeout, st.cancel)
 	defer idle.stop()
 	r := newStreamReader(idle, readBufferSize, c.cfg.MaxLineBytes)
-	rs := &readState{epoch: map[PartitionKey]int{}, known: map[PartitionKey]bool{}, seen: map[PartitionKey]bool{}, last: map[PartitionKey]string{}}
+	rs := &readState{epoch: map[PartitionKey]int{}, last: map[PartitionKey]string{}}
 	for {
 		b, err := r.next()
 		if err != nil {
@@ -137,20 +135,21 @@ func (c *Consumer) readErr(ctx context.Context, st *streamState, idle *idleReade
 func (c *Consumer) receive(ctx context.Context, st *streamState, rs *readState, b *Batch) (bool, error) {
 	key := b.Cursor.Key()
 	c.mu.Lock()
-	if e := st.epoch[key]; !rs.known[key] || rs.epoch[key] != e {
-		rs.epoch[key], rs.known[key] = e, true
-		delete(rs.seen, key)
+	e := st.epoch[key]
+	if prev, ok := rs.epoch[key]; !ok || prev != e {
+		rs.epoch[key] = e
 		delete(rs.last, key)
 		delete(st.lost, key)
 		c.firstSeq++
 		st.first[key] = c.firstSeq
 	}
-	b.epoch, b.st = rs.epoch[key], st
+	b.epoch, b.st = e, st
 	ps := c.partStat(key)
 	c.accountLocked(ps, st, b)
 	c.mu.Unlock()
 	c.observeLine(key, b)
-	if last, ok := rs.last[key]; ok && !b.keepAlive() && CompareOffsets(b.Cursor.Offset, last) <= 0 {
+	last, had := rs.last[key] // had: an event batch of the partition came before in this epoch
+	if had && !b.keepAlive() && CompareOffsets(b.Cursor.Offset, last) <= 0 {
 		c.m.duplicates.WithLabelValues(key.EventType, key.Partition).Inc()
 		c.log.Warn().Str("stream_id", st.id).Str("partition", key.Partition).Str("offset", b.Cursor.Offset).Str("previous", last).Msg("dropping a batch whose offset does not advance")
 		return false, nil
@@ -162,8 +161,7 @@ func (c *Consumer) receive(ctx context.Context, st *streamState, rs *readState, 
 		return false, nil
 	}
 	rs.last[key] = b.Cursor.Offset
-	if !rs.seen[key] {
-		rs.seen[key] = true
+	if !had {
 		committed, err := c.fetchCommitted(ctx, key)
 		if err != nil {
 			return false, err
