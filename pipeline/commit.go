@@ -59,9 +59,15 @@ func (e *Engine) putKey(st *step, ke *keyEntry) {
 	}
 	if !ke.st.HasHi && !ke.st.Open {
 		st.batch.DeleteKeyState(sl.id, ke.key)
+		ke.enc = nil
 		return
 	}
-	st.batch.PutKeyState(sl.id, ke.key, &ke.st)
+	// Encoded once, into the step's arena: the batch and, after the commit,
+	// the key cache take the same bytes.
+	n := len(st.encoded)
+	st.encoded = state.EncodeKeyState(st.encoded, &ke.st)
+	ke.enc = st.encoded[n:len(st.encoded):len(st.encoded)]
+	st.batch.PutEncodedKeyState(sl.id, ke.key, ke.enc)
 }
 
 // roll seals every open file that reached its size, row count or age, or
@@ -101,20 +107,29 @@ func (e *Engine) seal(st *step, id state.FileID) error {
 // afterCommit updates what depends on the committed state and tells the
 // consumers and the deliverer.
 func (e *Engine) afterCommit(st *step) error {
-	for sl := range st.timers {
+	for sl, scan := range st.timers {
 		var err error
-		if sl.nextSession, err = e.nextTimer(state.SessionTimer, sl); err != nil {
-			return err
+		if scan&scannedSessions != 0 {
+			if sl.nextSession, err = e.nextTimer(state.SessionTimer, sl); err != nil {
+				return err
+			}
 		}
-		if sl.nextExpiry, err = e.nextTimer(state.ExpiryTimer, sl); err != nil {
-			return err
+		if scan&scannedExpiries != 0 {
+			if sl.nextExpiry, err = e.nextTimer(state.ExpiryTimer, sl); err != nil {
+				return err
+			}
 		}
 	}
 	for _, o := range st.sealed {
 		delete(e.forceSeal, o.ID)
 	}
 	for _, ke := range st.order {
-		e.cache.put(ke.slotKey, &ke.st)
+		switch {
+		case ke.dirty:
+			e.cache.putEncoded(ke.slotKey, ke.enc)
+		case !ke.cached: // loaded from Pebble: cache it
+			e.cache.put(ke.slotKey, &ke.st)
+		}
 	}
 	// Newest first. The consumer may commit between two calls, and commits a
 	// cursor once its batch and every earlier one are durable: marking the

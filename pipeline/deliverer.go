@@ -225,7 +225,8 @@ func (d *Deliverer) upload(ctx context.Context, p *pending) {
 		d.log.Warn().Err(err).Str("key", p.Key).Msg("recording the upload failed; it will be repeated")
 	}
 	failpoint.Inject(failpoint.AfterUpload)
-	d.Wake()
+	// No Wake: the send on done after this returns turns the loop, which
+	// announces without re-reading the outbox.
 }
 
 func (d *Deliverer) put(ctx context.Context, p *pending) (deliver.Stored, error) {

@@ -96,6 +96,7 @@ type Engine struct {
 	nextSlot  state.Slot
 	parser    flatten.Parser
 	cache     *keyCache               // committed states of recently used keys
+	rejected  tableInfo               // of rejected files
 	lastStep  *step                   // the last committed step (Flush reads what it sealed)
 	more      bool                    // the last step left due timers for the next
 	seqs      map[state.FileID]uint64 // next file seq, once read or allocated
@@ -151,12 +152,13 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		opts.MaxUncommitted = 50000
 	}
 	e := &Engine{
-		opts:  opts,
-		log:   opts.Logger.With().Str("component", "engine").Logger(),
-		db:    opts.DB,
-		types: map[string]*eventType{},
-		ctl:   make(chan func()),
-		cache: newKeyCache(opts.KeyCacheBytes),
+		opts:     opts,
+		log:      opts.Logger.With().Str("component", "engine").Logger(),
+		db:       opts.DB,
+		types:    map[string]*eventType{},
+		ctl:      make(chan func()),
+		cache:    newKeyCache(opts.KeyCacheBytes),
+		rejected: rejectedTable(opts.CSV),
 	}
 	for _, t := range types {
 		if _, dup := e.types[t.Name]; dup {

@@ -393,6 +393,6 @@ func TestGolden(t *testing.T) {
 // model test's flush; the engine itself spreads a flush over steps).
 func (e *Engine) closeAll(st *step, sl *slot) error {
 	_, _, err := e.dueSessions(st, sl, math.MaxInt, math.MaxInt64-1, true)
-	st.timers[sl] = true
+	st.timers[sl] |= scannedSessions
 	return err
 }

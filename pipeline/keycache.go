@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"unsafe"
+
 	"materializer/pipeline/compact"
 	"materializer/state"
 )
@@ -36,7 +38,8 @@ func (c *keyCache) get(mk string, st *compact.KeyState) (hit bool, err error) {
 		*st = compact.KeyState{Hi: st.Hi[:0], HiEID: st.HiEID[:0]}
 		return true, nil
 	}
-	return true, state.DecodeKeyState([]byte(v), st)
+	// DecodeKeyState copies what it keeps, so v's bytes can be read in place.
+	return true, state.DecodeKeyState(unsafe.Slice(unsafe.StringData(v), len(v)), st)
 }
 
 // put records a key's committed state.
@@ -44,11 +47,21 @@ func (c *keyCache) put(mk string, st *compact.KeyState) {
 	if c.max <= 0 {
 		return
 	}
-	var v string
+	var enc []byte
 	if st.HasHi || st.Open {
 		c.buf = state.EncodeKeyState(c.buf[:0], st)
-		v = string(c.buf)
+		enc = c.buf
 	}
+	c.putEncoded(mk, enc)
+}
+
+// putEncoded records a key's committed state as encoded by
+// state.EncodeKeyState; empty: the key has no state.
+func (c *keyCache) putEncoded(mk string, enc []byte) {
+	if c.max <= 0 {
+		return
+	}
+	v := string(enc)
 	if old, ok := c.m[mk]; ok {
 		c.size += int64(len(v) - len(old))
 		c.m[mk] = v

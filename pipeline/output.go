@@ -8,10 +8,14 @@ import (
 	"materializer/state"
 )
 
-// rejectedColumns are the columns of rejected files (DESIGN.md §7).
-var rejectedColumns = []state.Column{
-	{Name: "partition", Type: "string"}, {Name: "offset", Type: "string"},
-	{Name: "error", Type: "string"}, {Name: "raw_event", Type: "string"},
+// rejectedTable describes rejected files (DESIGN.md §7): flatten's
+// columns, all strings.
+func rejectedTable(csv flatten.CSV) tableInfo {
+	t := tableInfo{name: files.RejectedTable, header: flatten.RejectedHeader(csv), mapping: "rejected"}
+	for _, name := range flatten.RejectedColumns() {
+		t.columns = append(t.columns, state.Column{Name: name, Type: "string"})
+	}
+	return t
 }
 
 // emit flattens an event into every table and appends the rows to the
@@ -75,8 +79,7 @@ func (e *Engine) rejectAtEmit(st *step, sl *slot, kind string, raw []byte, offse
 func (e *Engine) appendRejected(st *step, sl *slot, offset, reason string, raw []byte) error {
 	id := state.FileID{EventType: sl.et.Name, Table: files.RejectedTable, Kind: files.KindRejected, Partition: sl.part.Partition}
 	e.rejBuf = flatten.AppendRejectedRow(e.rejBuf[:0], e.opts.CSV, sl.part.Partition, offset, reason, raw)
-	t := tableInfo{name: files.RejectedTable, header: flatten.RejectedHeader(e.opts.CSV), columns: rejectedColumns, mapping: "rejected"}
-	return e.appendRows(st, id, &t, e.rejBuf, 1, 0)
+	return e.appendRows(st, id, &e.rejected, e.rejBuf, 1, 0)
 }
 
 // appendRows appends rows to the open file of id, opening one first if

@@ -136,21 +136,23 @@ func (e *Engine) loadSlots() error {
 	e.slots = map[state.Partition]*slot{}
 	e.slotOrder = e.slotOrder[:0]
 	e.nextSlot = 0
+	all, next, err := e.db.Slots()
+	if err != nil {
+		return err
+	}
 	for _, name := range e.typeNames() {
-		if err := e.loadSlotsOf(e.types[name]); err != nil {
+		if err := e.loadSlotsOf(e.types[name], all, next); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// loadSlotsOf loads one event type's counters and slots, leaving the other
-// event types' slots (and their redelivery progress) alone.
-func (e *Engine) loadSlotsOf(et *eventType) error {
-	all, next, err := e.db.Slots()
-	if err != nil {
-		return err
-	}
+// loadSlotsOf loads one event type's counters and slots from all (the
+// slots in state, state.DB.Slots), leaving the other event types' slots
+// (and their redelivery progress) alone.
+func (e *Engine) loadSlotsOf(et *eventType, all map[state.Partition]state.Slot, next state.Slot) error {
+	var err error
 	e.nextSlot = max(e.nextSlot, next)
 	et.slots = nil
 	if et.counters, err = e.db.Counters(et.Name); err != nil {

@@ -36,7 +36,11 @@ func (e *Engine) AddEventType(ctx context.Context, t EventType) error {
 			delete(e.types, t.Name)
 			return err
 		}
-		if err := e.loadSlotsOf(et); err != nil {
+		all, next, err := e.db.Slots()
+		if err == nil {
+			err = e.loadSlotsOf(et, all, next)
+		}
+		if err != nil {
 			return fmt.Errorf("%w: loading slots of %s: %w", errBroken, t.Name, err)
 		}
 		e.publishStatus()

@@ -22,18 +22,29 @@ type step struct {
 	mk      []byte      // scratch: slot + key
 	order   []*keyEntry // keys in first-touch order (deterministic writes)
 	types   map[*eventType]bool
-	slots   map[*slot]bool // slots whose cursor or ring changed
-	timers  map[*slot]bool // slots whose timers were scanned
+	slots   map[*slot]bool      // slots whose cursor or ring changed
+	timers  map[*slot]timerScan // slots whose timers were scanned, by kind
 	durable []*nakadi.Batch
 	seal    map[state.FileID]bool // files to seal at commit regardless of size and age
 	sealAll string                // seal every open file of this event type ("*": of all)
 	sealed  []state.Outbox
 	events  int
-	more    bool // timers left for another step
+	more    bool   // timers left for another step
+	encoded []byte // arena of the encoded states of the step's dirty keys
 	// emitWaits holds, per session closed in this step, the time from its
 	// first event's arrival to the close (observed once the step is durable).
 	emitWaits []int64
 }
+
+// timerScan says which timer kinds of a slot a step scanned. Only a scan
+// deletes or moves timers; new timers only lower the slot's in-memory
+// earliest deadline, which stays exact for a kind that was not scanned.
+type timerScan uint8
+
+const (
+	scannedSessions timerScan = 1 << iota
+	scannedExpiries
+)
 
 // keyEntry is a key's state as this step sees it.
 type keyEntry struct {
@@ -42,6 +53,8 @@ type keyEntry struct {
 	key        []byte
 	st         compact.KeyState
 	dirty      bool
+	cached     bool   // st came from the key cache
+	enc        []byte // st encoded at commit (nil: deleted); valid after putKey
 	best       []byte // best event set in this step (valid until commit)
 	bestOffset string
 	bestDirty  bool
@@ -55,7 +68,7 @@ func (e *Engine) newStep() *step {
 		keys:   map[string]*keyEntry{},
 		types:  map[*eventType]bool{},
 		slots:  map[*slot]bool{},
-		timers: map[*slot]bool{},
+		timers: map[*slot]timerScan{},
 		seal:   map[state.FileID]bool{},
 	}
 }
@@ -97,10 +110,12 @@ func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
 	if !fresh {
 		return ke, nil
 	}
-	if hit, err := e.cache.get(ke.slotKey, &ke.st); hit || err != nil {
+	hit, err := e.cache.get(ke.slotKey, &ke.st)
+	if hit || err != nil {
+		ke.cached = hit
 		return ke, err
 	}
-	_, err := e.db.KeyState(sl.id, ke.key, &ke.st)
+	_, err = e.db.KeyState(sl.id, ke.key, &ke.st)
 	return ke, err
 }
 
@@ -140,6 +155,7 @@ func (e *Engine) prefetch(st *step, jobs []*job) error {
 			if err != nil {
 				return err
 			}
+			ke.cached = hit
 			if !hit {
 				bySlot[sl] = append(bySlot[sl], ke)
 			}
@@ -294,7 +310,7 @@ func (e *Engine) runTimers(st *step) error {
 				return err
 			}
 			budget -= n
-			st.timers[sl] = true
+			st.timers[sl] |= scannedSessions
 			if sl.closing && done {
 				e.closed(st, sl)
 			}
@@ -305,7 +321,7 @@ func (e *Engine) runTimers(st *step) error {
 				return err
 			}
 			budget -= n
-			st.timers[sl] = true
+			st.timers[sl] |= scannedExpiries
 		}
 	}
 	st.more = budget <= 0

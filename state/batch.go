@@ -58,8 +58,12 @@ func (b *Batch) PutSlot(p Partition, slot Slot) {
 // PutKeyState stores a key's compaction state.
 func (b *Batch) PutKeyState(slot Slot, key []byte, st *compact.KeyState) {
 	b.buf = encodeKeyState(b.buf[:0], st)
-	b.set(keyStateKey(slot, key), b.buf)
+	b.PutEncodedKeyState(slot, key, b.buf)
 }
+
+// PutEncodedKeyState records a key's state already encoded by
+// EncodeKeyState.
+func (b *Batch) PutEncodedKeyState(slot Slot, key, enc []byte) { b.set(keyStateKey(slot, key), enc) }
 
 // DeleteKeyState forgets a key (its retention passed).
 func (b *Batch) DeleteKeyState(slot Slot, key []byte) { b.del(keyStateKey(slot, key)) }

@@ -290,7 +290,6 @@ func (db *DB) Timers(kind TimerKind, slot Slot, until int64, fn func(deadline in
 	lower := slotKey(byte(kind), slot)
 	upper := timerKey(kind, slot, until, nil)
 	upper = append(upper, 0xff, 0xff, 0xff, 0xff) // every key at exactly `until`
-	stop := errors.New("stop")
 	err := db.scanRange(lower, upper, func(k, _ []byte) error {
 		deadline := int64(binary.BigEndian.Uint64(k[5:13]) ^ (1 << 63))
 		more, err := fn(deadline, k[13:])
@@ -298,15 +297,18 @@ func (db *DB) Timers(kind TimerKind, slot Slot, until int64, fn func(deadline in
 			return err
 		}
 		if !more {
-			return stop
+			return errStopScan
 		}
 		return nil
 	})
-	if errors.Is(err, stop) {
+	if errors.Is(err, errStopScan) {
 		return nil
 	}
 	return err
 }
+
+// errStopScan ends a scan early from its callback.
+var errStopScan = errors.New("state: stop scan")
 
 // NextTimer returns the earliest deadline of the slot's timers of one kind.
 func (db *DB) NextTimer(kind TimerKind, slot Slot) (deadline int64, ok bool, err error) {
