@@ -131,6 +131,7 @@ func (e *Engine) afterCommit(st *step) error {
 			e.cache.put(ke.slotKey, &ke.st)
 		}
 	}
+	e.encoded = st.encoded // the cache copied what it keeps
 	// Newest first. The consumer may commit between two calls, and commits a
 	// cursor once its batch and every earlier one are durable: marking the
 	// oldest last leaves the step's newest batch of each partition (a ring

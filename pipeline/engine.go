@@ -97,6 +97,7 @@ type Engine struct {
 	parser    flatten.Parser
 	cache     *keyCache               // committed states of recently used keys
 	rejected  tableInfo               // of rejected files
+	encoded   []byte                  // the last step's key-state arena, reused
 	lastStep  *step                   // the last committed step (Flush reads what it sealed)
 	more      bool                    // the last step left due timers for the next
 	seqs      map[state.FileID]uint64 // next file seq, once read or allocated

@@ -63,13 +63,14 @@ type keyEntry struct {
 
 func (e *Engine) newStep() *step {
 	return &step{
-		now:    e.now(),
-		batch:  e.db.NewStepBatch(),
-		keys:   map[string]*keyEntry{},
-		types:  map[*eventType]bool{},
-		slots:  map[*slot]bool{},
-		timers: map[*slot]timerScan{},
-		seal:   map[state.FileID]bool{},
+		now:     e.now(),
+		batch:   e.db.NewStepBatch(),
+		encoded: e.encoded[:0],
+		keys:    map[string]*keyEntry{},
+		types:   map[*eventType]bool{},
+		slots:   map[*slot]bool{},
+		timers:  map[*slot]timerScan{},
+		seal:    map[state.FileID]bool{},
 	}
 }
 
