@@ -80,10 +80,11 @@ type UploadStats struct {
 // store lacks (by content), then the manifest.
 func (r *Remote) Upload(ctx context.Context, dir string, m *Manifest) (UploadStats, error) {
 	var st UploadStats
-	have, err := r.objects(ctx)
+	objects, err := r.objects(ctx)
 	if err != nil {
 		return st, err
 	}
+	have := sizes(objects)
 	need := map[string]File{}
 	for _, f := range m.Files {
 		need[f.SHA256] = f
@@ -135,16 +136,21 @@ func (r *Remote) putFile(ctx context.Context, path string, f File) error {
 }
 
 // objects returns every object key with its size.
-func (r *Remote) objects(ctx context.Context) (map[string]int64, error) {
+func (r *Remote) objects(ctx context.Context) ([]deliver.ObjectInfo, error) {
 	list, err := r.store.List(ctx, objectsPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: list remote objects: %w", err)
 	}
-	out := make(map[string]int64, len(list))
-	for _, o := range list {
+	return list, nil
+}
+
+// sizes maps the listed objects' keys to their sizes.
+func sizes(objects []deliver.ObjectInfo) map[string]int64 {
+	out := make(map[string]int64, len(objects))
+	for _, o := range objects {
 		out[o.Key] = o.Size
 	}
-	return out, nil
+	return out
 }
 
 // Manifest reads one remote manifest; ErrNotFound when there is none.
@@ -175,7 +181,7 @@ func (r *Remote) Manifest(ctx context.Context, id string) (*Manifest, error) {
 // not read, or names an object that is missing or has another size, is
 // listed with Invalid set.
 func (r *Remote) List(ctx context.Context) ([]Info, error) {
-	list, err := r.list(ctx)
+	list, _, err := r.list(ctx)
 	out := make([]Info, len(list))
 	for i, l := range list {
 		out[i] = l.Info
@@ -189,21 +195,23 @@ type listed struct {
 	m *Manifest
 }
 
-func (r *Remote) list(ctx context.Context) ([]listed, error) {
+// list also returns the object listing it checked the manifests against.
+func (r *Remote) list(ctx context.Context) ([]listed, []deliver.ObjectInfo, error) {
 	ids, err := r.manifestIDs(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	have, err := r.objects(ctx)
+	objects, err := r.objects(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	have := sizes(objects)
 	out := make([]listed, 0, len(ids))
 	for _, id := range ids {
 		m, err := r.Manifest(ctx, id)
 		if err != nil {
 			if ctx.Err() != nil || !errors.Is(err, ErrInvalid) {
-				return nil, err
+				return nil, nil, err
 			}
 			out = append(out, listed{Info: Info{ID: id, Where: "remote", Location: r.url(id), Invalid: err.Error()}})
 			continue
@@ -218,7 +226,7 @@ func (r *Remote) list(ctx context.Context) ([]listed, error) {
 		out = append(out, l)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ID > out[j].ID })
-	return out, nil
+	return out, objects, nil
 }
 
 // manifestIDs lists the ids that have a manifest.
@@ -250,7 +258,7 @@ type PruneStats struct {
 // operator); older ones go.
 func (r *Remote) Prune(ctx context.Context, keep int) (PruneStats, error) {
 	var st PruneStats
-	list, err := r.list(ctx)
+	list, objects, err := r.list(ctx)
 	if err != nil {
 		return st, err
 	}
@@ -274,15 +282,12 @@ func (r *Remote) Prune(ctx context.Context, keep int) (PruneStats, error) {
 			}
 		}
 	}
-	return st, r.collect(ctx, referenced, &st)
+	return st, r.collect(ctx, objects, referenced, &st)
 }
 
-// collect removes unreferenced objects older than the grace period.
-func (r *Remote) collect(ctx context.Context, referenced map[string]bool, st *PruneStats) error {
-	objects, err := r.store.List(ctx, objectsPrefix)
-	if err != nil {
-		return fmt.Errorf("checkpoint: list remote objects: %w", err)
-	}
+// collect removes the listed objects that are unreferenced and older than
+// the grace period (what was uploaded since the listing is younger).
+func (r *Remote) collect(ctx context.Context, objects []deliver.ObjectInfo, referenced map[string]bool, st *PruneStats) error {
 	cutoff := r.o.Now().Add(-r.o.Grace)
 	for _, o := range objects {
 		if referenced[o.Key] || o.LastModified.After(cutoff) {
