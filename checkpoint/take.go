@@ -77,6 +77,8 @@ type Result struct {
 	// RemoteError is set when the local checkpoint is complete but its
 	// remote copy failed (the next checkpoint tries again).
 	RemoteError string `json:"remote_error,omitempty"`
+
+	manifest *Manifest // what the checkpoint's manifest holds (for the upload)
 }
 
 // snapshot is what the pause produced.
@@ -152,7 +154,7 @@ func (t *Taker) attempt(ctx context.Context, quiesce Quiesce) (*Result, error) {
 	if err == nil {
 		var m *Manifest
 		if m, err = t.finish(s); err == nil {
-			return &Result{Info: infoOf(m, "local", s.dir), Pause: s.pause, Hashed: s.hashed}, nil
+			return &Result{Info: infoOf(m, "local", s.dir), Pause: s.pause, Hashed: s.hashed, manifest: m}, nil
 		}
 	}
 	if rerr := os.RemoveAll(s.dir); rerr != nil {
@@ -265,14 +267,10 @@ func (t *Taker) pruneLocal() error {
 // upload copies a local checkpoint to the remote store and prunes it
 // there; failures are reported in the result, not as the Take's error.
 func (t *Taker) upload(ctx context.Context, res *Result) {
-	m, err := readManifest(res.Location)
-	if err == nil {
-		var st UploadStats
-		st, err = t.o.Remote.Upload(ctx, res.Location, m)
-		res.Upload = &st
-		t.m.uploadedBytes.Add(float64(st.Bytes))
-		t.m.uploadedFiles.Add(float64(st.Uploaded))
-	}
+	st, err := t.o.Remote.Upload(ctx, res.Location, res.manifest)
+	res.Upload = &st
+	t.m.uploadedBytes.Add(float64(st.Bytes))
+	t.m.uploadedFiles.Add(float64(st.Uploaded))
 	if err == nil {
 		_, err = t.o.Remote.Prune(ctx, t.o.Keep)
 	}
