@@ -115,7 +115,7 @@ func (et *EventType) validateTables(ps *problems, key string, csv CSV) {
 			ps.bad(tkey, tbl.Name, "is not a table name ([a-zA-Z_][a-zA-Z0-9_]*)")
 		}
 	}
-	_, err := flatten.Compile(et.TableSpecs(), csv.flattenSafe())
+	_, err := flatten.Compile(et.TableSpecs(), csv.Flatten())
 	fps, _ := err.(flatten.Problems)
 	for _, fp := range fps {
 		if fp.Table < 0 && strings.HasPrefix(fp.Field, "csv.") {
@@ -169,17 +169,4 @@ func (c CSV) Flatten() flatten.CSV {
 		d = c.Delimiter[0]
 	}
 	return flatten.CSV{Delimiter: d, Header: c.Header, Null: c.Null}
-}
-
-// flattenSafe is Flatten with an invalid delimiter replaced by ',' so that
-// table checks still run while CSV.validate reports the delimiter.
-func (c CSV) flattenSafe() flatten.CSV {
-	f := c.Flatten()
-	if f.Delimiter == 0 || f.Delimiter == '"' || f.Delimiter == '\r' || f.Delimiter == '\n' || f.Delimiter >= 0x80 {
-		f.Delimiter = ','
-	}
-	if strings.ContainsAny(f.Null, "\"\r\n"+string(rune(f.Delimiter))) {
-		f.Null = ""
-	}
-	return f
 }

@@ -49,13 +49,6 @@ func ParseDuration(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, bad
 	}
-	if !strings.Contains(s, "d") {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return 0, bad
-		}
-		return d, nil
-	}
 	d, err := time.ParseDuration(daysToHours(s))
 	if err != nil {
 		return 0, bad
