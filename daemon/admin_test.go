@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,3 +278,27 @@ func TestStatusOf(t *testing.T) {
 		}
 	}
 }
+
+// placeholderPipeline stands in for the engine in tests of the admin API.
+type placeholderPipeline struct{ ready atomic.Bool }
+
+func (p *placeholderPipeline) Run(ctx context.Context) error {
+	p.ready.Store(true)
+	<-ctx.Done()
+	p.ready.Store(false)
+	return nil
+}
+
+func (p *placeholderPipeline) Ready() bool { return p.ready.Load() }
+
+func (p *placeholderPipeline) EventTypes(context.Context) (any, error) { return []any{}, nil }
+
+func (p *placeholderPipeline) Flush(context.Context, string) (any, error) { return nil, errNotRunning }
+
+func (p *placeholderPipeline) TakeCheckpoint(context.Context) (any, error) { return nil, errNotRunning }
+
+func (p *placeholderPipeline) Checkpoints(context.Context) (any, error) { return nil, errNotRunning }
+
+func (p *placeholderPipeline) Pause(context.Context, string) error { return errNotRunning }
+
+func (p *placeholderPipeline) Resume(context.Context, string) error { return errNotRunning }

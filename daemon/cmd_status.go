@@ -142,7 +142,7 @@ func printStatus(w io.Writer, st *statusView, base string, now time.Time) error 
 
 func printDelivery(p *errWriter, d pipeline.DeliveryStatus, now time.Time) {
 	p.printf("delivery: %d pending (%s), %d uploaded and waiting for their notice, %d failing\n",
-		d.PendingFiles, humanBytes(d.PendingBytes), d.Uploaded, d.Failing)
+		d.PendingFiles, byteSize(d.PendingBytes), d.Uploaded, d.Failing)
 	if !d.LastAt.IsZero() {
 		p.printf("  last delivered %s ago: %s\n", roundDuration(now.Sub(d.LastAt)), d.LastKey)
 	}
@@ -151,15 +151,21 @@ func printDelivery(p *errWriter, d pipeline.DeliveryStatus, now time.Time) {
 	}
 }
 
-func printEventType(p *errWriter, et eventTypeStatus) {
+// countersLine shows the §2 identity: "received N = main N + … (balanced)".
+func countersLine(et eventTypeStatus) string {
 	c := et.Counters
 	balanced := "balanced"
 	if !et.Balanced {
 		balanced = "NOT BALANCED"
 	}
-	p.printf("\n%s: %s\n", et.Name, et.State)
-	p.printf("  events      received %d = main %d + superseded %d + duplicate %d + correction %d + rejected %d + open %d (%s)\n",
+	return fmt.Sprintf("received %d = main %d + superseded %d + duplicate %d + correction %d + rejected %d + open %d (%s)",
 		c.Received, c.Main, c.Superseded, c.Duplicate, c.Correction, c.Rejected, c.Open, balanced)
+}
+
+func printEventType(p *errWriter, et eventTypeStatus) {
+	c := et.Counters
+	p.printf("\n%s: %s\n", et.Name, et.State)
+	p.printf("  events      %s\n", countersLine(et))
 	if c.Redelivered > 0 {
 		p.printf("  redelivered %d (recognized and skipped)\n", c.Redelivered)
 	}
@@ -169,7 +175,7 @@ func printEventType(p *errWriter, et eventTypeStatus) {
 	}
 	p.printf("  compaction  %s\n", ratio)
 	p.printf("  sessions    %d open\n", et.OpenSessions)
-	p.printf("  staging     %s open, %s\n", plural(et.OpenFiles, "file"), humanBytes(et.OpenFileBytes))
+	p.printf("  staging     %s open, %s\n", plural(et.OpenFiles, "file"), byteSize(et.OpenFileBytes))
 	p.printf("  nakadi      subscription %s, stream %s\n", orDash(et.Subscription), orDash(et.StreamID))
 	if et.LastError != "" {
 		p.printf("  last error  %s\n", et.LastError)
@@ -189,7 +195,7 @@ func printPartitions(p *errWriter, parts []partitionStatus) {
 			lag = fmt.Sprint(*ps.Lag)
 		}
 		rows = append(rows, []string{ps.Partition, orDash(ps.AppliedOffset), orDash(ps.CommittedOffset), lag,
-			fmt.Sprint(ps.EventsReceived), fmt.Sprintf("%d (%s)", ps.OpenFiles, humanBytes(ps.OpenFileBytes))})
+			fmt.Sprint(ps.EventsReceived), fmt.Sprintf("%d (%s)", ps.OpenFiles, byteSize(ps.OpenFileBytes))})
 	}
 	width := make([]int, len(rows[0]))
 	for _, r := range rows {
@@ -216,21 +222,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// humanBytes formats n in binary units: 512 B, 1.5 KiB, 20.0 MiB.
-func humanBytes(n int64) string {
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	f, unit := float64(n)/1024, "KiB"
-	for _, u := range []string{"MiB", "GiB", "TiB"} {
-		if f < 1024 {
-			break
-		}
-		f, unit = f/1024, u
-	}
-	return fmt.Sprintf("%.1f %s", f, unit)
 }
 
 // roundDuration drops sub-second noise: 3m12s, 850ms.

@@ -91,13 +91,7 @@ func (r *demoReport) summary(parent context.Context, prefix string) {
 	if et, err := r.eventType(ctx); err != nil {
 		fmt.Fprintf(&b, " status: %v |", err)
 	} else {
-		c := et.Counters
-		balanced := "balanced"
-		if !et.Balanced {
-			balanced = "NOT BALANCED"
-		}
-		fmt.Fprintf(&b, " received %d = main %d + superseded %d + duplicate %d + correction %d + rejected %d + open %d (%s) |",
-			c.Received, c.Main, c.Superseded, c.Duplicate, c.Correction, c.Rejected, c.Open, balanced)
+		fmt.Fprintf(&b, " %s |", countersLine(*et))
 	}
 	files := countDelivered(filepath.Join(r.d.dir, "storage"))
 	notices := "?"
