@@ -164,7 +164,7 @@ func (r *restorer) restore(ctx context.Context, st *checkpoint.Staged) (int, err
 func (r *restorer) plan(ctx context.Context, m *checkpoint.Manifest) ([]checkpoint.ResetPlan, error) {
 	var plans []checkpoint.ResetPlan
 	for _, et := range m.EventTypes {
-		parts, err := nakadi.Partitions(ctx, r.nakadiConfig(et.Name), et.Name)
+		parts, err := nakadi.Partitions(ctx, nakadiConfig(r.cfg.Nakadi, et.Name), et.Name)
 		if err != nil {
 			return nil, fmt.Errorf("reading the partitions of %s from Nakadi (nothing changed): %w", et.Name, err)
 		}
@@ -175,16 +175,6 @@ func (r *restorer) plan(ctx context.Context, m *checkpoint.Manifest) ([]checkpoi
 
 // nakadiConfig is the consumer's config for one event type's subscription
 // (the same identity: owning_application, event type, consumer_group).
-func (r *restorer) nakadiConfig(eventType string) nakadi.Config {
-	n := r.cfg.Nakadi
-	return nakadi.Config{
-		URL: n.URL, TokenFile: n.TokenFile, OwningApplication: n.OwningApplication, ConsumerGroup: n.ConsumerGroup,
-		EventTypes: []string{eventType}, ReadFrom: n.ReadFrom, BatchLimit: n.BatchLimit,
-		BatchFlushTimeout: n.BatchFlushTimeout.Duration(), MaxUncommittedEvents: n.MaxUncommittedEvents,
-		CommitTimeout: n.CommitTimeout.Duration(), StatsInterval: n.StatsInterval.Duration(),
-	}
-}
-
 // describe prints what the restore will do, with the warnings.
 func (r *restorer) describe(st *checkpoint.Staged, plans []checkpoint.ResetPlan, writer string) {
 	w, m := r.io.out, st.Manifest
@@ -237,7 +227,7 @@ func (r *restorer) reset(ctx context.Context, p *checkpoint.Pending) (int, error
 		for i, c := range plan.Cursors {
 			cs[i] = nakadi.Cursor{EventType: c.EventType, Partition: c.Partition, Offset: c.Offset}
 		}
-		sub, err := nakadi.ResetCursors(ctx, r.nakadiConfig(plan.EventType), cs)
+		sub, err := nakadi.ResetCursors(ctx, nakadiConfig(r.cfg.Nakadi, plan.EventType), cs)
 		if err != nil {
 			return exitFailure, fmt.Errorf("resetting the cursors of %s: %w\nthe data dir is restored; do not start the daemon: fix the problem and run `materializer checkpoint restore -resume`", plan.EventType, err)
 		}

@@ -42,12 +42,7 @@ func cmdNotices(args []string, io stdio) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := notify.Tail(ctx, notify.Options{
-		URLs: n.NATSURL, CredsFile: n.CredentialsFile, TLSCAFile: n.TLSCAFile, TLSCertFile: n.TLSCertFile,
-		TLSKeyFile: n.TLSKeyFile, SubjectPrefix: n.SubjectPrefix, Stream: n.Stream,
-		DuplicateWindow: n.DuplicateWindow.Duration(), AckTimeout: n.PublishTimeout.Duration(),
-		Logger: newLogger("console", io.err).Level(zerolog.WarnLevel),
-	}, filter, *from, io.out)
+	err := notify.Tail(ctx, notifyOptions(n, newLogger("console", io.err).Level(zerolog.WarnLevel)), filter, *from, io.out)
 	if err != nil {
 		fmt.Fprintf(io.err, "materializer notices: %v\n", err)
 		if errors.Is(err, notify.ErrConfig) {

@@ -240,15 +240,22 @@ func compileEventType(et *conf.EventType, csv flatten.CSV) (pipeline.EventType, 
 }
 
 func (e *engine) newConsumer(eventType string) (*nakadi.Consumer, error) {
-	n := e.cfg.Nakadi
-	return nakadi.New(nakadi.Config{
+	cfg := nakadiConfig(e.cfg.Nakadi, eventType)
+	cfg.FractionalSeconds, cfg.RetryFatal, cfg.Now, cfg.Logger = e.opts.FractionalSeconds, true, e.now, e.log
+	cfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"subscription_event_type": eventType}, e.reg)
+	return nakadi.New(cfg)
+}
+
+// nakadiConfig is the client config of one event type's subscription (one
+// per event type). The daemon and `checkpoint restore` must agree on it, or
+// a restore would reset another subscription's cursors.
+func nakadiConfig(n conf.Nakadi, eventType string) nakadi.Config {
+	return nakadi.Config{
 		URL: n.URL, TokenFile: n.TokenFile, OwningApplication: n.OwningApplication, ConsumerGroup: n.ConsumerGroup,
 		EventTypes: []string{eventType}, ReadFrom: n.ReadFrom, BatchLimit: n.BatchLimit,
 		BatchFlushTimeout: n.BatchFlushTimeout.Duration(), MaxUncommittedEvents: n.MaxUncommittedEvents,
 		CommitTimeout: n.CommitTimeout.Duration(), StatsInterval: n.StatsInterval.Duration(),
-		FractionalSeconds: e.opts.FractionalSeconds, RetryFatal: true, Now: e.now, Logger: e.log,
-		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"subscription_event_type": eventType}, e.reg),
-	})
+	}
 }
 
 // watchRecovery marks the pipeline recovered once the engine published its

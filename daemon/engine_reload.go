@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"materializer/conf"
 	"materializer/pipeline"
@@ -105,10 +106,17 @@ func (e *engine) addEventType(ctx context.Context, et *conf.EventType) error {
 
 // connectNotify connects a notice publisher.
 func (e *engine) connectNotify(ctx context.Context, n conf.Notify, reg prometheus.Registerer) (*notify.Publisher, error) {
-	return notify.Connect(ctx, notify.Options{
-		URLs: n.NATSURL, CredsFile: n.CredentialsFile, TLSCAFile: n.TLSCAFile,
-		TLSCertFile: n.TLSCertFile, TLSKeyFile: n.TLSKeyFile, SubjectPrefix: n.SubjectPrefix,
-		Stream: n.Stream, DuplicateWindow: n.DuplicateWindow.Duration(),
-		AckTimeout: n.PublishTimeout.Duration(), Logger: e.log, Registerer: reg, Now: e.now,
-	})
+	opts := notifyOptions(n, e.log)
+	opts.Registerer, opts.Now = reg, e.now
+	return notify.Connect(ctx, opts)
+}
+
+// notifyOptions are the [notify] section's options (the daemon's publisher
+// and `materializer notices` connect alike).
+func notifyOptions(n conf.Notify, log zerolog.Logger) notify.Options {
+	return notify.Options{
+		URLs: n.NATSURL, CredsFile: n.CredentialsFile, TLSCAFile: n.TLSCAFile, TLSCertFile: n.TLSCertFile,
+		TLSKeyFile: n.TLSKeyFile, SubjectPrefix: n.SubjectPrefix, Stream: n.Stream,
+		DuplicateWindow: n.DuplicateWindow.Duration(), AckTimeout: n.PublishTimeout.Duration(), Logger: log,
+	}
 }
