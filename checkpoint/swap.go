@@ -6,41 +6,28 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"materializer/state"
 )
 
 // lockFile opens (creating when create is set) path and takes an exclusive
 // flock on it without waiting: the lock `materializer run` holds on
 // DATA_DIR/LOCK. ErrDataDirInUse names the holder's PID when the file has it.
 func lockFile(path string, create bool) (*os.File, error) {
-	flags := os.O_RDWR
-	if create {
-		flags |= os.O_CREATE
-	}
-	f, err := os.OpenFile(path, flags, 0o640)
-	if err != nil {
+	f, err := state.Flock(path, create)
+	var locked *state.LockedError
+	switch {
+	case errors.As(err, &locked):
+		return nil, fmt.Errorf("%w: %s is locked by %s: stop the daemon first", ErrDataDirInUse, path, locked.Holder)
+	case err != nil:
+		var open *os.PathError
+		if !errors.As(err, &open) { // not the open but the flock failed
+			err = fmt.Errorf("checkpoint: %w", err)
+		}
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		_ = f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is locked by %s: stop the daemon first", ErrDataDirInUse, path, holder(path))
-		}
-		return nil, fmt.Errorf("checkpoint: lock %s: %w", path, err)
-	}
 	return f, nil
-}
-
-func holder(path string) string {
-	data, _ := os.ReadFile(path)
-	if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
-		return "pid " + strconv.Itoa(pid)
-	}
-	return "another process"
 }
 
 // LockDataDir takes the data dir's lock so that no daemon starts during a

@@ -6,9 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"materializer/state"
 )
 
 // errDataDirInUse means another process holds the data dir's lock.
@@ -29,17 +30,14 @@ func lockDataDir(dir string) (*dataDirLock, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	path := filepath.Join(dir, "LOCK")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := state.Flock(path, true)
+	var locked *state.LockedError
+	if errors.As(err, &locked) {
+		return nil, fmt.Errorf("%w: %s is locked by %s; only one materializer may use a data dir",
+			errDataDirInUse, path, locked.Holder)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open data dir lock: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is locked by %s; only one materializer may use a data dir",
-				errDataDirInUse, path, lockHolder(path))
-		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	if err := writePID(f); err != nil {
 		f.Close()
@@ -56,15 +54,6 @@ func writePID(f *os.File) error {
 		return err
 	}
 	return f.Sync()
-}
-
-// lockHolder describes who holds the lock: "pid N" when the file says so.
-func lockHolder(path string) string {
-	data, err := os.ReadFile(path)
-	if pid, perr := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && perr == nil && pid > 0 {
-		return "pid " + strconv.Itoa(pid)
-	}
-	return "another process"
 }
 
 // Release drops the lock. The file is left in place: removing it would let
