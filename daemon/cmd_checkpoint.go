@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -209,30 +208,19 @@ func checkpointCreate(args []string, io stdio) int {
 // loopback when it listens on every address) with the bearer token of
 // daemon.admin_token_file, and decodes the JSON answer into out.
 func adminPost(ctx context.Context, cfg *conf.Config, path string, out any) error {
-	host, port, err := net.SplitHostPort(cfg.Daemon.AdminListen)
-	if err != nil {
-		return fmt.Errorf("daemon.admin_listen: %w", err)
-	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+net.JoinHostPort(host, port)+path, nil)
+	base, err := adminBaseURL(cfg.Daemon.AdminListen)
 	if err != nil {
 		return err
 	}
+	var token string
 	if f := cfg.Daemon.AdminTokenFile; f != "" {
-		token, err := os.ReadFile(f)
+		b, err := os.ReadFile(f)
 		if err != nil {
 			return fmt.Errorf("daemon.admin_token_file: %w", pathError(err))
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+		token = strings.TrimSpace(string(b))
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("is the daemon running? %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	resp, body, err := adminDo(ctx, http.MethodPost, base, path, token)
 	if err != nil {
 		return err
 	}

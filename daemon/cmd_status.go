@@ -84,18 +84,9 @@ type statusView struct {
 
 // fetchStatus gets and decodes base/v1/status; body is the raw answer.
 func fetchStatus(ctx context.Context, base string) (*statusView, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/status", nil)
+	resp, body, err := adminDo(ctx, http.MethodGet, base, "/v1/status", "")
 	if err != nil {
 		return nil, nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, nil, notAnswering(base, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, nil, fmt.Errorf("GET %s/v1/status: %w", base, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, body, fmt.Errorf("GET %s/v1/status: %s: %s", base, resp.Status, strings.TrimSpace(string(body)))
@@ -105,6 +96,29 @@ func fetchStatus(ctx context.Context, base string) (*statusView, []byte, error) 
 		return nil, body, fmt.Errorf("GET %s/v1/status: not a status document: %w", base, err)
 	}
 	return &st, body, nil
+}
+
+// adminDo sends one request to the admin API at base (with the bearer
+// token unless empty) and reads the answer. A daemon that does not answer
+// is a one-line notAnswering error; the caller judges the status.
+func adminDo(ctx context.Context, method, base, path, token string) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, notAnswering(base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s%s: %w", method, base, path, err)
+	}
+	return resp, body, nil
 }
 
 // notAnswering names the usual cause of a failed request in one line.

@@ -214,20 +214,15 @@ func (r *demoReport) waitReceived(ctx context.Context, n int64, limit time.Durat
 func (r *demoReport) flush(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.d.base+"/v1/flush", nil)
+	resp, raw, err := adminDo(ctx, http.MethodPost, r.d.base, "/v1/flush", "")
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, notAnswering(r.d.base, err)
-	}
-	defer resp.Body.Close()
 	var body struct {
 		Files []json.RawMessage `json:"files"`
 		Error string            `json:"error"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := json.Unmarshal(raw, &body); err != nil {
 		return 0, fmt.Errorf("%s: %w", resp.Status, err)
 	}
 	if resp.StatusCode != http.StatusOK {
