@@ -2,13 +2,14 @@ package deliver
 
 import (
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+
+	"materializer/pipeline/jitter"
 )
 
 // newRetryer is the SDK's standard retryer with our attempts and backoff,
@@ -46,24 +47,9 @@ func (r *countingRetryer) RetryDelay(attempt int, err error) (time.Duration, err
 	return r.RetryerV2.RetryDelay(attempt, err)
 }
 
-// backoff is capped exponential backoff with "equal jitter": the delay
-// for attempt n is uniform in [d/2, d] with d = min(max, min·2^(n-1)).
+// backoff gives the SDK's retryer our jittered backoff (jitter.Backoff).
 type backoff struct{ min, max time.Duration }
 
 func (b backoff) BackoffDelay(attempt int, _ error) (time.Duration, error) {
-	return b.delay(attempt), nil
-}
-
-func (b backoff) delay(attempt int) time.Duration {
-	d := b.max
-	if attempt < 1 {
-		attempt = 1
-	}
-	if attempt < 40 {
-		if e := b.min << (attempt - 1); e > 0 && e < b.max {
-			d = e
-		}
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
+	return jitter.Backoff(attempt, b.min, b.max), nil
 }

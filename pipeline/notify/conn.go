@@ -1,12 +1,13 @@
 package notify
 
 import (
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+
+	"materializer/pipeline/jitter"
 )
 
 // natsOptions are the connection options for a production cluster:
@@ -19,7 +20,7 @@ func natsOptions(o Options, log zerolog.Logger, m *metrics) []nats.Option {
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(func(attempts int) time.Duration { return backoff(attempts, o.ReconnectMin, o.ReconnectMax) }),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration { return jitter.Backoff(attempts, o.ReconnectMin, o.ReconnectMax) }),
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(20 * time.Second),
 		nats.MaxPingsOutstanding(3),
@@ -59,22 +60,6 @@ func natsOptions(o Options, log zerolog.Logger, m *metrics) []nats.Option {
 		opts = append(opts, nats.ClientCert(o.TLSCertFile, o.TLSKeyFile))
 	}
 	return opts
-}
-
-// backoff is capped exponential with equal jitter: uniform in [d/2, d],
-// d = min(max, min·2^(attempts-1)).
-func backoff(attempts int, lo, hi time.Duration) time.Duration {
-	d := hi
-	if attempts < 1 {
-		attempts = 1
-	}
-	if attempts < 40 {
-		if e := lo << (attempts - 1); e > 0 && e < hi {
-			d = e
-		}
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
 }
 
 // logLimiter lets one log line through per interval.
