@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -62,19 +61,30 @@ func copyFile(src, dst string, n int64) (int64, string, error) {
 		return 0, "", err
 	}
 	defer func() { _ = in.Close() }()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		return 0, "", fmt.Errorf("checkpoint: %w", err)
-	}
-	h := sha256.New()
 	var r io.Reader = in
 	if n >= 0 {
 		r = io.LimitReader(in, n)
 	}
-	written, err := io.Copy(io.MultiWriter(out, h), r)
+	written, sum, err := writeHashed(dst, r)
 	if err == nil && n >= 0 && written != n {
+		_ = os.Remove(dst)
 		err = fmt.Errorf("%w: %s has %d bytes, %d expected", ErrInvalid, src, written, n)
 	}
+	if err != nil {
+		return 0, "", fmt.Errorf("checkpoint: copy %s: %w", filepath.Base(src), err)
+	}
+	return written, sum, nil
+}
+
+// writeHashed writes everything r yields to a new file dst, fsyncs it and
+// returns its size and sha256; on an error dst is removed.
+func writeHashed(dst string, r io.Reader) (int64, string, error) {
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return 0, "", err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(out, h), r)
 	if err == nil {
 		err = out.Sync()
 	}
@@ -83,9 +93,9 @@ func copyFile(src, dst string, n int64) (int64, string, error) {
 	}
 	if err != nil {
 		_ = os.Remove(dst)
-		return 0, "", fmt.Errorf("checkpoint: copy %s: %w", filepath.Base(src), err)
+		return 0, "", err
 	}
-	return written, hex.EncodeToString(h.Sum(nil)), nil
+	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // hashFile returns a file's size and sha256.
@@ -102,21 +112,3 @@ func hashFile(path string) (int64, string, error) {
 	}
 	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
-
-// hashingWriter counts and hashes what passes through it.
-type hashingWriter struct {
-	w io.Writer
-	h hash.Hash
-	n int64
-}
-
-func newHashingWriter(w io.Writer) *hashingWriter { return &hashingWriter{w: w, h: sha256.New()} }
-
-func (hw *hashingWriter) Write(p []byte) (int, error) {
-	n, err := hw.w.Write(p)
-	hw.h.Write(p[:n])
-	hw.n += int64(n)
-	return n, err
-}
-
-func (hw *hashingWriter) sum() string { return hex.EncodeToString(hw.h.Sum(nil)) }

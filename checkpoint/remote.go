@@ -326,22 +326,11 @@ func (r *Remote) fetchFile(ctx context.Context, f File, path string) error {
 		return fmt.Errorf("checkpoint: download %s: %w", f.Path, err)
 	}
 	defer func() { _ = rc.Close() }()
-	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	hw := newHashingWriter(out)
-	_, err = io.Copy(hw, io.LimitReader(rc, f.Size+1))
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
+	n, sum, err := writeHashed(path, io.LimitReader(rc, f.Size+1))
 	if err != nil {
 		return fmt.Errorf("checkpoint: download %s: %w", f.Path, err)
 	}
-	return verify(f, hw.n, hw.sum())
+	return verify(f, n, sum)
 }
 
 // verify compares what was read with the manifest's entry.
