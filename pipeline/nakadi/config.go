@@ -122,7 +122,23 @@ func (c Config) withDefaults() Config {
 // Validate reports every problem of a config (after defaults), each
 // wrapping ErrConfig.
 func (c Config) Validate() error {
+	_, err := c.checked()
+	return err
+}
+
+// checked returns the config with its defaults, or every problem.
+func (c Config) checked() (Config, error) {
 	c = c.withDefaults()
+	return c, c.validate()
+}
+
+// subscription is what identifies the config's subscription.
+func (c Config) subscription() subscription {
+	return subscription{OwningApplication: c.OwningApplication, EventTypes: c.EventTypes, ConsumerGroup: c.ConsumerGroup, ReadFrom: c.ReadFrom}
+}
+
+// validate checks a config whose defaults are applied.
+func (c Config) validate() error {
 	var errs []error
 	bad := func(key string, v any, why string) {
 		errs = append(errs, fmt.Errorf("%w: %s = %v: %s", ErrConfig, key, v, why))

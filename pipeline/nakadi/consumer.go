@@ -3,7 +3,6 @@ package nakadi
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -64,20 +63,19 @@ type streamState struct {
 
 // New checks the config and returns a consumer.
 func New(cfg Config) (*Consumer, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.checked()
+	if err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	label := strings.Join(cfg.EventTypes, ",")
 	c := &Consumer{
-		cfg:   cfg,
-		log:   cfg.Logger.With().Str("component", "nakadi").Str("event_types", label).Logger(),
-		m:     newMetrics(cfg.Registerer),
-		tr:    newTracker(),
-		now:   cfg.Now,
-		label: label,
-		api: &api{base: trimBase(cfg.URL), client: &http.Client{Transport: cfg.Transport},
-			tokens: &tokenSource{path: cfg.TokenFile, now: cfg.Now}, timeout: cfg.RequestTimeout},
+		cfg:       cfg,
+		log:       cfg.Logger.With().Str("component", "nakadi").Str("event_types", label).Logger(),
+		m:         newMetrics(cfg.Registerer),
+		tr:        newTracker(),
+		now:       cfg.Now,
+		label:     label,
+		api:       newAPI(cfg),
 		kick:      make(chan struct{}, 1),
 		commitNow: make(chan struct{}, 1),
 		streams:   make(map[string]*streamState),
@@ -156,10 +154,7 @@ func (c *Consumer) loop(ctx context.Context, in chan<- *Batch) error {
 // setup creates or gets the subscription and initializes its cursors so
 // that read_from applies now, not at the first stream (notes §3.2).
 func (c *Consumer) setup(ctx context.Context) error {
-	sub, created, err := c.api.createSubscription(ctx, subscription{
-		OwningApplication: c.cfg.OwningApplication, EventTypes: c.cfg.EventTypes,
-		ConsumerGroup: c.cfg.ConsumerGroup, ReadFrom: c.cfg.ReadFrom,
-	})
+	sub, created, err := c.api.createSubscription(ctx, c.cfg.subscription())
 	if err != nil {
 		return err
 	}

@@ -39,15 +39,12 @@ func Partitions(ctx context.Context, cfg Config, eventType string) ([]PartitionO
 // keep their cursors. It needs admin rights on the subscription and
 // returns the subscription id.
 func ResetCursors(ctx context.Context, cfg Config, cursors []Cursor) (string, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.checked()
+	if err != nil {
 		return "", err
 	}
-	cfg = cfg.withDefaults()
 	a := newAPI(cfg)
-	sub, _, err := a.createSubscription(ctx, subscription{
-		OwningApplication: cfg.OwningApplication, EventTypes: cfg.EventTypes,
-		ConsumerGroup: cfg.ConsumerGroup, ReadFrom: cfg.ReadFrom,
-	})
+	sub, _, err := a.createSubscription(ctx, cfg.subscription())
 	if err != nil {
 		return "", err
 	}
