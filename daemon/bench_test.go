@@ -15,7 +15,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"materializer/pipeline/nakadi"
-	"materializer/pipeline/nakadi/nakaditest"
 	"materializer/pipeline/notify/natstest"
 )
 
@@ -39,11 +38,7 @@ func benchEvents() int {
 // Run it once: go test ./daemon -run '^$' -bench EndToEnd -benchtime 1x
 func BenchmarkEndToEnd(b *testing.B) {
 	n := benchEvents()
-	nk := nakaditest.NewServer(nakaditest.Options{})
-	b.Cleanup(nk.Close)
-	if err := nk.CreateEventType("article.updated", 8, []string{"article_id"}); err != nil {
-		b.Fatal(err)
-	}
+	nk := newArticleEmulator(b, 8)
 	gen := newArticleGen(99, 100_000, time.Now)
 	pad := `"description":"` + strings.Repeat("lorem ipsum ", 56) + `",`
 	var bytes int64

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,31 +12,6 @@ import (
 
 	"materializer/checkpoint"
 )
-
-// ckptFreeAddr returns a loopback address with a port free right now.
-func ckptFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// received reads the event type's received counter from GET /v1/status.
-func received(t *testing.T, adminURL string) uint64 {
-	t.Helper()
-	_, body := get(t, adminURL+"/v1/status")
-	var doc struct {
-		EventTypes []eventTypeStatus `json:"event_types"`
-	}
-	if err := json.Unmarshal([]byte(body), &doc); err != nil || len(doc.EventTypes) == 0 {
-		return 0
-	}
-	return doc.EventTypes[0].Counters.Received
-}
 
 // The checkpoint commands with the real binary: create asks the running
 // daemon; restore refuses while it runs; a clean stop takes one more
@@ -51,19 +25,15 @@ func TestCheckpointCommands(t *testing.T) {
 	root := t.TempDir()
 	remoteDir := filepath.Join(root, "remote")
 	s := ckptSetup{dir: filepath.Join(root, "d"), nakadiURL: nk.URL(), ckptURL: "file://" + remoteDir,
-		admin: ckptFreeAddr(t), extra: "on_shutdown = true"}
+		admin: freeAddr(t), extra: "on_shutdown = true"}
 	path, cfg := ckptConfig(t, s)
-	gen := newArticleGen(5, 50, time.Now)
-	var events []article
-	for range 500 {
-		events = append(events, gen.next())
-	}
+	events := generate(5, 50, 500)
 	publish(t, nk, events)
 
 	p := startRun(t, path)
 	admin := p.adminURL()
 	waitStatus(t, admin+"/readyz", 200)
-	waitFor(t, 30*time.Second, "events received", func() bool { return received(t, admin) == 500 })
+	waitReceived(t, admin, 500, 30*time.Second)
 	code, out, errOut := runBinary(t, "checkpoint", "create", "-config", path)
 	if code != 0 || !regexp.MustCompile(`^checkpoint \S+ taken in .* \(ingestion paused .*\): .* files, `).MatchString(out) ||
 		!strings.Contains(out, "remote copy: ") {

@@ -14,20 +14,9 @@ import (
 	"materializer/checkpoint"
 	"materializer/conf"
 	"materializer/pipeline/deliver/s3test"
-	"materializer/pipeline/nakadi/nakaditest"
 	"materializer/pipeline/notify/natstest"
 	"materializer/state"
 )
-
-func newArticleEmulator(t *testing.T, partitions int) *nakaditest.Server {
-	t.Helper()
-	nk := nakaditest.NewServer(nakaditest.Options{})
-	t.Cleanup(nk.Close)
-	if err := nk.CreateEventType("article.updated", partitions, []string{"article_id"}); err != nil {
-		t.Fatal(err)
-	}
-	return nk
-}
 
 // Checkpoints taken while events stream in, files roll every 300 rows and
 // the deliverer uploads and removes sealed files are each consistent: the
@@ -40,11 +29,7 @@ func TestCheckpointUnderLoadIsConsistent(t *testing.T) {
 	dir := t.TempDir()
 	_, cfg := ckptConfig(t, ckptSetup{dir: dir, nakadiURL: nk.URL()})
 	e, stop := ckptEngine(t, cfg)
-	gen := newArticleGen(11, 400, time.Now)
-	var events []article
-	for range 12000 {
-		events = append(events, gen.next())
-	}
+	events := generate(11, 400, 12000)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := 0; i < len(events); i += 1000 {

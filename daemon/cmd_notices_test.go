@@ -63,7 +63,7 @@ func (p *tailProc) next(t *testing.T) string {
 func TestNoticesTailsDeliveredFiles(t *testing.T) {
 	ns := natstest.Start(t)
 	dir := t.TempDir()
-	nk := startNakadi(t)
+	nk := newArticleEmulator(t, 2)
 	path := testConfig(t, dir, configOpts{DataDir: filepath.Join(dir, "data"), NakadiURL: nk.URL()})
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -96,11 +96,7 @@ func TestNoticesTailsDeliveredFiles(t *testing.T) {
 	waitFor(t, 30*time.Second, "the notice stream", func() bool { return consumers() >= 0 })
 	live := startNotices(t, "-config", path)
 	waitFor(t, 30*time.Second, "the tail's consumer", func() bool { return consumers() >= 1 })
-	gen := newArticleGen(5, 10, time.Now)
-	events := make([]article, 40)
-	for i := range events {
-		events[i] = gen.next()
-	}
+	events := generate(5, 10, 40)
 	publish(t, nk, events)
 	// Wait until the events are in, then flush them into files.
 	waitFor(t, 30*time.Second, "40 events received", func() bool {

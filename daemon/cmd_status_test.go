@@ -24,17 +24,13 @@ func freeAddr(t *testing.T) string {
 
 func TestStatusOfRunningDaemon(t *testing.T) {
 	dir := t.TempDir()
-	nk := startNakadi(t)
+	nk := newArticleEmulator(t, 2)
 	addr := freeAddr(t)
 	path := testConfig(t, dir, configOpts{DataDir: filepath.Join(dir, "data"), AdminListen: addr, NakadiURL: nk.URL()})
 	p := startRun(t, path)
 	p.waitLog("ready")
 
-	gen := newArticleGen(3, 20, time.Now)
-	events := make([]article, 50)
-	for i := range events {
-		events[i] = gen.next()
-	}
+	events := generate(3, 20, 50)
 	publish(t, nk, events)
 	var out string
 	deadline := time.Now().Add(30 * time.Second)

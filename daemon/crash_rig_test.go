@@ -72,19 +72,11 @@ const crashPartitions = 4
 func newCrashRig(t *testing.T, seed uint64, events, articles int) *crashRig {
 	t.Helper()
 	r := &crashRig{t: t, rng: rand.New(rand.NewPCG(seed, seed+1)), dir: t.TempDir(), bin: crashBinary(t)}
-	r.nk = nakaditest.NewServer(nakaditest.Options{})
-	t.Cleanup(r.nk.Close)
-	if err := r.nk.CreateEventType("article.updated", crashPartitions, []string{"article_id"}); err != nil {
-		t.Fatal(err)
-	}
+	r.nk = newArticleEmulator(t, crashPartitions)
 	r.ns = natstest.Start(t)
 	r.storage = filepath.Join(r.dir, "storage")
 	r.conf = filepath.Join(r.dir, "materializer.toml")
-	gen := newArticleGen(seed, articles, time.Now)
-	r.events = make([]article, events)
-	for i := range r.events {
-		r.events[i] = gen.next()
-	}
+	r.events = generate(seed, articles, events)
 	return r
 }
 

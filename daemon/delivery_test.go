@@ -31,11 +31,7 @@ type deliveryEnv struct {
 func newDeliveryEnv(t *testing.T) *deliveryEnv {
 	t.Helper()
 	env := &deliveryEnv{dir: t.TempDir()}
-	env.nk = nakaditest.NewServer(nakaditest.Options{})
-	t.Cleanup(env.nk.Close)
-	if err := env.nk.CreateEventType("article.updated", 4, []string{"article_id"}); err != nil {
-		t.Fatal(err)
-	}
+	env.nk = newArticleEmulator(t, 4)
 	env.ns = natstest.Start(t)
 	env.cfg = pipelineConfig(t, env.dir, env.nk.URL(), env.ns.URL(), "")
 	return env

@@ -29,11 +29,7 @@ const e2ePrefix = "dwh"
 func newE2EEnv(t *testing.T, partitions int, storage string) *e2eEnv {
 	t.Helper()
 	env := &e2eEnv{dir: t.TempDir()}
-	env.nk = nakaditest.NewServer(nakaditest.Options{})
-	t.Cleanup(env.nk.Close)
-	if err := env.nk.CreateEventType("article.updated", partitions, []string{"article_id"}); err != nil {
-		t.Fatal(err)
-	}
+	env.nk = newArticleEmulator(t, partitions)
 	env.ns = natstest.Start(t)
 	if storage == "" {
 		env.s3 = s3test.StartVersity(t)
@@ -113,11 +109,7 @@ func waitReceived(t *testing.T, base string, n int, timeout time.Duration) event
 // has exactly one notice.
 func TestEndToEnd(t *testing.T) {
 	env := newE2EEnv(t, 8, "")
-	gen := newArticleGen(42, 500, time.Now)
-	events := make([]article, 20000)
-	for i := range events {
-		events[i] = gen.next()
-	}
+	events := generate(42, 500, 20000)
 	half := len(events) / 2
 
 	p := startRun(t, env.conf)

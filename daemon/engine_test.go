@@ -134,21 +134,13 @@ func etStatus(t *testing.T, e *engine) eventTypeStatus {
 // storage → NATS, then a flush; the delivered files and notices must be
 // exactly what DESIGN.md §2–§3 say.
 func TestPipelineEndToEndInProcess(t *testing.T) {
-	nk := nakaditest.NewServer(nakaditest.Options{})
-	t.Cleanup(nk.Close)
-	if err := nk.CreateEventType("article.updated", 4, []string{"article_id"}); err != nil {
-		t.Fatal(err)
-	}
+	nk := newArticleEmulator(t, 4)
 	ns := natstest.Start(t)
 	dir := t.TempDir()
 	cfg := pipelineConfig(t, dir, nk.URL(), ns.URL(), "")
 	e := runEngine(t, cfg)
 
-	gen := newArticleGen(7, 300, time.Now)
-	events := make([]article, 6000)
-	for i := range events {
-		events[i] = gen.next()
-	}
+	events := generate(7, 300, 6000)
 	publish(t, nk, events)
 	waitFor(t, 60*time.Second, "every event received", func() bool { return etStatus(t, e).Counters.Received == uint64(len(events)) })
 

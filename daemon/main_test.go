@@ -67,15 +67,16 @@ type configOpts struct {
 	NakadiURL                                               string // default: a Nakadi emulator for this test
 }
 
-// startNakadi starts a Nakadi emulator (real HTTP) with the test event type.
-func startNakadi(t *testing.T) *nakaditest.Server {
+// newArticleEmulator starts the Nakadi emulator with the article.updated
+// event type (partitioned by article_id).
+func newArticleEmulator(t testing.TB, partitions int) *nakaditest.Server {
 	t.Helper()
-	srv := nakaditest.NewServer(nakaditest.Options{})
-	t.Cleanup(srv.Close)
-	if err := srv.CreateEventType("article.updated", 2, []string{"article_id"}); err != nil {
+	nk := nakaditest.NewServer(nakaditest.Options{})
+	t.Cleanup(nk.Close)
+	if err := nk.CreateEventType("article.updated", partitions, []string{"article_id"}); err != nil {
 		t.Fatal(err)
 	}
-	return srv
+	return nk
 }
 
 // testConfig writes a valid config (JSON logs, so tests can read them) and
@@ -92,7 +93,7 @@ func testConfig(t *testing.T, dir string, o configOpts) string {
 		o.DrainTimeout = "10s"
 	}
 	if o.NakadiURL == "" {
-		o.NakadiURL = startNakadi(t).URL()
+		o.NakadiURL = newArticleEmulator(t, 2).URL()
 	}
 	text := fmt.Sprintf(`
 [daemon]

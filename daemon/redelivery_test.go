@@ -29,11 +29,7 @@ import (
 // redelivered), the same newest main row per article, the same correction
 // and rejected rows, every event counted once.
 func TestRedeliveryIsSkippedExactly(t *testing.T) {
-	gen := newArticleGen(uint64(time.Now().UnixNano()), 200, time.Now)
-	events := make([]article, 3000)
-	for i := range events {
-		events[i] = gen.next()
-	}
+	events := generate(uint64(time.Now().UnixNano()), 200, 3000)
 	ref := runRD(t, events, false)
 	got := runRD(t, events, true)
 	t.Logf("reference %+v\nwith faults %+v (%v lost partitions)", ref.counters, got.counters, got.lost)
@@ -69,11 +65,7 @@ type rdRun struct {
 // faults, and flushes.
 func runRD(t *testing.T, events []article, faults bool) rdRun {
 	t.Helper()
-	nk := nakaditest.NewServer(nakaditest.Options{})
-	t.Cleanup(nk.Close)
-	if err := nk.CreateEventType("article.updated", 3, []string{"article_id"}); err != nil {
-		t.Fatal(err)
-	}
+	nk := newArticleEmulator(t, 3)
 	dir := t.TempDir()
 	cfg := pipelineConfig(t, dir, nk.URL(), natstest.Start(t).URL(), "")
 	cfg.Nakadi.MaxUncommittedEvents = 400

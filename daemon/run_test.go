@@ -118,7 +118,7 @@ func TestRunFailsWhenAdminPortIsTaken(t *testing.T) {
 
 func TestSIGHUPReloadsConfig(t *testing.T) {
 	dir := t.TempDir()
-	opts := configOpts{DataDir: filepath.Join(dir, "data"), NakadiURL: startNakadi(t).URL()}
+	opts := configOpts{DataDir: filepath.Join(dir, "data"), NakadiURL: newArticleEmulator(t, 2).URL()}
 	path := testConfig(t, dir, opts)
 	p := startRun(t, path)
 	base := p.adminURL()
