@@ -18,15 +18,15 @@ func rejectedTable(csv flatten.CSV) tableInfo {
 	return t
 }
 
-// emit flattens an event into every table and appends the rows to the
-// files of the given kind. An event is atomic: if any table rejects it (the
-// mapping changed since the event was validated), it goes to the rejected
-// file instead and the counters move it from the kind's bucket to rejected.
-func (e *Engine) emit(st *step, sl *slot, kind string, raw []byte, offset string, occurred int64) error {
+// emit flattens an event into every table, appends the rows to the files
+// of the given kind and counts the event in bucket. An event is atomic: if
+// any table rejects it (the mapping changed since the event was
+// validated), it goes to the rejected file instead and counts as rejected.
+func (e *Engine) emit(st *step, sl *slot, kind string, raw []byte, offset string, occurred int64, bucket *uint64) error {
 	et := sl.et
 	doc, err := e.parser.Parse(raw)
 	if err != nil {
-		return e.rejectAtEmit(st, sl, kind, raw, offset, err)
+		return e.rejectAtEmit(st, sl, raw, offset, err)
 	}
 	if occurred == 0 {
 		if v := doc.Lookup(et.OccurredPath); v.Kind() == flatten.KindString {
@@ -41,9 +41,10 @@ func (e *Engine) emit(st *step, sl *slot, kind string, raw []byte, offset string
 		rows, n, err := et.Mapping.AppendRows(e.rows[ti].b[:0], ti, doc, lin)
 		e.rows[ti] = rowBuf{rows, n}
 		if err != nil {
-			return e.rejectAtEmit(st, sl, kind, raw, offset, err)
+			return e.rejectAtEmit(st, sl, raw, offset, err)
 		}
 	}
+	*bucket++
 	for ti, t := range et.tables {
 		if e.rows[ti].n == 0 {
 			continue
@@ -61,17 +62,10 @@ type rowBuf struct {
 	n int
 }
 
-func (e *Engine) rejectAtEmit(st *step, sl *slot, kind string, raw []byte, offset string, cause error) error {
+func (e *Engine) rejectAtEmit(st *step, sl *slot, raw []byte, offset string, cause error) error {
 	e.log.Warn().Err(cause).Str("event_type", sl.et.Name).Str("partition", sl.part.Partition).Str("offset", offset).
 		Msg("event rejected when its rows were written (the mapping changed since it was accepted)")
-	c := &sl.et.counters
-	switch kind {
-	case files.KindMain:
-		c.Main--
-	case files.KindCorrection:
-		c.Correction--
-	}
-	c.Rejected++
+	sl.et.counters.Rejected++
 	return e.appendRejected(st, sl, offset, cause.Error(), raw)
 }
 

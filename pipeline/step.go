@@ -244,8 +244,7 @@ func (e *Engine) applyEvent(st *step, sl *slot, j *job, i int) error {
 	case compact.Duplicate:
 		et.counters.Duplicate++
 	case compact.Correction:
-		et.counters.Correction++
-		return e.emit(st, sl, files.KindCorrection, raw, j.b.Cursor.Offset, ev.occurred)
+		return e.emit(st, sl, files.KindCorrection, raw, j.b.Cursor.Offset, ev.occurred, &et.counters.Correction)
 	}
 	return nil
 }
@@ -278,11 +277,10 @@ func (e *Engine) closeSession(st *step, ke *keyEntry) error {
 	if e.trace != nil {
 		e.trace("%s/%s close %s", sl.et.Name, sl.part.Partition, ke.describe())
 	}
-	if err := e.emit(st, sl, files.KindMain, raw, offset, 0); err != nil {
+	if err := e.emit(st, sl, files.KindMain, raw, offset, 0, &sl.et.counters.Main); err != nil {
 		return err
 	}
 	sl.et.counters.Open--
-	sl.et.counters.Main++
 	st.types[sl.et] = true
 	st.emitWaits = append(st.emitWaits, st.now-ke.st.OpenedAt)
 	ke.st.Close(st.now)
