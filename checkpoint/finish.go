@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"materializer/pipeline/nakadi"
 	"materializer/state"
 )
 
@@ -255,9 +256,6 @@ func sortCursors(cs []Cursor) {
 		if a.EventType != b.EventType {
 			return a.EventType < b.EventType
 		}
-		if len(a.Partition) != len(b.Partition) {
-			return len(a.Partition) < len(b.Partition)
-		}
-		return a.Partition < b.Partition
+		return nakadi.ComparePartitions(a.Partition, b.Partition) < 0
 	})
 }

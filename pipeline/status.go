@@ -1,8 +1,9 @@
 package pipeline
 
 import (
-	"sort"
+	"slices"
 
+	"materializer/pipeline/nakadi"
 	"materializer/state"
 )
 
@@ -43,11 +44,7 @@ func (e *Engine) Status() Status {
 func (e *Engine) OpenFileBytes() int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var n int64
-	for _, et := range e.status.EventTypes {
-		n += et.OpenFileBytes
-	}
-	return n
+	return e.status.openFileBytes()
 }
 
 func (e *Engine) publishStatus() {
@@ -76,27 +73,20 @@ func (e *Engine) publishStatus() {
 			ets.OpenFiles += int(f[0])
 			ets.OpenFileBytes += f[1]
 		}
-		sort.Slice(ets.Partitions, func(i, j int) bool { return partitionLess(ets.Partitions[i].Partition, ets.Partitions[j].Partition) })
+		slices.SortFunc(ets.Partitions, func(a, b PartitionStatus) int { return nakadi.ComparePartitions(a.Partition, b.Partition) })
 		s.EventTypes = append(s.EventTypes, ets)
 	}
 	e.mu.Lock()
 	e.status = s
 	e.mu.Unlock()
-	e.opts.Metrics.OpenFileBytes.Set(float64(e.sumOpenBytes(s)))
+	e.opts.Metrics.OpenFileBytes.Set(float64(s.openFileBytes()))
 }
 
-func (e *Engine) sumOpenBytes(s Status) int64 {
+// openFileBytes is the size of every open staging file.
+func (s Status) openFileBytes() int64 {
 	var n int64
 	for _, et := range s.EventTypes {
 		n += et.OpenFileBytes
 	}
 	return n
-}
-
-// partitionLess orders partitions numerically when they are numbers.
-func partitionLess(a, b string) bool {
-	if len(a) != len(b) {
-		return len(a) < len(b)
-	}
-	return a < b
 }

@@ -1,6 +1,9 @@
 package nakadi
 
-import "strings"
+import (
+	"cmp"
+	"strings"
+)
 
 // Cursor is a subscription cursor: the position of one event (for a batch,
 // its last event) in one partition of one event type. Offsets are opaque;
@@ -23,6 +26,16 @@ func (c Cursor) Key() PartitionKey { return PartitionKey{c.EventType, c.Partitio
 
 // BeginOffset is the special offset before the oldest available event.
 const BeginOffset = "BEGIN"
+
+// ComparePartitions orders partition ids numerically when they are numbers
+// (shorter first, then bytewise), as Nakadi lists them. It returns -1, 0 or
+// +1.
+func ComparePartitions(a, b string) int {
+	if len(a) != len(b) {
+		return cmp.Compare(len(a), len(b))
+	}
+	return strings.Compare(a, b)
+}
 
 // CompareOffsets compares two offsets of the same partition the way Nakadi
 // does: lexicographically, with BEGIN (any case) lower than everything else.

@@ -87,10 +87,7 @@ func (c *Consumer) Status() Status {
 		if a.EventType != b.EventType {
 			return strings.Compare(a.EventType, b.EventType)
 		}
-		if len(a.Partition) != len(b.Partition) {
-			return len(a.Partition) - len(b.Partition) // numeric order for numeric ids
-		}
-		return strings.Compare(a.Partition, b.Partition)
+		return ComparePartitions(a.Partition, b.Partition)
 	})
 	return s
 }
