@@ -100,10 +100,8 @@ func (e *Engine) startSkipping(sl *slot, committed string) {
 	if a == "" || nakadi.CompareOffsets(committed, a) >= 0 {
 		return
 	}
-	i := sort.Search(len(sl.ring), func(i int) bool {
-		return nakadi.CompareOffsets(sl.ring[i].Offset, committed) >= 0
-	})
-	if i == len(sl.ring) || sl.ring[i].Offset != committed {
+	i, ok := sl.ringIndex(committed)
+	if !ok {
 		e.opts.Metrics.RedeliveryMismatch.Inc()
 		e.log.Error().Str("event_type", sl.part.EventType).Str("partition", sl.part.Partition).
 			Str("committed", committed).Str("applied", a).
@@ -130,8 +128,14 @@ func (e *Engine) holdOrRelease(st *step, sl *slot, b *nakadi.Batch) {
 }
 
 func (sl *slot) onBoundary(offset string) bool {
+	_, ok := sl.ringIndex(offset)
+	return ok
+}
+
+// ringIndex finds the ring entry (a recent durable batch) ending on offset.
+func (sl *slot) ringIndex(offset string) (int, bool) {
 	i := sort.Search(len(sl.ring), func(i int) bool { return nakadi.CompareOffsets(sl.ring[i].Offset, offset) >= 0 })
-	return i < len(sl.ring) && sl.ring[i].Offset == offset
+	return i, i < len(sl.ring) && sl.ring[i].Offset == offset
 }
 
 // advance records an applied batch: a ring entry, the new cursor, and the

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -32,7 +31,7 @@ func OpenReadOnly(dir string) (*DB, error) {
 	db := &DB{p: p}
 	v, err := db.get([]byte{tagVersion})
 	if err == nil {
-		if got, n := binary.Uvarint(v); n <= 0 || got != FormatVersion {
+		if got, ok := checkVersion(v); !ok {
 			err = fmt.Errorf("%w: %s holds state format %d, this binary reads format %d", ErrFormat, dir, got, FormatVersion)
 		}
 	}

@@ -121,6 +121,12 @@ func Open(dir string, o Options) (*DB, error) {
 	return db, nil
 }
 
+// checkVersion decodes a stored format version; ok when this binary reads it.
+func checkVersion(v []byte) (got uint64, ok bool) {
+	got, n := binary.Uvarint(v)
+	return got, n > 0 && got == FormatVersion
+}
+
 // init checks the format version and loads (or creates) the writer id.
 func (db *DB) init() error {
 	v, err := db.get([]byte{tagVersion})
@@ -134,7 +140,7 @@ func (db *DB) init() error {
 			return err
 		}
 		_ = b.Set([]byte{tagVersion}, binary.AppendUvarint(nil, FormatVersion), nil)
-	} else if got, n := binary.Uvarint(v); n <= 0 || got != FormatVersion {
+	} else if got, ok := checkVersion(v); !ok {
 		return fmt.Errorf("%w: the data dir holds state format %d, this binary reads format %d", ErrFormat, got, FormatVersion)
 	}
 	w, err := db.get([]byte{tagWriter})
