@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,10 +51,7 @@ func TestCheckpointCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "is locked by pid") {
 		t.Fatalf("restore while running: exit %d: %s", code, errOut)
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(30 * time.Second); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
+	p.stopOK(30*time.Second, "stop")
 	p.waitLog("shutdown checkpoint taken")
 
 	if err := os.RemoveAll(cfg.Daemon.DataDir); err != nil { // the disk is lost

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -67,10 +66,7 @@ func TestStatusOfRunningDaemon(t *testing.T) {
 		t.Errorf("status -json: exit %d, stderr %q, body:\n%s", code, stderr, raw)
 	}
 
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(30 * time.Second); code != 0 {
-		t.Fatalf("run exit %d", code)
-	}
+	p.stopOK(30*time.Second, "run")
 	code, stdout, stderr := runBinary(t, "status", "-config", path)
 	want := "materializer status: no daemon is running on " + addr + " (connection refused): start it with `materializer run`, or check daemon.admin_listen\n"
 	if code != 1 || stdout != "" || stderr != want {

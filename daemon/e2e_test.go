@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -117,10 +116,7 @@ func TestEndToEnd(t *testing.T) {
 	waitStatus(t, base+"/readyz", 200)
 	publish(t, env.nk, events[:half])
 	waitReceived(t, base, half/2, 60*time.Second)
-	p.signal(syscall.SIGTERM) // in the middle of the load
-	if code := p.wait(30 * time.Second); code != 0 {
-		t.Fatalf("SIGTERM under load: exit %d", code)
-	}
+	p.stopOK(30*time.Second, "SIGTERM under load") // in the middle of the load
 
 	p = startRun(t, env.conf)
 	base = p.adminURL()
@@ -157,8 +153,5 @@ func TestEndToEnd(t *testing.T) {
 	}
 	checkDelivered(t, files, x)
 	checkNotices(t, env.ns.URL(), files)
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(30 * time.Second); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
+	p.stopOK(30*time.Second, "stop")
 }

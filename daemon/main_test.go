@@ -235,6 +235,16 @@ func (p *proc) signal(sig syscall.Signal) {
 }
 
 // wait waits up to timeout for the process to exit and returns its code.
+// stopOK sends SIGTERM and fails the test unless the daemon exits 0
+// within timeout; what names the stop in the message.
+func (p *proc) stopOK(timeout time.Duration, what string) {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(timeout); code != 0 {
+		p.t.Fatalf("%s: exit %d, want 0", what, code)
+	}
+}
+
 func (p *proc) wait(timeout time.Duration) int {
 	p.t.Helper()
 	select {

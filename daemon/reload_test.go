@@ -109,8 +109,5 @@ func TestSIGHUPAppliesSafeChangesAndRefusesLayoutChanges(t *testing.T) {
 	if code, body := do(t, "POST", base+"/v1/flush?event_type=price.changed", ""); code != 200 || !strings.Contains(body, "price.changed/t/main/") {
 		t.Fatalf("flush: %d %s", code, body)
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
+	p.stopOK(15*time.Second, "stop")
 }

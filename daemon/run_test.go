@@ -41,10 +41,7 @@ func TestRunStopsOnSIGTERM(t *testing.T) {
 		t.Errorf("data dir mode %v, want at most 0750", perm)
 	}
 	start := time.Now()
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(5*time.Second + 2*time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
+	p.stopOK(5*time.Second+2*time.Second, "stop")
 	t.Logf("stopped %v after SIGTERM", time.Since(start))
 	p.waitLog("pipeline drained")
 	p.waitLog("stopped")
@@ -81,10 +78,7 @@ func TestSecondRunOnSameDataDirIsRefused(t *testing.T) {
 	if got, _ := get(t, base+"/healthz"); got != 200 {
 		t.Fatalf("first run unhealthy after the second was refused: %d", got)
 	}
-	first.signal(syscall.SIGTERM)
-	if code := first.wait(15 * time.Second); code != 0 {
-		t.Fatalf("first run exit %d", code)
-	}
+	first.stopOK(15*time.Second, "first run")
 }
 
 func TestRunRejectsBadConfigBeforeStarting(t *testing.T) {
@@ -147,10 +141,7 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 	if got, _ := get(t, base+"/readyz"); got != 200 {
 		t.Fatalf("not ready after a failed reload: %d", got)
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
+	p.stopOK(15*time.Second, "stop")
 }
 
 func TestAdminTokenNeverLeaks(t *testing.T) {

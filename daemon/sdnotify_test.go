@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -151,10 +150,7 @@ func TestRunNotifiesSystemd(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
+	p.stopOK(15*time.Second, "stop")
 	stopping := s.waitFor(t, "STOPPING=1", func(m string) bool { return m == "STOPPING=1\nSTATUS=draining" })
 	if !(starting < ready && ready < stopping) {
 		t.Fatalf("order starting %d, ready %d, stopping %d: %q", starting, ready, stopping, s.messages())
