@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"materializer/checkpoint"
 	"materializer/conf"
@@ -125,29 +124,7 @@ session_max   = "2h"
 // ckptEngine runs the pipeline in-process until stop (or the test's end).
 func ckptEngine(t *testing.T, cfg *conf.Config) (*engine, func()) {
 	t.Helper()
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	e, err := newEngine(pipelineDeps{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), Now: time.Now,
-		Overrides: pipelineOverrides{FractionalSeconds: true, Tick: 20 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("pipeline Run: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	waitFor(t, 30*time.Second, "pipeline ready", e.Ready)
-	return e, stop
+	return startEngine(t, cfg, prometheus.NewRegistry())
 }
 
 // ckptTake takes a checkpoint through the engine (as POST /v1/checkpoints).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,11 +74,19 @@ nats_url = %q
 	return cfg
 }
 
-// runEngine runs the pipeline in-process until the test ends.
+// runEngine runs the pipeline in-process until the test's end.
 func runEngine(t *testing.T, cfg *conf.Config) *engine {
 	t.Helper()
+	e, _ := startEngine(t, cfg, prometheus.NewRegistry())
+	return e
+}
+
+// startEngine runs the pipeline in-process, with its metrics on reg, until
+// stop (or the test's end); stop may be called more than once.
+func startEngine(t *testing.T, cfg *conf.Config, reg *prometheus.Registry) (e *engine, stop func()) {
+	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	e, err := newEngine(pipelineDeps{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), Now: time.Now,
+	e, err := newEngine(pipelineDeps{Config: cfg, Log: log, Registry: reg, Now: time.Now,
 		Overrides: pipelineOverrides{FractionalSeconds: true, Tick: 20 * time.Millisecond, DeliveryBackoff: 2 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
@@ -85,14 +94,18 @@ func runEngine(t *testing.T, cfg *conf.Config) *engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("pipeline Run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("pipeline Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	waitFor(t, 30*time.Second, "pipeline ready", e.Ready)
-	return e
+	return e, stop
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"materializer/conf"
 	"materializer/pipeline/nakadi/nakaditest"
@@ -84,7 +83,7 @@ func runRD(t *testing.T, events []article, faults bool) rdRun {
 		t.Fatal(err)
 	}
 	out := rdRun{counters: f.p.counters(t)}
-	f.p.stop(t)
+	f.p.stop()
 	out.mismatches = f.mismatches + f.p.metric(t, "redelivery_mismatch_total")
 	out.lost = f.lost + f.p.metric(t, "partitions_lost_total")
 	out.files = readDelivered(t, filepath.Join(dir, "storage"))
@@ -163,7 +162,7 @@ func (f *rdFaults) cutNextStream() {
 // restart stops the pipeline (it commits what is durable) and starts it
 // again on the same data dir with another batch_limit.
 func (f *rdFaults) restart() {
-	f.p.stop(f.t)
+	f.p.stop()
 	f.mismatches += f.p.metric(f.t, "redelivery_mismatch_total")
 	f.lost += f.p.metric(f.t, "partitions_lost_total")
 	f.cfg.Nakadi.BatchLimit = []int{7, 23, 64, 150}[f.rng.IntN(4)]
@@ -172,39 +171,16 @@ func (f *rdFaults) restart() {
 
 // rdPipe is a pipeline running in this process that the test can stop.
 type rdPipe struct {
-	e      *engine
-	reg    *prometheus.Registry
-	cancel context.CancelFunc
-	done   chan error
+	e    *engine
+	reg  *prometheus.Registry
+	stop func()
 }
 
 func startRDPipe(t *testing.T, cfg *conf.Config) *rdPipe {
 	t.Helper()
-	p := &rdPipe{reg: prometheus.NewRegistry(), done: make(chan error, 1)}
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	e, err := newEngine(pipelineDeps{Config: cfg, Log: log, Registry: p.reg, Now: time.Now,
-		Overrides: pipelineOverrides{FractionalSeconds: true, Tick: 20 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.e = e
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
-	go func() { p.done <- e.Run(ctx) }()
-	t.Cleanup(func() { p.stop(t) })
-	waitFor(t, 30*time.Second, "pipeline ready", e.Ready)
+	p := &rdPipe{reg: prometheus.NewRegistry()}
+	p.e, p.stop = startEngine(t, cfg, p.reg)
 	return p
-}
-
-func (p *rdPipe) stop(t *testing.T) {
-	if p.cancel == nil {
-		return
-	}
-	p.cancel()
-	p.cancel = nil
-	if err := <-p.done; err != nil {
-		t.Errorf("pipeline Run: %v", err)
-	}
 }
 
 func (p *rdPipe) counters(t *testing.T) state.Counters { return etStatus(t, p.e).Counters }
