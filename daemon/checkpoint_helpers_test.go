@@ -82,31 +82,8 @@ interval = "0s"
 keep = 20
 url = %q
 %s
-[[event_types]]
-name          = "article.updated"
-partition_key = ["article_id"]
-ordering_key  = "version"
-ordering      = %q
-session_gap   = "1h"
-session_max   = "2h"
-  [[event_types.tables]]
-  name    = "article"
-  columns = [
-    { name = "article_id",  path = "article_id",           type = "int", required = true },
-    { name = "brand",       path = "brand" },
-    { name = "version",     path = "version",              type = "int" },
-    { name = "price",       path = "price.amount",         type = %q },
-    { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
-  ]
-  [[event_types.tables]]
-  name    = "article_size"
-  columns = [
-    { name = "article_id", path = "article_id",   type = "int" },
-    { name = "size",       path = "sizes[*].size" },
-    { name = "qty",        path = "sizes[*].qty", type = "int" },
-  ]
-`, filepath.Join(s.dir, "data"), s.admin, s.nakadiURL, s.group, s.storage, creds, s.natsURL, s.ckptURL, s.extra,
-		s.ordering, s.priceType)
+%s`, filepath.Join(s.dir, "data"), s.admin, s.nakadiURL, s.group, s.storage, creds, s.natsURL, s.ckptURL, s.extra,
+		articleType(s.ordering, s.priceType))
 	path := filepath.Join(s.dir, "materializer.toml")
 	if err := os.MkdirAll(s.dir, 0o750); err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ func newDeliveryEnv(t *testing.T) *deliveryEnv {
 	env := &deliveryEnv{dir: t.TempDir()}
 	env.nk = newArticleEmulator(t, 4)
 	env.ns = natstest.Start(t)
-	env.cfg = pipelineConfig(t, env.dir, env.nk.URL(), env.ns.URL(), "")
+	env.cfg = pipelineConfig(t, env.dir, env.nk.URL(), env.ns.URL())
 	return env
 }
 

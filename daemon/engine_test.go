@@ -17,14 +17,15 @@ import (
 	"materializer/pipeline/notify/natstest"
 )
 
-// articleTypeTOML is the article.updated event type of the pipeline tests
-// and the benchmark: the two tables of DESIGN.md §6, sessions that close
-// only by a flush.
-const articleTypeTOML = `[[event_types]]
+// articleType is the article.updated event type of the pipeline tests and
+// the benchmark: the two tables of DESIGN.md §6, sessions that close only
+// by a flush; ordering and the price column's type vary.
+func articleType(ordering, priceType string) string {
+	return fmt.Sprintf(`[[event_types]]
 name          = "article.updated"
 partition_key = ["article_id"]
 ordering_key  = "version"
-ordering      = "number"
+ordering      = %q
 session_gap   = "1h"
 session_max   = "2h"
   [[event_types.tables]]
@@ -33,7 +34,7 @@ session_max   = "2h"
     { name = "article_id",  path = "article_id",           type = "int", required = true },
     { name = "brand",       path = "brand" },
     { name = "version",     path = "version",              type = "int" },
-    { name = "price",       path = "price.amount",         type = "decimal" },
+    { name = "price",       path = "price.amount",         type = %q },
     { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
   ]
   [[event_types.tables]]
@@ -43,34 +44,16 @@ session_max   = "2h"
     { name = "size",       path = "sizes[*].size" },
     { name = "qty",        path = "sizes[*].qty", type = "int" },
   ]
-`
+`, ordering, priceType)
+}
+
+// articleTypeTOML is articleType with numeric versions and decimal prices.
+var articleTypeTOML = articleType("number", "decimal")
 
 // pipelineConfig is a complete config for in-process pipeline tests.
-func pipelineConfig(t *testing.T, dir, nakadiURL, natsURL, extra string) *conf.Config {
+func pipelineConfig(t *testing.T, dir, nakadiURL, natsURL string) *conf.Config {
 	t.Helper()
-	text := fmt.Sprintf(`
-[daemon]
-data_dir = %q
-[nakadi]
-url = %q
-owning_application = "materializer-test"
-read_from = "begin"
-batch_limit = 100
-batch_flush_timeout = "100ms"
-commit_timeout = "10s"
-[storage]
-url = "file://%s"
-compression = "gzip"
-roll_max_rows = 300
-roll_max_age = "1h"
-[notify]
-nats_url = %q
-%s
-%s`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL, extra, articleTypeTOML)
-	cfg, err := conf.Parse([]byte(text), conf.ForRun)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cfg := ckptConfig(t, ckptSetup{dir: dir, nakadiURL: nakadiURL, natsURL: natsURL})
 	return cfg
 }
 
@@ -150,7 +133,7 @@ func TestPipelineEndToEndInProcess(t *testing.T) {
 	nk := newArticleEmulator(t, 4)
 	ns := natstest.Start(t)
 	dir := t.TempDir()
-	cfg := pipelineConfig(t, dir, nk.URL(), ns.URL(), "")
+	cfg := pipelineConfig(t, dir, nk.URL(), ns.URL())
 	e := runEngine(t, cfg)
 
 	events := generate(7, 300, 6000)

@@ -66,7 +66,7 @@ func runRD(t *testing.T, events []article, faults bool) rdRun {
 	t.Helper()
 	nk := newArticleEmulator(t, 3)
 	dir := t.TempDir()
-	cfg := pipelineConfig(t, dir, nk.URL(), natstest.Start(t).URL(), "")
+	cfg := pipelineConfig(t, dir, nk.URL(), natstest.Start(t).URL())
 	cfg.Nakadi.MaxUncommittedEvents = 400
 	cfg.Nakadi.CommitTimeout = conf.Dur(4 * time.Second) // a closing window is over soon
 	f := &rdFaults{t: t, nk: nk, cfg: cfg, rng: rand.New(rand.NewPCG(uint64(len(events)), 7))}
