@@ -1,13 +1,18 @@
 package pipeline
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"materializer/pipeline/flatten"
 	"materializer/pipeline/nakadi"
@@ -24,12 +29,29 @@ func benchEvent(k, v, size int) []byte {
 	b = strconv.AppendInt(b, int64(k), 10)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, int64(v), 10)
-	b = append(b, `,"brand":"acme","price":{"amount":"19.99","currency":"EUR"},"blob":"`...)
+	b = append(b, `,"brand":"acme","price":{"amount":"19.99","currency":"EUR"},"description":"`...)
+	// Text of words drawn pseudo-randomly: it compresses about like real
+	// payloads do (a run of one letter would make Pebble's and the blob
+	// files' compression look far better than it is).
+	x := uint64(k)<<32 ^ uint64(v) | 1
 	for len(b) < size-2 {
-		b = append(b, 'x')
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		w := benchWords[x%uint64(len(benchWords))]
+		b = append(b, w[:min(len(w), size-2-len(b))]...)
+		if len(b) < size-2 {
+			b = append(b, ' ')
+		}
 	}
 	return append(b, `"}`...)
 }
+
+var benchWords = strings.Fields(`cotton slim fit shirt dress jacket wool blend navy black white
+	red green blue size small medium large extra long sleeve short collar button zip pocket
+	stretch denim jeans leather boots sneakers running sport casual formal summer winter
+	autumn spring collection limited edition sustainable organic recycled material care
+	machine wash cold tumble dry low iron warm return free delivery days stock available`)
 
 func appendHex(b []byte, v uint64, width int) []byte {
 	const digits = "0123456789abcdef"
@@ -41,13 +63,92 @@ func appendHex(b []byte, v uint64, width int) []byte {
 
 // BenchmarkStep measures the engine's whole step — prepare (parse, extract,
 // validate), decide, Pebble batch synced per step — on one goroutine, so the
-// figure is events/s per core. Keys are drawn uniformly from -keys; run with
+// figure is events/s per core. Keys are drawn uniformly from 1M; run with
 // -benchtime=10000000x for the 10M-event figure of the README.
+//
+// The floor=… runs measure, in the same run and with the same events, the
+// two designs the issue measured as floors: a naive Pebble Get+Set per event,
+// and blind Sets with an in-memory index of every key's version (memory
+// growing with the key count). They neither parse nor validate events: the
+// generator hands them key and version.
 func BenchmarkStep(b *testing.B) {
 	for _, size := range []int{500, 1500} {
 		b.Run(fmt.Sprintf("event=%dB/keys=1M", size), func(b *testing.B) { benchStep(b, size, 1_000_000) })
 	}
 }
+
+// BenchmarkStepFloor runs the floors of BenchmarkStep (see there); -bench
+// BenchmarkStep runs both, so their figures come from the same run.
+func BenchmarkStepFloor(b *testing.B) {
+	for _, size := range []int{500, 1500} {
+		b.Run(fmt.Sprintf("event=%dB/keys=1M/design=get+set", size), func(b *testing.B) { benchFloor(b, size, 1_000_000, false) })
+		b.Run(fmt.Sprintf("event=%dB/keys=1M/design=blind+index", size), func(b *testing.B) { benchFloor(b, size, 1_000_000, true) })
+	}
+}
+
+const benchPartitions = 8
+
+// benchLoad generates the benchmark's events: keys drawn uniformly, each
+// event the key's next version. Like Nakadi's hash partitioning, a key
+// always lands in the same partition (key % partitions), so 1M keys are 1M
+// keys of state.
+type benchLoad struct {
+	rng      *rand.Rand
+	size     int
+	versions []int32
+	offsets  [benchPartitions]int
+	bytes    int64
+}
+
+func newBenchLoad(size, keys int) *benchLoad {
+	return &benchLoad{rng: rand.New(rand.NewPCG(1, 2)), size: size, versions: make([]int32, keys)}
+}
+
+// benchEvt is one generated event with what the floors need to know of it.
+type benchEvt struct {
+	key, version int
+	raw          []byte
+}
+
+// next returns n events, both as Nakadi batches of up to 500 events per
+// partition (in arrival order) and as a flat list.
+func (l *benchLoad) next(n int) ([]*nakadi.Batch, []benchEvt) {
+	const batch = 500
+	var pending [benchPartitions]*nakadi.Batch
+	var batches []*nakadi.Batch
+	ship := func(p int) {
+		l.offsets[p]++
+		pending[p].Cursor.Offset = fmt.Sprintf("001-0001-%018d", l.offsets[p])
+		batches = append(batches, pending[p])
+		pending[p] = nil
+	}
+	evs := make([]benchEvt, n)
+	for i := range evs {
+		k := l.rng.IntN(len(l.versions))
+		p := k % benchPartitions
+		if pending[p] == nil {
+			pending[p] = &nakadi.Batch{StreamID: "s", Cursor: nakadi.Cursor{EventType: "article.updated", Partition: strconv.Itoa(p)}}
+		}
+		l.versions[k]++
+		ev := benchEvent(k, int(l.versions[k]), l.size)
+		l.bytes += int64(len(ev))
+		evs[i] = benchEvt{key: k, version: int(l.versions[k]), raw: ev}
+		pending[p].Events = append(pending[p].Events, ev)
+		if len(pending[p].Events) == batch {
+			ship(p)
+		}
+	}
+	for p := range pending {
+		if pending[p] != nil {
+			ship(p)
+		}
+	}
+	return batches, evs
+}
+
+// benchStepEvents is how many events one step takes: a consumer's step
+// takes what arrived since the last one, up to StepEvents.
+const benchStepEvents = 8192
 
 func benchStep(b *testing.B, size, keys int) {
 	h := newHarness(b)
@@ -60,33 +161,17 @@ func benchStep(b *testing.B, size, keys int) {
 	h.open()
 	defer h.close()
 	h.e.trace = nil
-	rng := rand.New(rand.NewPCG(1, 2))
-	versions := make([]int32, keys)
-	const batch = 500
-	const perStep = 8192
+	load := newBenchLoad(size, keys)
 	var p flatten.Parser
-	var bytes int64
-	offset := 0
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := cpuTime()
-	for done := 0; done < b.N; {
+	for done := 0; done < b.N; done += benchStepEvents {
 		b.StopTimer() // generating events is not the engine's work
-		var jobs []*job
-		for n := 0; n < perStep && done < b.N; {
-			nb := &nakadi.Batch{StreamID: "s", Cursor: nakadi.Cursor{EventType: "article.updated", Partition: strconv.Itoa(offset % 8)}}
-			for i := 0; i < batch && done < b.N; i++ {
-				k := rng.IntN(keys)
-				versions[k]++
-				ev := benchEvent(k, int(versions[k]), size)
-				bytes += int64(len(ev))
-				nb.Events = append(nb.Events, ev)
-				n++
-				done++
-			}
-			offset++
-			nb.Cursor.Offset = fmt.Sprintf("001-0001-%018d", offset)
-			jobs = append(jobs, &job{b: nb, et: h.e.types["article.updated"]})
+		batches, _ := load.next(min(benchStepEvents, b.N-done))
+		jobs := make([]*job, len(batches))
+		for i, nb := range batches {
+			jobs[i] = &job{b: nb, et: h.e.types["article.updated"]}
 		}
 		b.StartTimer()
 		for _, j := range jobs {
@@ -98,20 +183,83 @@ func benchStep(b *testing.B, size, keys int) {
 		}
 	}
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
-	b.SetBytes(bytes / int64(b.N))
+	reportStep(b, load, cpuTime()-cpu0)
+	if testing.Verbose() {
+		b.Log(h.db.Metrics().String())
+	}
+}
+
+// benchFloor runs one of the issue's floor designs on the same events as
+// benchStep, with Pebble's default options but the same cache and memtable
+// sizes as state.Open, one synced batch per step.
+func benchFloor(b *testing.B, size, keys int, blind bool) {
+	cache := pebble.NewCache(64<<20 + 2*32<<20)
+	defer cache.Unref()
+	db, err := pebble.Open(b.TempDir(), &pebble.Options{Cache: cache, MemTableSize: 32 << 20, Logger: quietPebble{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	load := newBenchLoad(size, keys)
+	var index map[int]int // blind: every key's newest version
+	if blind {
+		index = map[int]int{}
+	}
+	var key, val []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for done := 0; done < b.N; done += benchStepEvents {
+		b.StopTimer()
+		_, evs := load.next(min(benchStepEvents, b.N-done))
+		b.StartTimer()
+		batch := db.NewIndexedBatch()
+		for _, ev := range evs {
+			key = binary.BigEndian.AppendUint64(key[:0], uint64(ev.key))
+			if blind {
+				if ev.version <= index[ev.key] {
+					continue
+				}
+				index[ev.key] = ev.version
+			} else {
+				old, closer, err := batch.Get(key)
+				switch {
+				case err == nil:
+					newer := ev.version > int(binary.BigEndian.Uint64(old))
+					_ = closer.Close()
+					if !newer {
+						continue
+					}
+				case !errors.Is(err, pebble.ErrNotFound):
+					b.Fatal(err)
+				}
+			}
+			val = binary.BigEndian.AppendUint64(val[:0], uint64(ev.version))
+			val = append(val, ev.raw...)
+			if err := batch.Set(key, val, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := batch.Commit(pebble.Sync); err != nil {
+			b.Fatal(err)
+		}
+		_ = batch.Close()
+	}
+	b.StopTimer()
+	reportStep(b, load, cpuTime()-cpu0)
+}
+
+// reportStep reports events/s, events per CPU-second and the heap in use.
+func reportStep(b *testing.B, load *benchLoad, cpu time.Duration) {
+	b.SetBytes(load.bytes / int64(b.N))
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	// On a shared 2-core machine wall time depends on the neighbours; the
-	// process's CPU time (the engine, Pebble's background work, and the
-	// cheap event generation) gives events per CPU-second, the per-core
-	// figure.
+	// process's CPU time (the step, Pebble's background work, and the cheap
+	// event generation) gives events per CPU-second, the per-core figure.
 	b.ReportMetric(float64(b.N)/cpu.Seconds(), "events/cpu-s")
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heapMiB")
-	if testing.Verbose() {
-		b.Log(h.db.Metrics().String())
-	}
 }
 
 // cpuTime is the CPU time (user+system) this process has used.
@@ -119,4 +267,12 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
 }

@@ -89,9 +89,14 @@ func Open(dir string, o Options) (*DB, error) {
 		MemTableSize:                o.MemTableSize,
 		MemTableStopWritesThreshold: 4,
 		FormatMajorVersion:          pebble.FormatNewest,
-		L0CompactionThreshold:       4,
-		L0StopWritesThreshold:       1000,
-		Logger:                      pebbleLogger{o.Logger.With().Str("component", "pebble").Logger()},
+		// Uniformly spread key updates make every L0 table overlap all of
+		// Lbase: compacting L0 later, with more tables at once, rewrites Lbase
+		// less often. Measured with BenchmarkStep (1M keys, 10M events of
+		// 500 B): 16 instead of 4 gave 16% more events/s and 42% more events
+		// per CPU-second; lookups stay cheap through the filters.
+		L0CompactionThreshold: 16,
+		L0StopWritesThreshold: 1000,
+		Logger:                pebbleLogger{o.Logger.With().Str("component", "pebble").Logger()},
 	}
 	// Point lookups of key states dominate: bloom filters on every level
 	// skip tables without the key, small blocks keep a miss cheap.
