@@ -28,6 +28,7 @@ type Daemon struct {
 	LogLevel       string   `toml:"log_level"`
 	LogFormat      string   `toml:"log_format"`
 	DrainTimeout   Duration `toml:"drain_timeout"`
+	KeyCacheBytes  ByteSize `toml:"key_cache_bytes"`
 }
 
 // Nakadi is the [nakadi] section: the subscription API client.
@@ -132,10 +133,11 @@ const (
 func Default() Config {
 	return Config{
 		Daemon: Daemon{
-			AdminListen:  "127.0.0.1:8080",
-			LogLevel:     "info",
-			LogFormat:    "json",
-			DrainTimeout: defaultDuration("30s"),
+			AdminListen:   "127.0.0.1:8080",
+			LogLevel:      "info",
+			LogFormat:     "json",
+			DrainTimeout:  defaultDuration("30s"),
+			KeyCacheBytes: Bytes(16 << 20),
 		},
 		Nakadi: Nakadi{
 			ConsumerGroup:        "default",

@@ -48,6 +48,7 @@ func (d *Daemon) validate(ps *problems) {
 	oneOf(ps, "daemon.log_level", d.LogLevel, logLevels)
 	oneOf(ps, "daemon.log_format", d.LogFormat, logFormats)
 	positive(ps, "daemon.drain_timeout", d.DrainTimeout)
+	positiveBytes(ps, "daemon.key_cache_bytes", d.KeyCacheBytes)
 }
 
 func validPort(s string) bool {

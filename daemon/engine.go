@@ -173,6 +173,7 @@ func (e *engine) build(ctx context.Context) (err error) {
 		RollMaxBytes: c.Storage.RollMaxBytes.Bytes(), RollMaxRows: int64(c.Storage.RollMaxRows),
 		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: e.csv, MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
 		Tick: e.opts.Tick, Now: e.now, Logger: e.log, Metrics: pipeline.NewMetrics(e.reg), Sealed: e.deliverer.Wake,
+		KeyCacheBytes: c.Daemon.KeyCacheBytes.Bytes(),
 	}, types)
 	if err != nil {
 		return err

@@ -68,7 +68,7 @@ type Options struct {
 	MaxUncommitted int
 	StepEvents     int           // most events per step; default 8192
 	Workers        int           // parse/validate goroutines; default GOMAXPROCS
-	KeyCacheBytes  int64         // committed key states kept in memory; default 32 MiB; < 0: none
+	KeyCacheBytes  int64         // committed key states kept in memory; default 16 MiB; < 0: none
 	Tick           time.Duration // how often due timers and file ages are checked; default 250 ms
 	Now            func() time.Time
 	Logger         zerolog.Logger
@@ -138,7 +138,7 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
 	if opts.KeyCacheBytes == 0 {
-		opts.KeyCacheBytes = 32 << 20
+		opts.KeyCacheBytes = 16 << 20
 	}
 	if opts.Tick <= 0 {
 		opts.Tick = 250 * time.Millisecond

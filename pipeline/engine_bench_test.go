@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"materializer/pipeline/flatten"
 	"materializer/pipeline/nakadi"
@@ -73,7 +74,9 @@ func appendHex(b []byte, v uint64, width int) []byte {
 // generator hands them key and version.
 func BenchmarkStep(b *testing.B) {
 	for _, size := range []int{500, 1500} {
-		b.Run(fmt.Sprintf("event=%dB/keys=1M", size), func(b *testing.B) { benchStep(b, size, 1_000_000) })
+		for _, cache := range []int64{32 << 20, 128 << 20} {
+			b.Run(fmt.Sprintf("event=%dB/keys=1M/cache=%dMiB", size, cache>>20), func(b *testing.B) { benchStep(b, size, 1_000_000, cache) })
+		}
 	}
 }
 
@@ -150,10 +153,13 @@ func (l *benchLoad) next(n int) ([]*nakadi.Batch, []benchEvt) {
 // takes what arrived since the last one, up to StepEvents.
 const benchStepEvents = 8192
 
-func benchStep(b *testing.B, size, keys int) {
+// benchStep runs the engine with a key-state cache of cacheBytes
+// (daemon.key_cache_bytes; the default is 16 MiB).
+func benchStep(b *testing.B, size, keys int, cacheBytes int64) {
 	h := newHarness(b)
 	h.cacheSize, h.memTable = 0, 0 // production defaults
-	h.opts = Options{RollMaxBytes: 256 << 20, RollMaxAge: time.Hour, Compression: "none", MaxUncommitted: 50000}
+	h.opts = Options{RollMaxBytes: 256 << 20, RollMaxAge: time.Hour, Compression: "none", MaxUncommitted: 50000,
+		KeyCacheBytes: cacheBytes}
 	args := map[string]string{"key": "article_id", "order": "version", "gap": "120s", "max": "1800s", "retention": "168h"}
 	h.types = []EventType{testEventType(b, "article.updated", args, []string{
 		"article article_id:int version:int brand price:decimal:price.amount occurred_at:timestamp:metadata.occurred_at",
@@ -184,6 +190,9 @@ func benchStep(b *testing.B, size, keys int) {
 	}
 	b.StopTimer()
 	reportStep(b, load, cpuTime()-cpu0)
+	m := h.e.opts.Metrics
+	hits, reads := testutil.ToFloat64(m.KeyCacheHits), testutil.ToFloat64(m.KeyStateReads)
+	b.ReportMetric(100*hits/(hits+reads), "cache-hit%")
 	if testing.Verbose() {
 		b.Log(h.db.Metrics().String())
 	}

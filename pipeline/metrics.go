@@ -17,6 +17,9 @@ type Metrics struct {
 	OpenFileBytes      prometheus.Gauge
 	FilesSealed        prometheus.Counter
 	EventToFile        prometheus.Histogram
+	// KeyCacheHits and KeyStateReads count the key states a step found in
+	// the key cache and those it read from Pebble.
+	KeyCacheHits, KeyStateReads prometheus.Counter
 
 	counters countersCollector
 }
@@ -43,9 +46,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.5, 2, 16),
 		}),
 	}
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "materializer_engine_key_state_lookups_total",
+		Help: "Key states the engine needed, by where it found them: source=cache (daemon.key_cache_bytes) or state (a Pebble read).",
+	}, []string{"source"})
+	m.KeyCacheHits, m.KeyStateReads = lookups.WithLabelValues("cache"), lookups.WithLabelValues("state")
 	if reg != nil {
 		reg.MustRegister(m.StepDuration, m.StepEvents, m.SessionsClosed, m.StepErrors, m.RedeliveryMismatch, m.OpenFileBytes,
-			m.FilesSealed, m.EventToFile, &m.counters)
+			m.FilesSealed, m.EventToFile, lookups, &m.counters)
 	}
 	return m
 }
@@ -90,13 +98,15 @@ func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *Metrics) observeStep(st *step, d time.Duration) {
-	if st.events == 0 && len(st.emitWaits) == 0 && len(st.sealed) == 0 {
+	if st.events == 0 && len(st.emitWaits) == 0 && len(st.sealed) == 0 && st.cacheHits+st.stateReads == 0 {
 		return
 	}
 	m.StepDuration.Observe(d.Seconds())
 	m.StepEvents.Add(float64(st.events))
 	m.SessionsClosed.Add(float64(len(st.emitWaits)))
 	m.FilesSealed.Add(float64(len(st.sealed)))
+	m.KeyCacheHits.Add(float64(st.cacheHits))
+	m.KeyStateReads.Add(float64(st.stateReads))
 	for _, w := range st.emitWaits {
 		m.EventToFile.Observe(time.Duration(w).Seconds())
 	}

@@ -34,6 +34,9 @@ type step struct {
 	// emitWaits holds, per session closed in this step, the time from its
 	// first event's arrival to the close (observed once the step is durable).
 	emitWaits []int64
+	// cacheHits and stateReads count the key states found in the key cache
+	// and those read from Pebble.
+	cacheHits, stateReads int
 }
 
 // timerScan says which timer kinds of a slot a step scanned. Only a scan
@@ -112,10 +115,15 @@ func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
 		return ke, nil
 	}
 	hit, err := e.cache.get(ke.slotKey, &ke.st)
-	if hit || err != nil {
-		ke.cached = hit
+	if err != nil {
 		return ke, err
 	}
+	if hit {
+		ke.cached = true
+		st.cacheHits++
+		return ke, nil
+	}
+	st.stateReads++
 	_, err = e.db.KeyState(sl.id, ke.key, &ke.st)
 	return ke, err
 }
@@ -157,7 +165,10 @@ func (e *Engine) prefetch(st *step, jobs []*job) error {
 				return err
 			}
 			ke.cached = hit
-			if !hit {
+			if hit {
+				st.cacheHits++
+			} else {
+				st.stateReads++
 				bySlot[sl] = append(bySlot[sl], ke)
 			}
 		}

@@ -1,0 +1,141 @@
+package pipeline
+
+import (
+	"bytes"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"materializer/pipeline/compact"
+	"materializer/pipeline/nakadi"
+	"materializer/state"
+)
+
+// TestKeyCacheAgainstMap puts and gets random keys with values of random
+// sizes (some too large to cache) in a small cache and checks every hit
+// against a map of the newest values: a key may be evicted, but a hit must
+// never return an older value or another key's.
+func TestKeyCacheAgainstMap(t *testing.T) {
+	for _, size := range []int64{4 << 10, 64 << 10, 1 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			c := newKeyCache(size)
+			ringLen, indexLen := len(c.ring), len(c.index)
+			if got := int64(ringLen + 8*indexLen); got != size {
+				t.Fatalf("cache takes %d bytes, want %d", got, size)
+			}
+			rng := rand.New(rand.NewPCG(7, uint64(size)))
+			want := map[string][]byte{}
+			hits, gets := 0, 0
+			for i := 0; i < 200_000; i++ {
+				k := fmt.Sprintf("\x00\x00\x00\x01key-%d", rng.IntN(2000))
+				if rng.IntN(3) == 0 {
+					gets++
+					v, ok := c.lookup(k)
+					if !ok {
+						continue
+					}
+					hits++
+					if w, known := want[k]; !known || !bytes.Equal(v, w) {
+						t.Fatalf("op %d: %q: got %q, want %q (known %v)", i, k, v, w, known)
+					}
+					continue
+				}
+				n := rng.IntN(80)
+				if rng.IntN(100) == 0 {
+					n = 2000 // larger than an entry may be
+				}
+				v := bytes.Repeat([]byte{byte('a' + i%26)}, n)
+				c.putEncoded(k, v)
+				want[k] = v
+			}
+			if len(c.ring) != ringLen || len(c.index) != indexLen {
+				t.Fatal("the cache grew")
+			}
+			if c.head <= uint64(ringLen) {
+				t.Fatalf("the ring never wrapped (%d bytes written)", c.head)
+			}
+			t.Logf("%d of %d gets hit", hits, gets)
+			if size >= 1<<20 && hits < gets*9/10 {
+				t.Errorf("a cache larger than all keys hit only %d of %d gets", hits, gets)
+			}
+		})
+	}
+}
+
+// lookup returns the raw cached value of mk.
+func (c *keyCache) lookup(mk string) ([]byte, bool) {
+	if c.ring == nil {
+		return nil, false
+	}
+	_, pos, ok := c.find(maphash.String(c.seed, mk), mk)
+	if !ok {
+		return nil, false
+	}
+	return c.value(pos), true
+}
+
+func TestKeyCacheStates(t *testing.T) {
+	c := newKeyCache(1 << 20)
+	st := compact.KeyState{HasHi: true, Open: true, Hi: []byte{0x80, 7}, HiEID: []byte("e-1"), OpenedAt: 10, LastAt: 20}
+	c.put("\x00\x00\x00\x01k", &st)
+	c.put("\x00\x00\x00\x01gone", &compact.KeyState{})
+	var got compact.KeyState
+	if hit, err := c.get("\x00\x00\x00\x01k", &got); !hit || err != nil {
+		t.Fatalf("hit %v, err %v", hit, err)
+	}
+	if !bytes.Equal(state.EncodeKeyState(nil, &got), state.EncodeKeyState(nil, &st)) {
+		t.Fatalf("got %+v, want %+v", got, st)
+	}
+	got = compact.KeyState{HasHi: true, Hi: []byte("x")}
+	if hit, _ := c.get("\x00\x00\x00\x01gone", &got); !hit || got.HasHi || got.Open || len(got.Hi) != 0 {
+		t.Fatalf("a key known to have no state: hit %v, %+v", hit, got)
+	}
+	if hit, _ := c.get("\x00\x00\x00\x02k", &got); hit {
+		t.Fatal("another slot's key hit")
+	}
+	c.clear()
+	if hit, _ := c.get("\x00\x00\x00\x01k", &got); hit {
+		t.Fatal("hit after clear")
+	}
+	if off := newKeyCache(0); off.ring != nil {
+		t.Fatal("a cache of 0 bytes holds entries")
+	}
+}
+
+// TestKeyStateLookups: a step reads the state of a key it has not seen from
+// Pebble once, later steps find it in the cache, and the metric says so.
+func TestKeyStateLookups(t *testing.T) {
+	h := newHarness(t)
+	args := map[string]string{"key": "article_id", "order": "version", "gap": "120s", "max": "1800s", "retention": "168h"}
+	h.types = []EventType{testEventType(t, "article.updated", args, []string{"article article_id:int version:int"})}
+	h.open()
+	defer h.close()
+	batch := func(keys ...int) []*nakadi.Batch {
+		b := &nakadi.Batch{StreamID: h.stream, Cursor: nakadi.Cursor{EventType: "article.updated", Partition: "0"}}
+		for _, k := range keys {
+			h.offsets["0"]++
+			b.Events = append(b.Events, benchEvent(k, h.offsets["0"], 300))
+		}
+		b.Cursor.Offset = offset(h.offsets["0"])
+		return []*nakadi.Batch{b}
+	}
+	m := h.e.opts.Metrics
+	check := func(when string, hits, reads float64) {
+		t.Helper()
+		if h, r := testutil.ToFloat64(m.KeyCacheHits), testutil.ToFloat64(m.KeyStateReads); h != hits || r != reads {
+			t.Fatalf("%s: %v cache hits and %v state reads, want %v and %v", when, h, r, hits, reads)
+		}
+	}
+	h.step(batch(1, 2, 2), nil)
+	check("two new keys", 0, 2)
+	h.step(batch(1, 1, 3), nil)
+	check("one known key, one new", 1, 3)
+	h.close()
+	h.open() // recovery starts with an empty cache
+	m = h.e.opts.Metrics
+	h.step(batch(1), nil)
+	check("after a restart", 0, 1)
+}
