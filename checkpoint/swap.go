@@ -21,11 +21,7 @@ func lockFile(path string, create bool) (*os.File, error) {
 	case errors.As(err, &locked):
 		return nil, fmt.Errorf("%w: %s is locked by %s: stop the daemon first", ErrDataDirInUse, path, locked.Holder)
 	case err != nil:
-		var open *os.PathError
-		if !errors.As(err, &open) { // not the open but the flock failed
-			err = fmt.Errorf("checkpoint: %w", err)
-		}
-		return nil, err
+		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	return f, nil
 }

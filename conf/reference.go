@@ -22,7 +22,7 @@ var Reference = []KeyDoc{
 	{"daemon.log_level", `"info"`, "trace, debug, info, warn, error, fatal, panic or disabled. Applied again on SIGHUP."},
 	{"daemon.log_format", `"json"`, "`json` (one object per line, for journald) or `console` (for humans)."},
 	{"daemon.drain_timeout", `"30s"`, "Budget for a clean stop on SIGTERM/SIGINT; the unit's `TimeoutStopSec` must be larger."},
-	{"daemon.key_cache_bytes", `"16MiB"`, "Memory for the committed states of recently used keys, so their events need no state lookup (about 100 bytes a key; README, Performance). Fixed: it does not grow with the number of keys. Takes effect on restart."},
+	{"daemon.key_cache_bytes", `"16MiB"`, "Memory for the committed states of recently used keys, so their events need no state lookup (about 100 bytes a key; README, Performance). At least 4KiB; fixed: it does not grow with the number of keys; memory the host cannot map stops the start with an error. Takes effect on restart."},
 
 	{"nakadi.url", "required (not for `demo`)", "Base URL of Nakadi (`http(s)://`, no credentials in it)."},
 	{"nakadi.token_file", `""`, "File holding the OAuth bearer token; re-read when it changes. Empty: no `Authorization` header."},

@@ -48,7 +48,9 @@ func (d *Daemon) validate(ps *problems) {
 	oneOf(ps, "daemon.log_level", d.LogLevel, logLevels)
 	oneOf(ps, "daemon.log_format", d.LogFormat, logFormats)
 	positive(ps, "daemon.drain_timeout", d.DrainTimeout)
-	positiveBytes(ps, "daemon.key_cache_bytes", d.KeyCacheBytes)
+	if positiveBytes(ps, "daemon.key_cache_bytes", d.KeyCacheBytes) && d.KeyCacheBytes.n < 4<<10 {
+		ps.bad("daemon.key_cache_bytes", d.KeyCacheBytes.text, "must be at least 4KiB")
+	}
 }
 
 func validPort(s string) bool {

@@ -234,7 +234,6 @@ func (p *proc) signal(sig syscall.Signal) {
 	}
 }
 
-// wait waits up to timeout for the process to exit and returns its code.
 // stopOK sends SIGTERM and fails the test unless the daemon exits 0
 // within timeout; what names the stop in the message.
 func (p *proc) stopOK(timeout time.Duration, what string) {
@@ -245,6 +244,7 @@ func (p *proc) stopOK(timeout time.Duration, what string) {
 	}
 }
 
+// wait waits up to timeout for the process to exit and returns its code.
 func (p *proc) wait(timeout time.Duration) int {
 	p.t.Helper()
 	select {

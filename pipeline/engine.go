@@ -158,8 +158,11 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		db:       opts.DB,
 		types:    map[string]*eventType{},
 		ctl:      make(chan func()),
-		cache:    newKeyCache(opts.KeyCacheBytes),
 		rejected: rejectedTable(opts.CSV),
+	}
+	var err error
+	if e.cache, err = newKeyCache(opts.KeyCacheBytes); err != nil {
+		return nil, err
 	}
 	for _, t := range types {
 		if _, dup := e.types[t.Name]; dup {

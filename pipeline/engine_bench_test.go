@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"materializer/pipeline/flatten"
 	"materializer/pipeline/nakadi"
@@ -121,7 +120,7 @@ func (l *benchLoad) next(n int) ([]*nakadi.Batch, []benchEvt) {
 	var batches []*nakadi.Batch
 	ship := func(p int) {
 		l.offsets[p]++
-		pending[p].Cursor.Offset = fmt.Sprintf("001-0001-%018d", l.offsets[p])
+		pending[p].Cursor.Offset = offset(l.offsets[p])
 		batches = append(batches, pending[p])
 		pending[p] = nil
 	}
@@ -191,7 +190,7 @@ func benchStep(b *testing.B, size, keys int, cacheBytes int64) {
 	b.StopTimer()
 	reportStep(b, load, cpuTime()-cpu0)
 	m := h.e.opts.Metrics
-	hits, reads := testutil.ToFloat64(m.KeyCacheHits), testutil.ToFloat64(m.KeyStateReads)
+	hits, reads := counterValue(m.KeyCacheHits), counterValue(m.KeyStateReads)
 	b.ReportMetric(100*hits/(hits+reads), "cache-hit%")
 	if testing.Verbose() {
 		b.Log(h.db.Metrics().String())

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/maphash"
 	"runtime"
 	"unsafe"
@@ -19,7 +20,7 @@ import (
 // that is not durable.
 //
 // Its memory is fixed at creation (it does not grow with the number of keys
-// in state) and lies outside the Go heap (mapMemory):
+// in state) and lies outside the Go heap (newKeyCache):
 //
 //   - a ring of entries (length, key length, key, encoded state), appended
 //     in the order keys are first cached (an update of the same size is
@@ -52,40 +53,31 @@ const (
 
 // newKeyCache makes a cache of maxBytes (ring and index); below 4 KiB:
 // no cache.
-func newKeyCache(maxBytes int64) *keyCache {
+func newKeyCache(maxBytes int64) (*keyCache, error) {
 	c := &keyCache{seed: maphash.MakeSeed()}
 	if maxBytes < 4<<10 {
-		return c // too small to hold anything useful: no cache
+		return c, nil // too small to hold anything useful: no cache
 	}
 	// At most a fifth of the memory is index (a power of two of buckets):
-	// one slot per 36–72 bytes of ring, where an entry takes 50–100 bytes.
+	// one slot per 32–72 bytes of ring, where an entry takes 50–100 bytes.
 	// A full bucket drops its oldest entry.
 	buckets := uint64(1)
 	for buckets*2*cacheWays*8 <= uint64(maxBytes)/5 {
 		buckets *= 2
 	}
-	mem, mapped := mapMemory(int(maxBytes))
-	if mapped {
-		runtime.AddCleanup(c, func(m []byte) { _ = unix.Munmap(m) }, mem)
+	// Anonymous memory outside the Go heap: the garbage collector neither
+	// scans nor counts it (as many bytes of heap would raise the heap goal
+	// by GOGC percent of them), and a page takes memory only once written.
+	mem, err := unix.Mmap(-1, 0, int(maxBytes), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: key cache of %d bytes: %w", maxBytes, err)
 	}
+	runtime.AddCleanup(c, func(m []byte) { _ = unix.Munmap(m) }, mem)
 	indexBytes := buckets * cacheWays * 8
 	c.index = unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(mem))), buckets*cacheWays)
 	c.mask = buckets - 1
 	c.ring = mem[indexBytes:]
-	return c
-}
-
-// mapMemory returns n zeroed bytes outside the Go heap, from an anonymous
-// mapping (mapped true): the garbage collector neither scans nor counts them
-// (n bytes of heap would raise the heap goal by GOGC percent of n), and a
-// page takes memory only once written. The caller unmaps it. Falls back to
-// the heap.
-func mapMemory(n int) (mem []byte, mapped bool) {
-	mem, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
-		return make([]byte, n), false
-	}
-	return mem, true
+	return c, nil
 }
 
 // get decodes a cached state into st; hit is false on a miss.

@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"materializer/pipeline/compact"
 	"materializer/pipeline/nakadi"
 	"materializer/state"
@@ -21,7 +19,7 @@ import (
 func TestKeyCacheAgainstMap(t *testing.T) {
 	for _, size := range []int64{4 << 10, 64 << 10, 1 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			c := newKeyCache(size)
+			c := mustKeyCache(t, size)
 			ringLen, indexLen := len(c.ring), len(c.index)
 			if got := int64(ringLen + 8*indexLen); got != size {
 				t.Fatalf("cache takes %d bytes, want %d", got, size)
@@ -65,6 +63,15 @@ func TestKeyCacheAgainstMap(t *testing.T) {
 	}
 }
 
+func mustKeyCache(t *testing.T, size int64) *keyCache {
+	t.Helper()
+	c, err := newKeyCache(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // lookup returns the raw cached value of mk.
 func (c *keyCache) lookup(mk string) ([]byte, bool) {
 	if c.ring == nil {
@@ -78,7 +85,7 @@ func (c *keyCache) lookup(mk string) ([]byte, bool) {
 }
 
 func TestKeyCacheStates(t *testing.T) {
-	c := newKeyCache(1 << 20)
+	c := mustKeyCache(t, 1<<20)
 	st := compact.KeyState{HasHi: true, Open: true, Hi: []byte{0x80, 7}, HiEID: []byte("e-1"), OpenedAt: 10, LastAt: 20}
 	c.put("\x00\x00\x00\x01k", &st)
 	c.put("\x00\x00\x00\x01gone", &compact.KeyState{})
@@ -100,7 +107,7 @@ func TestKeyCacheStates(t *testing.T) {
 	if hit, _ := c.get("\x00\x00\x00\x01k", &got); hit {
 		t.Fatal("hit after clear")
 	}
-	if off := newKeyCache(0); off.ring != nil {
+	if off := mustKeyCache(t, 0); off.ring != nil {
 		t.Fatal("a cache of 0 bytes holds entries")
 	}
 }
@@ -125,7 +132,7 @@ func TestKeyStateLookups(t *testing.T) {
 	m := h.e.opts.Metrics
 	check := func(when string, hits, reads float64) {
 		t.Helper()
-		if h, r := testutil.ToFloat64(m.KeyCacheHits), testutil.ToFloat64(m.KeyStateReads); h != hits || r != reads {
+		if h, r := counterValue(m.KeyCacheHits), counterValue(m.KeyStateReads); h != hits || r != reads {
 			t.Fatalf("%s: %v cache hits and %v state reads, want %v and %v", when, h, r, hits, reads)
 		}
 	}
@@ -134,7 +141,7 @@ func TestKeyStateLookups(t *testing.T) {
 	h.step(batch(1, 1, 3), nil)
 	check("one known key, one new", 1, 3)
 	h.close()
-	h.open() // recovery starts with an empty cache
+	h.open() // a new engine starts with an empty cache
 	m = h.e.opts.Metrics
 	h.step(batch(1), nil)
 	check("after a restart", 0, 1)

@@ -98,7 +98,7 @@ func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *Metrics) observeStep(st *step, d time.Duration) {
-	if st.events == 0 && len(st.emitWaits) == 0 && len(st.sealed) == 0 && st.cacheHits+st.stateReads == 0 {
+	if st.events == 0 && len(st.emitWaits) == 0 && len(st.sealed) == 0 && len(st.order) == 0 {
 		return
 	}
 	m.StepDuration.Observe(d.Seconds())
@@ -106,7 +106,7 @@ func (m *Metrics) observeStep(st *step, d time.Duration) {
 	m.SessionsClosed.Add(float64(len(st.emitWaits)))
 	m.FilesSealed.Add(float64(len(st.sealed)))
 	m.KeyCacheHits.Add(float64(st.cacheHits))
-	m.KeyStateReads.Add(float64(st.stateReads))
+	m.KeyStateReads.Add(float64(len(st.order) - st.cacheHits))
 	for _, w := range st.emitWaits {
 		m.EventToFile.Observe(time.Duration(w).Seconds())
 	}

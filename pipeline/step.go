@@ -34,9 +34,9 @@ type step struct {
 	// emitWaits holds, per session closed in this step, the time from its
 	// first event's arrival to the close (observed once the step is durable).
 	emitWaits []int64
-	// cacheHits and stateReads count the key states found in the key cache
-	// and those read from Pebble.
-	cacheHits, stateReads int
+	// cacheHits counts the key states found in the key cache; the rest of
+	// the step's keys (order) were read from Pebble.
+	cacheHits int
 }
 
 // timerScan says which timer kinds of a slot a step scanned. Only a scan
@@ -114,18 +114,22 @@ func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
 	if !fresh {
 		return ke, nil
 	}
-	hit, err := e.cache.get(ke.slotKey, &ke.st)
-	if err != nil {
+	if hit, err := e.fromCache(st, ke); hit || err != nil {
 		return ke, err
 	}
+	_, err := e.db.KeyState(sl.id, ke.key, &ke.st)
+	return ke, err
+}
+
+// fromCache loads a new entry's state from the key cache; on a miss
+// (hit false) the caller reads it from Pebble.
+func (e *Engine) fromCache(st *step, ke *keyEntry) (hit bool, err error) {
+	hit, err = e.cache.get(ke.slotKey, &ke.st)
 	if hit {
 		ke.cached = true
 		st.cacheHits++
-		return ke, nil
 	}
-	st.stateReads++
-	_, err = e.db.KeyState(sl.id, ke.key, &ke.st)
-	return ke, err
+	return hit, err
 }
 
 // entry returns the step's entry for a key; fresh is true when it was just
@@ -160,15 +164,11 @@ func (e *Engine) prefetch(st *step, jobs []*job) error {
 			if !fresh {
 				continue
 			}
-			hit, err := e.cache.get(ke.slotKey, &ke.st)
+			hit, err := e.fromCache(st, ke)
 			if err != nil {
 				return err
 			}
-			ke.cached = hit
-			if hit {
-				st.cacheHits++
-			} else {
-				st.stateReads++
+			if !hit {
 				bySlot[sl] = append(bySlot[sl], ke)
 			}
 		}
