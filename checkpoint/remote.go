@@ -196,6 +196,10 @@ type listed struct {
 }
 
 // list also returns the object listing it checked the manifests against.
+// It lists the manifests before the objects: a manifest is written after
+// its objects, so every manifest it sees has its objects in the listing
+// (reusing the older listing of an upload would break that when another
+// daemon writes to the same store).
 func (r *Remote) list(ctx context.Context) ([]listed, []deliver.ObjectInfo, error) {
 	ids, err := r.manifestIDs(ctx)
 	if err != nil {
