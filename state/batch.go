@@ -14,6 +14,7 @@ import (
 type Batch struct {
 	b   *pebble.Batch
 	buf []byte
+	key []byte // scratch for the keys of per-key records (the batch copies them)
 }
 
 // NewBatch starts a batch.
@@ -63,31 +64,45 @@ func (b *Batch) PutKeyState(slot Slot, key []byte, st *compact.KeyState) {
 
 // PutEncodedKeyState records a key's state already encoded by
 // EncodeKeyState.
-func (b *Batch) PutEncodedKeyState(slot Slot, key, enc []byte) { b.set(keyStateKey(slot, key), enc) }
+func (b *Batch) PutEncodedKeyState(slot Slot, key, enc []byte) {
+	b.set(b.keyOf(tagKey, slot, key), enc)
+}
 
 // DeleteKeyState forgets a key (its retention passed).
-func (b *Batch) DeleteKeyState(slot Slot, key []byte) { b.del(keyStateKey(slot, key)) }
+func (b *Batch) DeleteKeyState(slot Slot, key []byte) { b.del(b.keyOf(tagKey, slot, key)) }
 
 // PutBest stores the best event of a key's open session.
 func (b *Batch) PutBest(slot Slot, key []byte, offset string, raw []byte) {
-	e := enc{b: b.buf[:0]}
+	k := b.keyOf(tagBest, slot, key)
+	e := enc{b: b.buf[:0]} // the value's header; raw is copied once, into the batch
 	e.str(offset)
-	e.bytes(raw)
+	e.uvarint(uint64(len(raw)))
 	b.buf = e.b
-	b.set(bestKey(slot, key), b.buf)
+	op := b.b.SetDeferred(len(k), len(b.buf)+len(raw))
+	copy(op.Key, k)
+	copy(op.Value[copy(op.Value, b.buf):], raw)
+	_ = op.Finish()
 }
 
 // DeleteBest drops the best event once its session closed.
-func (b *Batch) DeleteBest(slot Slot, key []byte) { b.del(bestKey(slot, key)) }
+func (b *Batch) DeleteBest(slot Slot, key []byte) { b.del(b.keyOf(tagBest, slot, key)) }
 
 // PutTimer schedules a timer.
 func (b *Batch) PutTimer(kind TimerKind, slot Slot, deadline int64, key []byte) {
-	b.set(timerKey(kind, slot, deadline, key), nil)
+	b.key = appendTimerKey(b.key[:0], kind, slot, deadline, key)
+	b.set(b.key, nil)
 }
 
 // DeleteTimer removes a timer.
 func (b *Batch) DeleteTimer(kind TimerKind, slot Slot, deadline int64, key []byte) {
-	b.del(timerKey(kind, slot, deadline, key))
+	b.key = appendTimerKey(b.key[:0], kind, slot, deadline, key)
+	b.del(b.key)
+}
+
+// keyOf builds the key of a per-key record in the batch's scratch buffer.
+func (b *Batch) keyOf(tag byte, slot Slot, key []byte) []byte {
+	b.key = append(appendUint32(append(b.key[:0], tag), uint32(slot)), key...)
+	return b.key
 }
 
 // PutCursor stores a slot's consumed cursor.

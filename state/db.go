@@ -273,8 +273,12 @@ func keyStateKey(slot Slot, key []byte) []byte { return append(slotKey(tagKey, s
 func bestKey(slot Slot, key []byte) []byte     { return append(slotKey(tagBest, slot), key...) }
 
 func timerKey(kind TimerKind, slot Slot, deadline int64, key []byte) []byte {
-	k := appendUint64(slotKey(byte(kind), slot), uint64(deadline)^(1<<63))
-	return append(k, key...)
+	return appendTimerKey(nil, kind, slot, deadline, key)
+}
+
+func appendTimerKey(dst []byte, kind TimerKind, slot Slot, deadline int64, key []byte) []byte {
+	dst = appendUint64(appendUint32(append(dst, byte(kind)), uint32(slot)), uint64(deadline)^(1<<63))
+	return append(dst, key...)
 }
 
 // KeyState loads the state of key into st; found is false when the key has
