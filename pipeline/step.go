@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"time"
+	"unsafe"
 
 	"materializer/pipeline/compact"
 	"materializer/pipeline/files"
@@ -19,7 +20,8 @@ type step struct {
 	now     int64
 	batch   *state.Batch
 	keys    map[string]*keyEntry
-	mk      []byte      // scratch: slot + key
+	mk      []byte      // arena of the step's slot keys (never rewritten: entries' strings point into it)
+	entries []keyEntry  // arena of the step's key entries
 	order   []*keyEntry // keys in first-touch order (deterministic writes)
 	types   map[*eventType]bool
 	slots   map[*slot]bool      // slots whose cursor or ring changed
@@ -64,12 +66,16 @@ type keyEntry struct {
 	bestGone   bool // best deleted in this step
 }
 
-func (e *Engine) newStep() *step {
+// newStep starts a step for about events events (a size hint).
+func (e *Engine) newStep(events int) *step {
 	return &step{
 		now:     e.now(),
 		batch:   e.db.NewStepBatch(),
 		encoded: e.encoded[:0],
-		keys:    map[string]*keyEntry{},
+		keys:    make(map[string]*keyEntry, events),
+		order:   make([]*keyEntry, 0, events),
+		entries: make([]keyEntry, 0, events),
+		mk:      make([]byte, 0, 16*events),
 		types:   map[*eventType]bool{},
 		slots:   map[*slot]bool{},
 		timers:  map[*slot]timerScan{},
@@ -81,7 +87,11 @@ func (e *Engine) newStep() *step {
 func (e *Engine) applyStep(jobs []*job, extra func(*step) error) error {
 	start := time.Now()
 	e.lastStep = nil
-	st := e.newStep()
+	n := 0
+	for _, j := range jobs {
+		n += len(j.b.Events)
+	}
+	st := e.newStep(n)
 	defer st.batch.Close()
 	if err := e.prefetch(st, jobs); err != nil {
 		return err
@@ -135,14 +145,25 @@ func (e *Engine) fromCache(st *step, ke *keyEntry) (hit bool, err error) {
 // entry returns the step's entry for a key; fresh is true when it was just
 // created (its state not loaded yet).
 func (st *step) entry(sl *slot, key []byte) (ke *keyEntry, fresh bool) {
-	st.mk = append(st.mk[:0], byte(sl.id>>24), byte(sl.id>>16), byte(sl.id>>8), byte(sl.id))
+	n := len(st.mk)
+	if cap(st.mk)-n < 4+len(key) {
+		// A new arena; the old one stays as it is for the entries using it.
+		st.mk = make([]byte, 0, max(16<<10, 4+len(key)))
+		n = 0
+	}
+	st.mk = append(st.mk, byte(sl.id>>24), byte(sl.id>>16), byte(sl.id>>8), byte(sl.id))
 	st.mk = append(st.mk, key...)
-	if ke, ok := st.keys[string(st.mk)]; ok {
+	mk := st.mk[n:len(st.mk):len(st.mk)]
+	if ke, ok := st.keys[string(mk)]; ok {
+		st.mk = st.mk[:n]
 		return ke, false
 	}
-	mk := string(st.mk)
-	ke = &keyEntry{slot: sl, slotKey: mk, key: []byte(mk[4:])}
-	st.keys[mk] = ke
+	if len(st.entries) == cap(st.entries) {
+		st.entries = make([]keyEntry, 0, max(64, cap(st.entries)))
+	}
+	st.entries = append(st.entries, keyEntry{slot: sl, slotKey: unsafe.String(&mk[0], len(mk)), key: mk[4:]})
+	ke = &st.entries[len(st.entries)-1]
+	st.keys[ke.slotKey] = ke
 	st.order = append(st.order, ke)
 	return ke, true
 }
