@@ -1,8 +1,12 @@
 package pipeline
 
 import (
+	"cmp"
+	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"materializer/pipeline/failpoint"
@@ -13,6 +17,14 @@ import (
 // commit writes the step's rows, seals what must roll, and commits the
 // step's state batch synced; then it marks the step's Nakadi batches durable.
 func (e *Engine) commit(st *step) error {
+	// Written in key order — best events, then key states (their tags sort
+	// so) — because Pebble inserts a batch into its memtable in batch order,
+	// and a skiplist insert next to the previous one finds its place in
+	// cache-warm nodes.
+	sortKeys(st.order)
+	for _, ke := range st.order {
+		e.putBest(st, ke)
+	}
 	for _, ke := range st.order {
 		e.putKey(st, ke)
 	}
@@ -46,14 +58,48 @@ func (e *Engine) commit(st *step) error {
 	return e.afterCommit(st)
 }
 
-func (e *Engine) putKey(st *step, ke *keyEntry) {
-	sl := ke.slot
+// sortKeys sorts key entries by slot key. It compares the keys' first 16
+// bytes as two integers held beside the pointers (most keys differ there),
+// and whole keys only on a tie.
+func sortKeys(order []*keyEntry) {
+	type sortKey struct {
+		a, b uint64
+		ke   *keyEntry
+	}
+	word := func(s string) uint64 {
+		var w [8]byte
+		copy(w[:], s)
+		return binary.BigEndian.Uint64(w[:])
+	}
+	keys := make([]sortKey, len(order))
+	for i, ke := range order {
+		keys[i] = sortKey{a: word(ke.slotKey), b: word(ke.slotKey[min(8, len(ke.slotKey)):]), ke: ke}
+	}
+	slices.SortFunc(keys, func(x, y sortKey) int {
+		if c := cmp.Compare(x.a, y.a); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.b, y.b); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ke.slotKey, y.ke.slotKey)
+	})
+	for i := range keys {
+		order[i] = keys[i].ke
+	}
+}
+
+func (e *Engine) putBest(st *step, ke *keyEntry) {
 	switch {
 	case ke.bestDirty:
-		st.batch.PutBest(sl.id, ke.key, ke.bestOffset, ke.best)
+		st.batch.PutBest(ke.slot.id, ke.key, ke.bestOffset, ke.best)
 	case ke.bestGone:
-		st.batch.DeleteBest(sl.id, ke.key)
+		st.batch.DeleteBest(ke.slot.id, ke.key)
 	}
+}
+
+func (e *Engine) putKey(st *step, ke *keyEntry) {
+	sl := ke.slot
 	if !ke.dirty {
 		return
 	}

@@ -22,7 +22,7 @@ type step struct {
 	keys    map[string]*keyEntry
 	mk      []byte      // arena of the step's slot keys (never rewritten: entries' strings point into it)
 	entries []keyEntry  // arena of the step's key entries
-	order   []*keyEntry // keys in first-touch order (deterministic writes)
+	order   []*keyEntry // the step's keys (first-touch order; sorted at commit)
 	types   map[*eventType]bool
 	slots   map[*slot]bool      // slots whose cursor or ring changed
 	timers  map[*slot]timerScan // slots whose timers were scanned, by kind
