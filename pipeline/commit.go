@@ -172,7 +172,7 @@ func (e *Engine) afterCommit(st *step) error {
 	for _, ke := range st.order {
 		switch {
 		case ke.dirty:
-			e.cache.putEncoded(ke.slotKey, ke.enc)
+			e.cache.putEncoded(ke.slotKey, ke.enc, &ke.ref)
 		case !ke.cached: // loaded from Pebble: cache it
 			e.cache.put(ke.slotKey, &ke.st)
 		}

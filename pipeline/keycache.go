@@ -80,15 +80,24 @@ func newKeyCache(maxBytes int64) (*keyCache, error) {
 	return c, nil
 }
 
-// get decodes a cached state into st; hit is false on a miss.
-func (c *keyCache) get(mk string, st *compact.KeyState) (hit bool, err error) {
+// cacheRef is where get found an entry, so that putting the key's new
+// state after the step needs no second lookup while the entry is still
+// there.
+type cacheRef struct {
+	slot int
+	word uint64 // the index slot's value when found; 0: none
+}
+
+// get decodes a cached state into st and sets ref; hit is false on a miss.
+func (c *keyCache) get(mk string, st *compact.KeyState, ref *cacheRef) (hit bool, err error) {
 	if c.ring == nil {
 		return false, nil
 	}
-	_, pos, ok := c.find(maphash.String(c.seed, mk), mk)
+	slot, pos, ok := c.find(maphash.String(c.seed, mk), mk)
 	if !ok {
 		return false, nil
 	}
+	*ref = cacheRef{slot: slot, word: c.index[slot]}
 	v := c.value(pos)
 	if len(v) == 0 {
 		*st = compact.KeyState{Hi: st.Hi[:0], HiEID: st.HiEID[:0]}
@@ -109,17 +118,27 @@ func (c *keyCache) put(mk string, st *compact.KeyState) {
 		c.buf = state.EncodeKeyState(c.buf[:0], st)
 		enc = c.buf
 	}
-	c.putEncoded(mk, enc)
+	c.putEncoded(mk, enc, nil)
 }
 
 // putEncoded records a key's committed state as encoded by
-// state.EncodeKeyState; empty: the key has no state.
-func (c *keyCache) putEncoded(mk string, enc []byte) {
+// state.EncodeKeyState; empty: the key has no state. ref, if not nil, is
+// where get found the key (a hint: checked before use).
+func (c *keyCache) putEncoded(mk string, enc []byte, ref *cacheRef) {
 	if c.ring == nil {
 		return
 	}
-	h := maphash.String(c.seed, mk)
 	n := entryHeader + len(mk) + len(enc)
+	// The entry get found is still mk's if its index slot is unchanged and
+	// the ring has not overwritten it since.
+	if ref != nil && ref.word != 0 && c.index[ref.slot] == ref.word {
+		if pos := ref.word&(1<<posBits-1) - 1; pos >= c.tail && c.entryLen(pos) == n {
+			copy(c.value(pos), enc)
+			runtime.KeepAlive(c)
+			return
+		}
+	}
+	h := maphash.String(c.seed, mk)
 	if slot, pos, ok := c.find(h, mk); ok {
 		if c.entryLen(pos) == n {
 			copy(c.value(pos), enc) // same size: in place

@@ -26,16 +26,21 @@ func TestKeyCacheAgainstMap(t *testing.T) {
 			}
 			rng := rand.New(rand.NewPCG(7, uint64(size)))
 			want := map[string][]byte{}
+			// Where a get found each key; a put passes it (as the engine
+			// does) half the time, however stale it is by then.
+			refs := map[string]cacheRef{}
 			hits, gets := 0, 0
 			for i := 0; i < 200_000; i++ {
 				k := fmt.Sprintf("\x00\x00\x00\x01key-%d", rng.IntN(2000))
 				if rng.IntN(3) == 0 {
 					gets++
-					v, ok := c.lookup(k)
+					var ref cacheRef
+					v, ok := c.lookup(k, &ref)
 					if !ok {
 						continue
 					}
 					hits++
+					refs[k] = ref
 					if w, known := want[k]; !known || !bytes.Equal(v, w) {
 						t.Fatalf("op %d: %q: got %q, want %q (known %v)", i, k, v, w, known)
 					}
@@ -46,7 +51,11 @@ func TestKeyCacheAgainstMap(t *testing.T) {
 					n = 2000 // larger than an entry may be
 				}
 				v := bytes.Repeat([]byte{byte('a' + i%26)}, n)
-				c.putEncoded(k, v)
+				var ref *cacheRef
+				if r, ok := refs[k]; ok && rng.IntN(2) == 0 {
+					ref = &r
+				}
+				c.putEncoded(k, v, ref)
 				want[k] = v
 			}
 			if len(c.ring) != ringLen || len(c.index) != indexLen {
@@ -72,16 +81,57 @@ func mustKeyCache(t *testing.T, size int64) *keyCache {
 	return c
 }
 
-// lookup returns the raw cached value of mk.
-func (c *keyCache) lookup(mk string) ([]byte, bool) {
+// lookup returns the raw cached value of mk and sets ref like get.
+func (c *keyCache) lookup(mk string, ref *cacheRef) ([]byte, bool) {
 	if c.ring == nil {
 		return nil, false
 	}
-	_, pos, ok := c.find(maphash.String(c.seed, mk), mk)
+	slot, pos, ok := c.find(maphash.String(c.seed, mk), mk)
 	if !ok {
 		return nil, false
 	}
+	*ref = cacheRef{slot: slot, word: c.index[slot]}
 	return c.value(pos), true
+}
+
+// TestKeyCacheStaleRef: a put with the position a get found uses it only
+// while the entry is still there — not once the ring overwrote it with
+// another key's entry of the same size at the same place.
+func TestKeyCacheStaleRef(t *testing.T) {
+	c := mustKeyCache(t, 4<<10)
+	key := func(i int) string { return fmt.Sprintf("\x00\x00\x00\x01key-%d", i) }
+	val := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+	c.putEncoded(key(0), val(20, 'a'), nil) // at the ring's start
+	var ref cacheRef
+	if _, ok := c.lookup(key(0), &ref); !ok {
+		t.Fatal("miss")
+	}
+	c.putEncoded(key(0), val(20, 'b'), &ref) // fresh ref: in place
+	if v, ok := c.lookup(key(0), &cacheRef{}); !ok || !bytes.Equal(v, val(20, 'b')) || c.head != uint64(3+len(key(0))+20) {
+		t.Fatalf("after an update in place: %q, %v, ring head %d", v, ok, c.head)
+	}
+	// Three other keys appended again and again (their size alternates, so
+	// never in place) until the ring wraps; the entry at the ring's start
+	// is then key 1's, of key 0's size, and key 0's index slot unchanged.
+	want := map[string][]byte{}
+	for i := 0; c.head < uint64(len(c.ring)); i++ {
+		k, v := key(1+i%3), val(21+i%2, byte('c'+i%20))
+		if c.head%uint64(len(c.ring))+uint64(3+len(k)+len(v)) > uint64(len(c.ring)) {
+			k, v = key(1), val(20, 'x')
+		}
+		c.putEncoded(k, v, nil)
+		want[k] = v
+	}
+	if c.index[ref.slot] != ref.word {
+		t.Fatal("key 0's index slot was reused: the test proves nothing")
+	}
+	c.putEncoded(key(0), val(20, 'z'), &ref)
+	want[key(0)] = val(20, 'z')
+	for k, w := range want {
+		if v, ok := c.lookup(k, &cacheRef{}); ok && !bytes.Equal(v, w) {
+			t.Fatalf("%q: got %q, want %q", k, v, w)
+		}
+	}
 }
 
 func TestKeyCacheStates(t *testing.T) {
@@ -90,21 +140,21 @@ func TestKeyCacheStates(t *testing.T) {
 	c.put("\x00\x00\x00\x01k", &st)
 	c.put("\x00\x00\x00\x01gone", &compact.KeyState{})
 	var got compact.KeyState
-	if hit, err := c.get("\x00\x00\x00\x01k", &got); !hit || err != nil {
+	if hit, err := c.get("\x00\x00\x00\x01k", &got, &cacheRef{}); !hit || err != nil {
 		t.Fatalf("hit %v, err %v", hit, err)
 	}
 	if !bytes.Equal(state.EncodeKeyState(nil, &got), state.EncodeKeyState(nil, &st)) {
 		t.Fatalf("got %+v, want %+v", got, st)
 	}
 	got = compact.KeyState{HasHi: true, Hi: []byte("x")}
-	if hit, _ := c.get("\x00\x00\x00\x01gone", &got); !hit || got.HasHi || got.Open || len(got.Hi) != 0 {
+	if hit, _ := c.get("\x00\x00\x00\x01gone", &got, &cacheRef{}); !hit || got.HasHi || got.Open || len(got.Hi) != 0 {
 		t.Fatalf("a key known to have no state: hit %v, %+v", hit, got)
 	}
-	if hit, _ := c.get("\x00\x00\x00\x02k", &got); hit {
+	if hit, _ := c.get("\x00\x00\x00\x02k", &got, &cacheRef{}); hit {
 		t.Fatal("another slot's key hit")
 	}
 	c.clear()
-	if hit, _ := c.get("\x00\x00\x00\x01k", &got); hit {
+	if hit, _ := c.get("\x00\x00\x00\x01k", &got, &cacheRef{}); hit {
 		t.Fatal("hit after clear")
 	}
 	if off := mustKeyCache(t, 0); off.ring != nil {

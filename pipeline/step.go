@@ -58,9 +58,10 @@ type keyEntry struct {
 	key        []byte
 	st         compact.KeyState
 	dirty      bool
-	cached     bool   // st came from the key cache
-	enc        []byte // st encoded at commit (nil: deleted); valid after putKey
-	best       []byte // best event set in this step (valid until commit)
+	cached     bool     // st came from the key cache
+	ref        cacheRef // where the key cache found st: the new state is put there
+	enc        []byte   // st encoded at commit (nil: deleted); valid after putKey
+	best       []byte   // best event set in this step (valid until commit)
 	bestOffset string
 	bestDirty  bool
 	bestGone   bool // best deleted in this step
@@ -134,7 +135,7 @@ func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
 // fromCache loads a new entry's state from the key cache; on a miss
 // (hit false) the caller reads it from Pebble.
 func (e *Engine) fromCache(st *step, ke *keyEntry) (hit bool, err error) {
-	hit, err = e.cache.get(ke.slotKey, &ke.st)
+	hit, err = e.cache.get(ke.slotKey, &ke.st, &ke.ref)
 	if hit {
 		ke.cached = true
 		st.cacheHits++
