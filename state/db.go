@@ -93,8 +93,12 @@ func Open(dir string, o Options) (*DB, error) {
 		// Lbase: compacting L0 later, with more tables at once, rewrites Lbase
 		// less often. Measured with BenchmarkStep (1M keys, 10M events of
 		// 500 B): 16 instead of 4 gave 16% more events/s and 42% more events
-		// per CPU-second; lookups stay cheap through the filters.
-		L0CompactionThreshold: 16,
+		// per CPU-second; 48 instead of 16 another 5% events/s and 19% per
+		// CPU-second with every key cached, and 23% per CPU-second at the
+		// same events/s with a third of them cached (lookups stay cheap
+		// through the filters). L0 tables are small: the values are in blob
+		// files.
+		L0CompactionThreshold: 48,
 		L0StopWritesThreshold: 1000,
 		Logger:                pebbleLogger{o.Logger.With().Str("component", "pebble").Logger()},
 	}
@@ -107,10 +111,15 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	// Best events (raw JSON, hundreds of bytes to MBs) go to blob files, so
 	// compactions move references instead of rewriting them (measured: 20%
-	// more events/s with 1.5 KB events at 1M keys).
+	// more events/s with 1.5 KB events at 1M keys). Every flush writes a blob
+	// file, and with keys spread uniformly every Lbase table references
+	// them all: a reference depth of 100 made compactions rewrite all values
+	// every few minutes (a fifth of their CPU); at 1000 they do not, and the
+	// garbage of superseded values is reclaimed by blob rewrites (age,
+	// garbage ratio). Measured: 8% more events/s.
 	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		return pebble.ValueSeparationPolicy{
-			Enabled: true, MinimumSize: 256, MaxBlobReferenceDepth: 100,
+			Enabled: true, MinimumSize: 256, MaxBlobReferenceDepth: 1000,
 			RewriteMinimumAge: 10 * time.Minute, TargetGarbageRatio: 0.5,
 		}
 	}
