@@ -99,7 +99,7 @@ func (c *keyCache) lookup(mk string, ref *cacheRef) ([]byte, bool) {
 // another key's entry of the same size at the same place.
 func TestKeyCacheStaleRef(t *testing.T) {
 	c := mustKeyCache(t, 4<<10)
-	key := func(i int) string { return fmt.Sprintf("\x00\x00\x00\x01key-%d", i) }
+	key := func(i int) string { return fmt.Sprintf("\x00\x00\x00\x01key-%03d", i) }
 	val := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
 	c.putEncoded(key(0), val(20, 'a'), nil) // at the ring's start
 	var ref cacheRef
@@ -110,17 +110,17 @@ func TestKeyCacheStaleRef(t *testing.T) {
 	if v, ok := c.lookup(key(0), &cacheRef{}); !ok || !bytes.Equal(v, val(20, 'b')) || c.head != uint64(3+len(key(0))+20) {
 		t.Fatalf("after an update in place: %q, %v, ring head %d", v, ok, c.head)
 	}
-	// Three other keys appended again and again (their size alternates, so
-	// never in place) until the ring wraps; the entry at the ring's start
-	// is then key 1's, of key 0's size, and key 0's index slot unchanged.
+	// Other keys, all of other buckets than key 0's (else one could take
+	// its index slot), each appended once with a value of key 0's size,
+	// until the ring has wrapped and overwritten key 0's entry: the entry
+	// at the ring's start is then another key's, of the same size.
+	bucket := func(k string) uint64 { return maphash.String(c.seed, k) & c.mask }
 	want := map[string][]byte{}
-	for i := 0; c.head < uint64(len(c.ring)); i++ {
-		k, v := key(1+i%3), val(21+i%2, byte('c'+i%20))
-		if c.head%uint64(len(c.ring))+uint64(3+len(k)+len(v)) > uint64(len(c.ring)) {
-			k, v = key(1), val(20, 'x')
+	for i := 1; c.tail == 0; i++ {
+		if k := key(i); bucket(k) != bucket(key(0)) {
+			c.putEncoded(k, val(20, byte('c'+i%20)), nil)
+			want[k] = val(20, byte('c'+i%20))
 		}
-		c.putEncoded(k, v, nil)
-		want[k] = v
 	}
 	if c.index[ref.slot] != ref.word {
 		t.Fatal("key 0's index slot was reused: the test proves nothing")
