@@ -90,20 +90,20 @@ type Engine struct {
 	ctl   chan func()
 
 	// Owned by the Run goroutine.
-	stage     *files.Stage
-	slots     map[state.Partition]*slot
-	slotOrder []*slot
-	nextSlot  state.Slot
-	parser    flatten.Parser
-	cache     *keyCache               // committed states of recently used keys
-	rejected  tableInfo               // of rejected files
-	encoded   []byte                  // the last step's key-state arena, reused
-	lastStep  *step                   // the last committed step (Flush reads what it sealed)
-	more      bool                    // the last step left due timers for the next
-	seqs      map[state.FileID]uint64 // next file seq, once read or allocated
-	forceSeal map[state.FileID]bool   // open files to seal in the next step
-	rows      []rowBuf                // per-table row buffers of emit
-	rejBuf    []byte
+	stage      *files.Stage
+	slots      map[state.Partition]*slot
+	slotOrder  []*slot
+	nextSlot   state.Slot
+	parser     flatten.Parser
+	cache      *keyCache               // committed states of recently used keys
+	rejected   tableInfo               // of rejected files
+	encoded    []byte                  // the last step's key-state arena, reused
+	lastSealed []state.Outbox          // what the last committed step sealed (Flush returns it)
+	more       bool                    // the last step left due timers for the next
+	seqs       map[state.FileID]uint64 // next file seq, once read or allocated
+	forceSeal  map[state.FileID]bool   // open files to seal in the next step
+	rows       []rowBuf                // per-table row buffers of emit
+	rejBuf     []byte
 
 	trace func(format string, args ...any) // tests: narrates decisions
 

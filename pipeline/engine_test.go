@@ -179,9 +179,9 @@ func (h *harness) step(batches []*nakadi.Batch, extra func(*step) error) string 
 		h.t.Fatal(err)
 	}
 	out := strings.Join(h.log, "\n")
-	if len(h.e.lastStep.sealed) > 0 {
+	if len(h.e.lastSealed) > 0 {
 		var names []string
-		for _, o := range h.e.lastStep.sealed {
+		for _, o := range h.e.lastSealed {
 			names = append(names, strings.Replace(o.Key, "."+h.db.WriterID()+".", ".W.", 1))
 		}
 		out += "\nsealed: " + strings.Join(names, ", ")

@@ -40,9 +40,7 @@ func (e *Engine) flush(ctx context.Context, eventType string) ([]state.Outbox, e
 		if err := e.runStep(ctx, nil, extra); err != nil {
 			return err
 		}
-		if e.lastStep != nil {
-			sealed = append(sealed, e.lastStep.sealed...)
-		}
+		sealed = append(sealed, e.lastSealed...)
 		return nil
 	}
 	for slices.ContainsFunc(e.slotList(), func(sl *slot) bool { return in(sl) && sl.closing }) {
@@ -70,8 +68,8 @@ func (e *Engine) SealAll(ctx context.Context) ([]state.Outbox, error) {
 			st.sealAll = "*"
 			return nil
 		})
-		if err == nil && e.lastStep != nil {
-			sealed = e.lastStep.sealed
+		if err == nil {
+			sealed = e.lastSealed
 		}
 		return err
 	})

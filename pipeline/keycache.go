@@ -129,17 +129,18 @@ func (c *keyCache) putEncoded(mk string, enc []byte, ref *cacheRef) {
 		return
 	}
 	n := entryHeader + len(mk) + len(enc)
-	// The entry get found is still mk's if its index slot is unchanged and
-	// the ring has not overwritten it since.
-	if ref != nil && ref.word != 0 && c.index[ref.slot] == ref.word {
-		if pos := ref.word&(1<<posBits-1) - 1; pos >= c.tail && c.entryLen(pos) == n {
-			copy(c.value(pos), enc)
-			runtime.KeepAlive(c)
-			return
-		}
-	}
 	h := maphash.String(c.seed, mk)
-	if slot, pos, ok := c.find(h, mk); ok {
+	// The entry get found is still mk's if its index slot is unchanged and
+	// the ring has not overwritten it since; else look it up.
+	slot, pos, ok := 0, uint64(0), false
+	if ref != nil && ref.word != 0 && c.index[ref.slot] == ref.word {
+		slot, pos = ref.slot, ref.word&(1<<posBits-1)-1
+		ok = pos >= c.tail
+	}
+	if !ok {
+		slot, pos, ok = c.find(h, mk)
+	}
+	if ok {
 		if c.entryLen(pos) == n {
 			copy(c.value(pos), enc) // same size: in place
 			runtime.KeepAlive(c)
@@ -150,7 +151,7 @@ func (c *keyCache) putEncoded(mk string, enc []byte, ref *cacheRef) {
 	if len(mk) >= padKey || n > maxEntry || n > len(c.ring)/4 {
 		return // not cacheable (and the old state is gone from the index)
 	}
-	pos := c.append(mk, enc, n)
+	pos = c.append(mk, enc, n)
 	c.index[c.victim(h)] = h>>posBits<<posBits | (pos + 1)
 	runtime.KeepAlive(c)
 }

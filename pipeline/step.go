@@ -20,7 +20,8 @@ type step struct {
 	now     int64
 	batch   *state.Batch
 	keys    map[string]*keyEntry
-	mk      []byte      // arena of the step's slot keys (never rewritten: entries' strings point into it)
+	mk      []byte      // arena of the step's slot keys: an entry's bytes are never rewritten (its strings point into them)
+	scratch []byte      // slot + key of a lookup
 	entries []keyEntry  // arena of the step's key entries
 	order   []*keyEntry // the step's keys (first-touch order; sorted at commit)
 	types   map[*eventType]bool
@@ -87,7 +88,7 @@ func (e *Engine) newStep(events int) *step {
 // applyStep applies jobs, extra (flush, ...) and due timers, then commits.
 func (e *Engine) applyStep(jobs []*job, extra func(*step) error) error {
 	start := time.Now()
-	e.lastStep = nil
+	e.lastSealed = nil
 	n := 0
 	for _, j := range jobs {
 		n += len(j.b.Events)
@@ -114,7 +115,7 @@ func (e *Engine) applyStep(jobs []*job, extra func(*step) error) error {
 		return err
 	}
 	e.more = st.more
-	e.lastStep = st
+	e.lastSealed = st.sealed
 	e.opts.Metrics.observeStep(st, time.Since(start))
 	return nil
 }
@@ -146,21 +147,20 @@ func (e *Engine) fromCache(st *step, ke *keyEntry) (hit bool, err error) {
 // entry returns the step's entry for a key; fresh is true when it was just
 // created (its state not loaded yet).
 func (st *step) entry(sl *slot, key []byte) (ke *keyEntry, fresh bool) {
-	n := len(st.mk)
-	if cap(st.mk)-n < 4+len(key) {
-		// A new arena; the old one stays as it is for the entries using it.
-		st.mk = make([]byte, 0, max(16<<10, 4+len(key)))
-		n = 0
-	}
-	st.mk = append(st.mk, byte(sl.id>>24), byte(sl.id>>16), byte(sl.id>>8), byte(sl.id))
-	st.mk = append(st.mk, key...)
-	mk := st.mk[n:len(st.mk):len(st.mk)]
-	if ke, ok := st.keys[string(mk)]; ok {
-		st.mk = st.mk[:n]
+	st.scratch = append(st.scratch[:0], byte(sl.id>>24), byte(sl.id>>16), byte(sl.id>>8), byte(sl.id))
+	st.scratch = append(st.scratch, key...)
+	if ke, ok := st.keys[string(st.scratch)]; ok {
 		return ke, false
 	}
+	if cap(st.mk)-len(st.mk) < len(st.scratch) {
+		// A new arena; the old one stays as it is for the entries using it.
+		st.mk = make([]byte, 0, max(16<<10, 2*cap(st.mk), len(st.scratch)))
+	}
+	n := len(st.mk)
+	st.mk = append(st.mk, st.scratch...)
+	mk := st.mk[n:len(st.mk):len(st.mk)]
 	if len(st.entries) == cap(st.entries) {
-		st.entries = make([]keyEntry, 0, max(64, cap(st.entries)))
+		st.entries = make([]keyEntry, 0, max(64, 2*cap(st.entries)))
 	}
 	st.entries = append(st.entries, keyEntry{slot: sl, slotKey: unsafe.String(&mk[0], len(mk)), key: mk[4:]})
 	ke = &st.entries[len(st.entries)-1]

@@ -101,7 +101,7 @@ func (b *Batch) DeleteTimer(kind TimerKind, slot Slot, deadline int64, key []byt
 
 // keyOf builds the key of a per-key record in the batch's scratch buffer.
 func (b *Batch) keyOf(tag byte, slot Slot, key []byte) []byte {
-	b.key = append(appendUint32(append(b.key[:0], tag), uint32(slot)), key...)
+	b.key = appendRecordKey(b.key[:0], tag, slot, key)
 	return b.key
 }
 
