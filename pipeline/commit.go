@@ -173,7 +173,7 @@ func (e *Engine) afterCommit(st *step) error {
 		switch {
 		case ke.dirty:
 			e.cache.putEncoded(ke.slotKey, ke.enc, &ke.ref)
-		case !ke.cached: // loaded from Pebble: cache it
+		case !ke.ref.found(): // loaded from Pebble: cache it
 			e.cache.put(ke.slotKey, &ke.st)
 		}
 	}

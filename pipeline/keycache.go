@@ -88,16 +88,27 @@ type cacheRef struct {
 	word uint64 // the index slot's value when found; 0: none
 }
 
-// get decodes a cached state into st and sets ref; hit is false on a miss.
-func (c *keyCache) get(mk string, st *compact.KeyState, ref *cacheRef) (hit bool, err error) {
+// found reports whether the ref was set by a hit.
+func (r cacheRef) found() bool { return r.word != 0 }
+
+// locate finds mk's entry and sets ref to it.
+func (c *keyCache) locate(mk string, ref *cacheRef) (pos uint64, ok bool) {
 	if c.ring == nil {
-		return false, nil
+		return 0, false
 	}
 	slot, pos, ok := c.find(maphash.String(c.seed, mk), mk)
+	if ok {
+		*ref = cacheRef{slot: slot, word: c.index[slot]}
+	}
+	return pos, ok
+}
+
+// get decodes a cached state into st and sets ref; hit is false on a miss.
+func (c *keyCache) get(mk string, st *compact.KeyState, ref *cacheRef) (hit bool, err error) {
+	pos, ok := c.locate(mk, ref)
 	if !ok {
 		return false, nil
 	}
-	*ref = cacheRef{slot: slot, word: c.index[slot]}
 	v := c.value(pos)
 	if len(v) == 0 {
 		*st = compact.KeyState{Hi: st.Hi[:0], HiEID: st.HiEID[:0]}
@@ -133,7 +144,7 @@ func (c *keyCache) putEncoded(mk string, enc []byte, ref *cacheRef) {
 	// The entry get found is still mk's if its index slot is unchanged and
 	// the ring has not overwritten it since; else look it up.
 	slot, pos, ok := 0, uint64(0), false
-	if ref != nil && ref.word != 0 && c.index[ref.slot] == ref.word {
+	if ref != nil && ref.found() && c.index[ref.slot] == ref.word {
 		slot, pos = ref.slot, ref.word&(1<<posBits-1)-1
 		ok = pos >= c.tail
 	}

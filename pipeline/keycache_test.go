@@ -83,14 +83,10 @@ func mustKeyCache(t *testing.T, size int64) *keyCache {
 
 // lookup returns the raw cached value of mk and sets ref like get.
 func (c *keyCache) lookup(mk string, ref *cacheRef) ([]byte, bool) {
-	if c.ring == nil {
-		return nil, false
-	}
-	slot, pos, ok := c.find(maphash.String(c.seed, mk), mk)
+	pos, ok := c.locate(mk, ref)
 	if !ok {
 		return nil, false
 	}
-	*ref = cacheRef{slot: slot, word: c.index[slot]}
 	return c.value(pos), true
 }
 

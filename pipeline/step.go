@@ -59,8 +59,7 @@ type keyEntry struct {
 	key        []byte
 	st         compact.KeyState
 	dirty      bool
-	cached     bool     // st came from the key cache
-	ref        cacheRef // where the key cache found st: the new state is put there
+	ref        cacheRef // where the key cache found st (zero: st did not come from it); the new state is put there
 	enc        []byte   // st encoded at commit (nil: deleted); valid after putKey
 	best       []byte   // best event set in this step (valid until commit)
 	bestOffset string
@@ -138,7 +137,6 @@ func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
 func (e *Engine) fromCache(st *step, ke *keyEntry) (hit bool, err error) {
 	hit, err = e.cache.get(ke.slotKey, &ke.st, &ke.ref)
 	if hit {
-		ke.cached = true
 		st.cacheHits++
 	}
 	return hit, err
