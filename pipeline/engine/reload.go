@@ -1,0 +1,49 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Roll is when open staging files are sealed.
+type Roll struct {
+	MaxBytes int64
+	MaxRows  int64 // 0 = no limit
+	MaxAge   time.Duration
+}
+
+// SetRoll changes the roll limits; files already open roll by the new limits
+// from the next step on.
+func (e *Engine) SetRoll(ctx context.Context, r Roll) error {
+	return e.Do(ctx, func() error {
+		e.opts.RollMaxBytes, e.opts.RollMaxRows, e.opts.RollMaxAge = r.MaxBytes, r.MaxRows, r.MaxAge
+		return nil
+	})
+}
+
+// AddEventType starts applying batches of a new event type (a config
+// reload). State the event type left behind earlier must have been shaped
+// the same way (its fingerprint is checked, as at start-up).
+func (e *Engine) AddEventType(ctx context.Context, t EventType) error {
+	return e.Do(ctx, func() error {
+		if _, ok := e.types[t.Name]; ok {
+			return fmt.Errorf("pipeline: event type %s is already configured", t.Name)
+		}
+		et := newEventType(t)
+		e.types[t.Name] = et
+		if err := e.checkFingerprints(); err != nil {
+			delete(e.types, t.Name)
+			return err
+		}
+		all, next, err := e.db.Slots()
+		if err == nil {
+			err = e.loadSlotsOf(et, all, next)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: loading slots of %s: %w", errBroken, t.Name, err)
+		}
+		e.publishStatus()
+		return nil
+	})
+}
