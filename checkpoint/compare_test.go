@@ -6,25 +6,25 @@ import (
 	"strings"
 	"testing"
 
-	"materializer/pipeline"
+	"materializer/pipeline/engine"
 	"materializer/pipeline/nakadi"
 )
 
 func TestCompareNamesEveryDifference(t *testing.T) {
 	m := &Manifest{ID: "ck", EventTypes: []EventType{
-		{Name: "a", Fingerprint: pipeline.Fingerprint([]string{"id"}, "version", "number"), Tables: []Table{
+		{Name: "a", Fingerprint: engine.Fingerprint([]string{"id"}, "version", "number"), Tables: []Table{
 			{Name: "t1", Columns: []string{"id:int", "v:int"}}, {Name: "gone", Columns: []string{"x:string"}},
 		}},
-		{Name: "old", Fingerprint: pipeline.Fingerprint([]string{"k"}, "", "arrival")},
+		{Name: "old", Fingerprint: engine.Fingerprint([]string{"k"}, "", "arrival")},
 	}}
 	if err := Compare(m, []EventType{m.EventTypes[0], m.EventTypes[1]}); err != nil {
 		t.Fatalf("same config: %v", err)
 	}
 	cfg := []EventType{
-		{Name: "a", Fingerprint: pipeline.Fingerprint([]string{"id", "shop"}, "version", "string"), Tables: []Table{
+		{Name: "a", Fingerprint: engine.Fingerprint([]string{"id", "shop"}, "version", "string"), Tables: []Table{
 			{Name: "t1", Columns: []string{"id:int", "v:string"}}, {Name: "new", Columns: []string{"y:int"}},
 		}},
-		{Name: "added", Fingerprint: pipeline.Fingerprint([]string{"k"}, "", "arrival")},
+		{Name: "added", Fingerprint: engine.Fingerprint([]string{"k"}, "", "arrival")},
 	}
 	err := Compare(m, cfg)
 	if !errors.Is(err, ErrMismatch) {

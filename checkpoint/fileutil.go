@@ -29,18 +29,6 @@ func writeFileSync(path string, data []byte) error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	defer func() { _ = d.Close() }()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("checkpoint: fsync %s: %w", dir, err)
-	}
-	return nil
-}
-
 // linkOrCopy hard-links src to dst, copying when links are not possible
 // (another file system). It returns os.ErrNotExist when src is gone.
 func linkOrCopy(src, dst string) error {

@@ -3,6 +3,8 @@ package checkpoint
 import (
 	"errors"
 	"fmt"
+	"materializer/internal/datadir"
+	"materializer/internal/fsync"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,7 +19,7 @@ import (
 // committed lengths, drops links the state does not name, hashes every
 // file and writes the manifest, last.
 func (t *Taker) finish(s *snapshot) (*Manifest, error) {
-	v, err := readState(filepath.Join(s.dir, "state"), t.o.EventTypes)
+	v, err := readState(datadir.State(s.dir), t.o.EventTypes)
 	if err != nil {
 		return nil, err
 	}
@@ -25,7 +27,7 @@ func (t *Taker) finish(s *snapshot) (*Manifest, error) {
 		Format: FormatVersion, ID: s.id, Created: s.created.UTC(), Writer: v.writer, StateFormat: state.FormatVersion,
 		PauseNanos: s.pause.Nanoseconds(), EventTypes: v.eventTypes, Cursors: v.cursors,
 	}
-	known, err := t.cutStaging(filepath.Join(s.dir, "staging"), v, m)
+	known, err := t.cutStaging(datadir.Staging(s.dir), v, m)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +82,7 @@ func (t *Taker) cutStaging(staging string, v *stateView, m *Manifest) (map[strin
 			}
 		}
 	}
-	return known, syncDir(staging)
+	return known, fsync.Dir(staging)
 }
 
 // linkLate links a live staging file to link unless the pause did.
@@ -113,14 +115,14 @@ func (t *Taker) hashFiles(dir string, known map[string]File) ([]File, int64, err
 	prev, prevDir := t.previous(filepath.Base(dir))
 	var out []File
 	var hashed int64
-	for _, sub := range []string{"state", "staging"} {
+	for _, sub := range []string{datadir.StateName, datadir.StagingName} {
 		entries, err := os.ReadDir(filepath.Join(dir, sub))
 		if err != nil {
 			return nil, 0, fmt.Errorf("checkpoint: %w", err)
 		}
 		for _, e := range entries {
 			rel := sub + "/" + e.Name()
-			if e.Name() == "LOCK" || !e.Type().IsRegular() {
+			if e.Name() == datadir.LockName || !e.Type().IsRegular() {
 				continue // Pebble's lock file of the read-only open
 			}
 			f, ok := known[rel]

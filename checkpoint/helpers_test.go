@@ -12,9 +12,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"materializer/pipeline"
+	"materializer/pipeline/blobstore"
 	"materializer/pipeline/compact"
-	"materializer/pipeline/deliver"
+	"materializer/pipeline/engine"
 	"materializer/pipeline/files"
 	"materializer/state"
 )
@@ -68,7 +68,7 @@ func testTables() []Table {
 }
 
 func testEventTypes() []EventType {
-	return []EventType{{Name: testET, Fingerprint: pipeline.Fingerprint([]string{"article_id"}, "version", "number"), Tables: testTables()}}
+	return []EventType{{Name: testET, Fingerprint: engine.Fingerprint([]string{"article_id"}, "version", "number"), Tables: testTables()}}
 }
 
 func (f *fixture) setup() {
@@ -109,7 +109,7 @@ func (f *fixture) addKeys(n int) {
 	for i := 0; i < n; i++ {
 		f.nextKey++
 		key := compact.AppendKeyPart(nil, []byte(fmt.Sprintf("article-%09d", f.nextKey)))
-		b.PutKeyState(1, key, &compact.KeyState{HasHi: true, Hi: []byte{1, byte(f.nextKey)}, HiEID: []byte("eid"), ClosedAt: 1})
+		b.PutKeyState(1, key, (&compact.KeyState{HasHi: true, Hi: []byte{1, byte(f.nextKey)}, HiEID: []byte("eid"), ClosedAt: 1}).AppendEncoded(nil))
 	}
 	if err := b.Commit(true); err != nil {
 		f.t.Fatal(err)
@@ -140,7 +140,7 @@ func (f *fixture) take(tk *Taker) *Result {
 // fileRemote is a Remote on a file:// directory.
 func fileRemote(t *testing.T, dir string, o RemoteOptions) *Remote {
 	t.Helper()
-	store, err := deliver.Open(context.Background(), "file://"+dir, deliver.Options{})
+	store, err := blobstore.Open(context.Background(), "file://"+dir, blobstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

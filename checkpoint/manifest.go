@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"materializer/internal/datadir"
+	"materializer/internal/fsync"
 	"os"
 	"path/filepath"
 	"sort"
@@ -30,8 +32,6 @@ var (
 	// ErrMismatch: the checkpoint was taken under a config that shapes
 	// state differently from the one given.
 	ErrMismatch = errors.New("checkpoint: config does not match the checkpoint")
-	// ErrDataDirInUse: a daemon holds the data dir's lock.
-	ErrDataDirInUse = errors.New("checkpoint: data dir in use")
 	// ErrRestorePending: a restore swapped the data dir in but has not
 	// reset the Nakadi cursors yet.
 	ErrRestorePending = errors.New("checkpoint: restore pending")
@@ -163,7 +163,7 @@ func decodeManifest(data []byte) (*Manifest, error) {
 // safeRel accepts "state/x" and "staging/x" with a plain file name.
 func safeRel(p string) bool {
 	dir, name, ok := strings.Cut(p, "/")
-	return ok && (dir == "state" || dir == "staging") && name != "" && name != "." && name != ".." &&
+	return ok && (dir == datadir.StateName || dir == datadir.StagingName) && name != "" && name != "." && name != ".." &&
 		!strings.ContainsAny(name, "/\\\x00")
 }
 
@@ -183,7 +183,7 @@ func writeManifest(dir string, m *Manifest) error {
 	if err := os.Rename(tmp, filepath.Join(dir, ManifestName)); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	return syncDir(dir)
+	return fsync.Dir(dir)
 }
 
 // ReadManifest reads the manifest of the local checkpoint in dir.

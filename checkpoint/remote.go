@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"materializer/internal/datadir"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,7 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"materializer/pipeline/deliver"
+	"materializer/pipeline/blobstore"
 )
 
 // Remote layout under the [checkpoint] url:
@@ -43,15 +44,15 @@ type RemoteOptions struct {
 	Now   func() time.Time
 }
 
-// Remote is the remote copy of checkpoints in a deliver.Blobstore (s3://
+// Remote is the remote copy of checkpoints in a blobstore.Store (s3://
 // or file://).
 type Remote struct {
-	store deliver.Blobstore
+	store blobstore.Store
 	o     RemoteOptions
 }
 
 // NewRemote returns a Remote over store.
-func NewRemote(store deliver.Blobstore, o RemoteOptions) *Remote {
+func NewRemote(store blobstore.Store, o RemoteOptions) *Remote {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
@@ -110,7 +111,7 @@ func (r *Remote) Upload(ctx context.Context, dir string, m *Manifest) (UploadSta
 	}
 	data := encodeManifest(m)
 	if _, err := r.store.Put(ctx, manifestKey(m.ID), bytes.NewReader(data), int64(len(data)),
-		deliver.PutMeta{ContentType: "application/json"}); err != nil {
+		blobstore.PutMeta{ContentType: "application/json"}); err != nil {
 		return st, fmt.Errorf("checkpoint: upload manifest %s: %w", m.ID, err)
 	}
 	st.Bytes += int64(len(data))
@@ -125,7 +126,7 @@ func (r *Remote) putFile(ctx context.Context, path string, f File) error {
 		return fmt.Errorf("checkpoint: upload %s: %w", f.Path, err)
 	}
 	defer func() { _ = src.Close() }()
-	stored, err := r.store.Put(ctx, objectKey(f.SHA256), src, f.Size, deliver.PutMeta{ContentType: "application/octet-stream"})
+	stored, err := r.store.Put(ctx, objectKey(f.SHA256), src, f.Size, blobstore.PutMeta{ContentType: "application/octet-stream"})
 	if err != nil {
 		return fmt.Errorf("checkpoint: upload %s: %w", f.Path, err)
 	}
@@ -136,7 +137,7 @@ func (r *Remote) putFile(ctx context.Context, path string, f File) error {
 }
 
 // objects returns every object key with its size.
-func (r *Remote) objects(ctx context.Context) ([]deliver.ObjectInfo, error) {
+func (r *Remote) objects(ctx context.Context) ([]blobstore.ObjectInfo, error) {
 	list, err := r.store.List(ctx, objectsPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: list remote objects: %w", err)
@@ -145,7 +146,7 @@ func (r *Remote) objects(ctx context.Context) ([]deliver.ObjectInfo, error) {
 }
 
 // sizes maps the listed objects' keys to their sizes.
-func sizes(objects []deliver.ObjectInfo) map[string]int64 {
+func sizes(objects []blobstore.ObjectInfo) map[string]int64 {
 	out := make(map[string]int64, len(objects))
 	for _, o := range objects {
 		out[o.Key] = o.Size
@@ -159,7 +160,7 @@ func (r *Remote) Manifest(ctx context.Context, id string) (*Manifest, error) {
 		return nil, err
 	}
 	rc, err := r.store.Get(ctx, manifestKey(id))
-	if errors.Is(err, deliver.ErrNotFound) {
+	if errors.Is(err, blobstore.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, r.url(id))
 	}
 	if err != nil {
@@ -200,7 +201,7 @@ type listed struct {
 // its objects, so every manifest it sees has its objects in the listing
 // (reusing the older listing of an upload would break that when another
 // daemon writes to the same store).
-func (r *Remote) list(ctx context.Context) ([]listed, []deliver.ObjectInfo, error) {
+func (r *Remote) list(ctx context.Context) ([]listed, []blobstore.ObjectInfo, error) {
 	ids, err := r.manifestIDs(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -291,7 +292,7 @@ func (r *Remote) Prune(ctx context.Context, keep int) (PruneStats, error) {
 
 // collect removes the listed objects that are unreferenced and older than
 // the grace period (what was uploaded since the listing is younger).
-func (r *Remote) collect(ctx context.Context, objects []deliver.ObjectInfo, referenced map[string]bool, st *PruneStats) error {
+func (r *Remote) collect(ctx context.Context, objects []blobstore.ObjectInfo, referenced map[string]bool, st *PruneStats) error {
 	cutoff := r.o.Now().Add(-r.o.Grace)
 	for _, o := range objects {
 		if referenced[o.Key] || o.LastModified.After(cutoff) {
@@ -308,7 +309,7 @@ func (r *Remote) collect(ctx context.Context, objects []deliver.ObjectInfo, refe
 // Fetch downloads the checkpoint m into dst (state/ and staging/),
 // verifying every object's size and sha256 while it streams.
 func (r *Remote) Fetch(ctx context.Context, m *Manifest, dst string) error {
-	for _, sub := range []string{"state", "staging"} {
+	for _, sub := range []string{datadir.StateName, datadir.StagingName} {
 		if err := os.MkdirAll(filepath.Join(dst, sub), 0o750); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
@@ -323,7 +324,7 @@ func (r *Remote) Fetch(ctx context.Context, m *Manifest, dst string) error {
 
 func (r *Remote) fetchFile(ctx context.Context, f File, path string) error {
 	rc, err := r.store.Get(ctx, objectKey(f.SHA256))
-	if errors.Is(err, deliver.ErrNotFound) {
+	if errors.Is(err, blobstore.ErrNotFound) {
 		return fmt.Errorf("%w: object of %s (%s) is missing", ErrInvalid, f.Path, objectKey(f.SHA256))
 	}
 	if err != nil {

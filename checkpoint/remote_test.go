@@ -11,9 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"materializer/pipeline/compact"
-	"materializer/pipeline/deliver"
-	"materializer/pipeline/deliver/s3test"
+	"materializer/internal/s3test"
+	"materializer/pipeline/blobstore"
 	"materializer/state"
 )
 
@@ -21,7 +20,7 @@ import (
 func s3Remote(t *testing.T, srv s3test.Server, prefix string, o RemoteOptions) *Remote {
 	t.Helper()
 	id, secret := srv.CredFiles(t)
-	store, err := deliver.Open(context.Background(), srv.URL(prefix), deliver.Options{
+	store, err := blobstore.Open(context.Background(), srv.URL(prefix), blobstore.Options{
 		Endpoint: srv.Endpoint, AccessKeyIDFile: id, SecretAccessKeyFile: secret, Logger: zerolog.Nop(),
 	})
 	if err != nil {
@@ -253,7 +252,7 @@ func TestRemoteRestoreVersity(t *testing.T) {
 	}
 	defer db.Close()
 	n := 0
-	if err := db.Keys(1, func([]byte, *compact.KeyState) error { n++; return nil }); err != nil || n != f.nextKey {
+	if err := db.Keys(1, func(_, _ []byte) error { n++; return nil }); err != nil || n != f.nextKey {
 		t.Errorf("restored %d keys, want %d (%v)", n, f.nextKey, err)
 	}
 	c, _ := db.Counters(testET)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"materializer/internal/datadir"
+	"materializer/internal/fsync"
 	"os"
 	"path/filepath"
 	"time"
@@ -43,7 +45,7 @@ type Staged struct {
 	Dir      string
 	Manifest *Manifest
 	From     Info
-	lock     *os.File // flock on Dir/LOCK: the data dir's lock once swapped in
+	lock     *datadir.Lock // Dir/LOCK: the data dir's lock once swapped in
 }
 
 // Stage copies checkpoint id ("latest": the newest valid one) into a new
@@ -116,7 +118,7 @@ func (s Source) stageOne(ctx context.Context, c Info, dataDir string, now time.T
 		err = s.Remote.Fetch(ctx, m, st.Dir)
 	}
 	if err == nil {
-		_, err = readState(filepath.Join(st.Dir, "state"), nil) // Pebble opens it
+		_, err = readState(datadir.State(st.Dir), nil) // Pebble opens it
 	}
 	if err != nil {
 		st.Discard()
@@ -134,7 +136,7 @@ func newStaged(dataDir string, now time.Time) (*Staged, error) {
 	if err := os.Mkdir(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	lock, err := lockFile(filepath.Join(dir, "LOCK"), true)
+	lock, err := datadir.Create(dir)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -144,7 +146,7 @@ func newStaged(dataDir string, now time.Time) (*Staged, error) {
 
 // copyLocal copies a local checkpoint's files, verifying each.
 func copyLocal(src string, m *Manifest, dst string) error {
-	for _, sub := range []string{"state", "staging"} {
+	for _, sub := range []string{datadir.StateName, datadir.StagingName} {
 		if err := os.MkdirAll(filepath.Join(dst, sub), 0o750); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
@@ -173,7 +175,7 @@ func (st *Staged) Discard() {
 // Release drops the lock the staged directory holds.
 func (st *Staged) Release() {
 	if st.lock != nil {
-		_ = st.lock.Close()
+		_ = st.lock.Release()
 		st.lock = nil
 	}
 }
@@ -195,7 +197,7 @@ type Prepared struct {
 // repeated upload finds the same object and a repeated notice is
 // de-duplicated by its id.
 func (st *Staged) Prepare(writer string) (*Prepared, error) {
-	db, err := state.Open(filepath.Join(st.Dir, "state"), state.Options{Logger: zerolog.Nop()})
+	db, err := state.Open(datadir.State(st.Dir), state.Options{Logger: zerolog.Nop()})
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +217,7 @@ func (st *Staged) Prepare(writer string) (*Prepared, error) {
 	if err := db.SetWriterID(writer); err != nil {
 		return nil, err
 	}
-	return p, syncDir(filepath.Join(st.Dir, "staging"))
+	return p, fsync.Dir(datadir.Staging(st.Dir))
 }
 
 func (st *Staged) renameOpen(db *state.DB, b *state.Batch, p *Prepared) error {
@@ -223,7 +225,7 @@ func (st *Staged) renameOpen(db *state.DB, b *state.Batch, p *Prepared) error {
 	if err != nil {
 		return err
 	}
-	staging := filepath.Join(st.Dir, "staging")
+	staging := datadir.Staging(st.Dir)
 	for _, f := range open {
 		fi, err := os.Stat(filepath.Join(staging, f.Name))
 		if err != nil || fi.Size() != f.Length {
@@ -255,7 +257,7 @@ func (st *Staged) dropDelivered(db *state.DB, b *state.Batch, p *Prepared) error
 			p.Delivered = append(p.Delivered, o.Name)
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(st.Dir, "staging", o.Name)); err != nil {
+		if _, err := os.Stat(filepath.Join(datadir.Staging(st.Dir), o.Name)); err != nil {
 			return fmt.Errorf("%w: sealed staging file %s is missing", ErrInvalid, o.Name)
 		}
 	}

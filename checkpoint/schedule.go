@@ -1,135 +1,115 @@
-package main
+package checkpoint
 
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"materializer/checkpoint"
-	"materializer/conf"
-	"materializer/pipeline"
-	"materializer/pipeline/deliver"
+	"materializer/internal/datadir"
+	"materializer/pipeline/blobstore"
+	"materializer/state"
 )
 
-// checkpointer takes periodic and on-demand checkpoints of a running
-// pipeline (DESIGN.md §10; package checkpoint does the work).
-type checkpointer interface {
-	// Run takes periodic checkpoints until ctx ends. It first copies the
-	// newest local checkpoint to the remote store if that lacks it.
-	Run(ctx context.Context) error
-	// Take takes a checkpoint now and describes it.
-	Take(ctx context.Context) (any, error)
-	// List lists local and remote checkpoints, newest first.
-	List(ctx context.Context) (any, error)
-	// Shutdown takes one more checkpoint of the drained pipeline when
-	// checkpoint.on_shutdown is set: every component has stopped, the
-	// state is still open. It keeps within the drain budget.
-	Shutdown()
-	// EventTypeAdded tells of an event type a reload started.
-	EventTypeAdded(et pipeline.EventType)
+// ScheduleOptions configure a Schedule. Its caller (the pipeline) hands it
+// the narrow services it needs, so this package never imports the pipeline.
+type ScheduleOptions struct {
+	DataDir    string
+	Interval   time.Duration // 0: no periodic checkpoints
+	Keep       int
+	URL        string        // remote copy ("" = none): s3:// or file://
+	OnShutdown bool          // one more checkpoint after a clean stop
+	Drain      time.Duration // the stop's budget (daemon.drain_timeout)
+	DB         *state.DB
+	EventTypes []EventType
+	// OpenStore opens the remote store of URL (s3:// with the [storage]
+	// section's region, endpoint, credentials and encryption).
+	OpenStore func(url string) (blobstore.Store, error)
+	// Quiesce pauses the state writer between two steps (engine.Engine.Do).
+	Quiesce Quiesce
+	// Recovered reports whether the state writer finished its recovery;
+	// periodic checkpoints wait for it.
+	Recovered func() bool
+
+	Now        func() time.Time
+	Logger     zerolog.Logger
+	Registerer prometheus.Registerer
 }
 
-// pipelineCheckpointer is the checkpointer of the real pipeline.
-type pipelineCheckpointer struct {
-	e       *engine
-	cfg     conf.Checkpoint
-	drain   time.Duration
+// Schedule takes periodic and on-demand checkpoints of a running pipeline.
+type Schedule struct {
+	o       ScheduleOptions
 	log     zerolog.Logger
-	taker   *checkpoint.Taker
-	source  checkpoint.Source
+	taker   *Taker
+	source  Source
 	openErr error        // the remote store's URL or options are unusable
 	stopped atomic.Int64 // unix ns when Run's ctx ended (the drain began)
 
 	mu    sync.Mutex
-	types []checkpoint.EventType
+	types []EventType
 }
 
-// newCheckpointer is called once the engine is built (state open).
-// types are the engine's compiled event types.
-func newCheckpointer(e *engine, types []pipeline.EventType) checkpointer {
-	c := &pipelineCheckpointer{
-		e: e, cfg: e.cfg.Checkpoint, drain: e.cfg.Daemon.DrainTimeout.Duration(),
-		log: e.log.With().Str("component", "checkpointer").Logger(),
+// NewSchedule prepares a schedule; the state must be open.
+func NewSchedule(o ScheduleOptions) *Schedule {
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	for _, pet := range types {
-		c.types = append(c.types, checkpointEventType(pet))
-	}
-	dataDir := e.cfg.Daemon.DataDir
-	c.source.LocalDir = filepath.Join(dataDir, "checkpoints")
-	if c.cfg.URL != "" {
-		store, err := openCheckpointStore(e.cfg, c.cfg.URL, e.log)
+	s := &Schedule{o: o, log: o.Logger.With().Str("component", "checkpoint").Logger(), types: o.EventTypes}
+	s.source.LocalDir = datadir.Checkpoints(o.DataDir)
+	if o.URL != "" {
+		store, err := o.OpenStore(o.URL)
 		if err != nil {
-			c.openErr = fmt.Errorf("checkpoint.url: %w", err)
+			s.openErr = fmt.Errorf("checkpoint.url: %w", err)
 		} else {
-			c.source.Remote = checkpoint.NewRemote(store, checkpoint.RemoteOptions{Now: e.now})
+			s.source.Remote = NewRemote(store, RemoteOptions{Now: o.Now})
 		}
 	}
-	c.taker = checkpoint.NewTaker(checkpoint.Options{
-		Dir: c.source.LocalDir, StagingDir: filepath.Join(dataDir, "staging"), DB: e.db, EventTypes: c.types,
-		Keep: c.cfg.Keep, Remote: c.source.Remote, Now: e.now, Logger: e.log, Registerer: e.reg,
+	s.taker = NewTaker(Options{
+		Dir: s.source.LocalDir, StagingDir: datadir.Staging(o.DataDir), DB: o.DB, EventTypes: s.types,
+		Keep: o.Keep, Remote: s.source.Remote, Now: o.Now, Logger: o.Logger, Registerer: o.Registerer,
 	})
-	return c
+	return s
 }
 
-// openCheckpointStore opens the remote checkpoint store: s3:// uses the
-// [storage] section's region, endpoint, credentials and encryption.
-func openCheckpointStore(cfg *conf.Config, url string, log zerolog.Logger) (deliver.Blobstore, error) {
-	return deliver.Open(context.Background(), url, storeOptions(cfg.Storage, log))
-}
-
-// checkpointEventType is what a manifest records of an event type's
-// config: its state fingerprint and its tables' columns.
-func checkpointEventType(pet pipeline.EventType) checkpoint.EventType {
-	et := checkpoint.EventType{Name: pet.Name, Fingerprint: pet.Fingerprint}
-	for _, t := range pet.Mapping.Tables() {
-		tab := checkpoint.Table{Name: t.Name}
-		for _, col := range t.Columns {
-			tab.Columns = append(tab.Columns, col.Name+":"+string(col.Type))
-		}
-		et.Tables = append(et.Tables, tab)
+// Run takes periodic checkpoints until ctx ends. It first copies the
+// newest local checkpoint to the remote store if that lacks it.
+func (s *Schedule) Run(ctx context.Context) error {
+	if s.openErr != nil {
+		return s.openErr
 	}
-	return et
-}
-
-func (c *pipelineCheckpointer) Run(ctx context.Context) error {
-	if c.openErr != nil {
-		return c.openErr
-	}
-	defer func() { c.stopped.Store(time.Now().UnixNano()) }()
-	if !c.waitRecovered(ctx) {
+	defer func() { s.stopped.Store(time.Now().UnixNano()) }()
+	if !s.waitRecovered(ctx) {
 		return nil
 	}
-	if err := c.taker.Sync(ctx); err != nil && ctx.Err() == nil {
-		c.log.Warn().Err(err).Msg("copying the newest local checkpoint to the remote store failed")
+	if err := s.taker.Sync(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn().Err(err).Msg("copying the newest local checkpoint to the remote store failed")
 	}
-	interval := c.cfg.Interval.Duration()
-	if interval <= 0 {
+	if s.o.Interval <= 0 {
 		<-ctx.Done()
 		return nil
 	}
-	tick := time.NewTicker(interval)
+	tick := time.NewTicker(s.o.Interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			if _, err := c.taker.Take(ctx, c.e.eng.Do); err != nil && ctx.Err() == nil {
-				c.log.Error().Err(err).Msg("periodic checkpoint failed")
+			if _, err := s.taker.Take(ctx, s.o.Quiesce); err != nil && ctx.Err() == nil {
+				s.log.Error().Err(err).Msg("periodic checkpoint failed")
 			}
 		}
 	}
 }
 
-func (c *pipelineCheckpointer) waitRecovered(ctx context.Context) bool {
+func (s *Schedule) waitRecovered(ctx context.Context) bool {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	for !c.e.eng.Recovered() {
+	for !s.o.Recovered() {
 		select {
 		case <-ctx.Done():
 			return false
@@ -139,48 +119,52 @@ func (c *pipelineCheckpointer) waitRecovered(ctx context.Context) bool {
 	return true
 }
 
-func (c *pipelineCheckpointer) Take(ctx context.Context) (any, error) {
-	if c.openErr != nil {
-		return nil, c.openErr
+// Take takes a checkpoint now.
+func (s *Schedule) Take(ctx context.Context) (*Result, error) {
+	if s.openErr != nil {
+		return nil, s.openErr
 	}
-	return c.taker.Take(ctx, c.e.eng.Do)
+	return s.taker.Take(ctx, s.o.Quiesce)
 }
 
-func (c *pipelineCheckpointer) List(ctx context.Context) (any, error) {
-	if c.openErr != nil {
-		return nil, c.openErr
+// List lists local and remote checkpoints, newest first.
+func (s *Schedule) List(ctx context.Context) ([]Info, error) {
+	if s.openErr != nil {
+		return nil, s.openErr
 	}
-	list, err := c.source.List(ctx)
+	list, err := s.source.List(ctx)
 	if list == nil {
-		list = []checkpoint.Info{}
+		list = []Info{}
 	}
 	return list, err
 }
 
-// Shutdown runs after every component stopped; the remote copy gets what
-// is left of three quarters of the drain budget (an upload cut short is
-// finished by the next start's Sync).
-func (c *pipelineCheckpointer) Shutdown() {
-	if !c.cfg.OnShutdown || c.openErr != nil {
+// Shutdown takes one more checkpoint of the drained pipeline when
+// checkpoint.on_shutdown is set: every component has stopped, the state is
+// still open. The remote copy gets what is left of three quarters of the
+// drain budget (an upload cut short is finished by the next start's Sync).
+func (s *Schedule) Shutdown() {
+	if !s.o.OnShutdown || s.openErr != nil {
 		return
 	}
-	start := time.Unix(0, c.stopped.Load())
-	if c.stopped.Load() == 0 {
+	start := time.Unix(0, s.stopped.Load())
+	if s.stopped.Load() == 0 {
 		start = time.Now()
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), start.Add(c.drain*3/4))
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(s.o.Drain*3/4))
 	defer cancel()
-	res, err := c.taker.Take(ctx, checkpoint.Now)
+	res, err := s.taker.Take(ctx, Now)
 	if err != nil {
-		c.log.Error().Err(err).Msg("shutdown checkpoint failed")
+		s.log.Error().Err(err).Msg("shutdown checkpoint failed")
 		return
 	}
-	c.log.Info().Str("id", res.ID).Str("remote_error", res.RemoteError).Msg("shutdown checkpoint taken")
+	s.log.Info().Str("id", res.ID).Str("remote_error", res.RemoteError).Msg("shutdown checkpoint taken")
 }
 
-func (c *pipelineCheckpointer) EventTypeAdded(pet pipeline.EventType) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.types = append(c.types, checkpointEventType(pet))
-	c.taker.SetEventTypes(c.types)
+// EventTypeAdded records an event type a reload started.
+func (s *Schedule) EventTypeAdded(et EventType) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.types = append(s.types, et)
+	s.taker.SetEventTypes(s.types)
 }

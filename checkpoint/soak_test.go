@@ -163,7 +163,7 @@ func (w *soakWriter) fill() {
 				st.Open, st.OpenedAt, st.LastAt = true, 1, 1
 				b.PutBest(1, k, "001-0001-000000000000000001", best)
 			}
-			b.PutKeyState(1, k, &st)
+			b.PutKeyState(1, k, st.AppendEncoded(nil))
 			b.PutTimer(state.ExpiryTimer, 1, int64(1_000_000+i), k)
 		}
 		if err := b.Commit(false); err != nil {
@@ -210,7 +210,7 @@ func (w *soakWriter) step(chunk []byte, offset int64) {
 	for range soakStep {
 		i := w.rng.IntN(w.keys)
 		st := compact.KeyState{HasHi: true, Hi: []byte{2, byte(offset), byte(i)}, HiEID: []byte("00000000-0000-4000-8000-000000000002"), ClosedAt: offset}
-		b.PutKeyState(1, soakKey(i), &st)
+		b.PutKeyState(1, soakKey(i), st.AppendEncoded(nil))
 	}
 	for i := range w.files {
 		f := &w.files[i]

@@ -4,47 +4,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"materializer/internal/datadir"
+	"materializer/internal/fsync"
 	"os"
 	"path/filepath"
 	"time"
-
-	"materializer/state"
 )
-
-// lockFile opens (creating when create is set) path and takes an exclusive
-// flock on it without waiting: the lock `materializer run` holds on
-// DATA_DIR/LOCK. ErrDataDirInUse names the holder's PID when the file has it.
-func lockFile(path string, create bool) (*os.File, error) {
-	f, err := state.Flock(path, create)
-	var locked *state.LockedError
-	switch {
-	case errors.As(err, &locked):
-		return nil, fmt.Errorf("%w: %s is locked by %s: stop the daemon first", ErrDataDirInUse, path, locked.Holder)
-	case err != nil:
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	return f, nil
-}
-
-// LockDataDir takes the data dir's lock so that no daemon starts during a
-// restore; ErrDataDirInUse while a daemon runs. A data dir without a LOCK
-// file (or none at all) has nothing to lock: release is then a no-op.
-func LockDataDir(dataDir string) (release func(), err error) {
-	f, err := lockFile(filepath.Join(dataDir, "LOCK"), false)
-	if errors.Is(err, os.ErrNotExist) {
-		return func() {}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return func() { _ = f.Close() }, nil
-}
 
 // PendingName is the marker a restore leaves in the data dir until the
 // Nakadi cursors are reset: `materializer run` refuses to start while it
 // exists (the subscription would resume after the lost daemon's cursors
 // and skip the events between).
-const PendingName = "RESTORE-PENDING.json"
+const PendingName = datadir.PendingName
 
 // Pending is the cursor reset a restore still has to do.
 type Pending struct {
@@ -84,7 +55,7 @@ func ClearPending(dataDir string) error {
 	if err := os.Remove(filepath.Join(dataDir, PendingName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	return syncDir(dataDir)
+	return fsync.Dir(dataDir)
 }
 
 // SwapIn puts the staged, prepared checkpoint in place of dataDir: it
@@ -99,7 +70,7 @@ func (st *Staged) SwapIn(dataDir string, p *Pending, now time.Time) (string, err
 	if err := writeFileSync(filepath.Join(st.Dir, PendingName), append(data, '\n')); err != nil {
 		return "", err
 	}
-	if err := syncDir(st.Dir); err != nil {
+	if err := fsync.Dir(st.Dir); err != nil {
 		return "", err
 	}
 	if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
@@ -107,11 +78,11 @@ func (st *Staged) SwapIn(dataDir string, p *Pending, now time.Time) (string, err
 			return "", fmt.Errorf("checkpoint: %w", err)
 		}
 		st.Dir = dataDir
-		return "", syncDir(filepath.Dir(dataDir))
+		return "", fsync.Dir(filepath.Dir(dataDir))
 	}
-	old := filepath.Join(dataDir, "checkpoints")
+	old := datadir.Checkpoints(dataDir)
 	if _, err := os.Stat(old); err == nil {
-		if err := os.Rename(old, filepath.Join(st.Dir, "checkpoints")); err != nil {
+		if err := os.Rename(old, datadir.Checkpoints(st.Dir)); err != nil {
 			return "", fmt.Errorf("checkpoint: move local checkpoints: %w", err)
 		}
 	}
@@ -120,7 +91,7 @@ func (st *Staged) SwapIn(dataDir string, p *Pending, now time.Time) (string, err
 		return "", err
 	}
 	st.Dir = dataDir
-	return aside, syncDir(filepath.Dir(dataDir))
+	return aside, fsync.Dir(filepath.Dir(dataDir))
 }
 
 // renameTwice is the swap without an atomic exchange: between the two

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"materializer/internal/datadir"
 	"os"
 	"path/filepath"
 	"sync"
@@ -115,7 +116,7 @@ func (t *Taker) Take(ctx context.Context, quiesce Quiesce) (*Result, error) {
 	}
 	res.Took = time.Since(start)
 	t.m.duration.Observe(res.Took.Seconds())
-	t.log.Info().Str("id", res.ID).Dur("pause", res.Pause).Dur("took", res.Took).Int64("bytes", res.Size).
+	t.log.Info().Str("id", res.ID).Stringer("pause", res.Pause).Stringer("took", res.Took).Int64("bytes", res.Size).
 		Int("files", res.Files).Str("remote_error", res.RemoteError).Msg("checkpoint taken")
 	return res, nil
 }
@@ -149,7 +150,7 @@ func (t *Taker) attempt(ctx context.Context, quiesce Quiesce) (*Result, error) {
 	}
 	err = quiesce(ctx, func() error { return t.snapshot(s) })
 	if err == nil {
-		err = t.o.DB.Checkpoint(filepath.Join(s.dir, "state"))
+		err = t.o.DB.Checkpoint(datadir.State(s.dir))
 	}
 	if err == nil {
 		var m *Manifest
@@ -175,7 +176,7 @@ func (t *Taker) prepare() (*snapshot, error) {
 		}
 		created = created.Add(time.Millisecond)
 	}
-	if err := os.MkdirAll(filepath.Join(s.dir, "staging"), 0o750); err != nil {
+	if err := os.MkdirAll(datadir.Staging(s.dir), 0o750); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	return s, nil
@@ -208,7 +209,7 @@ func (t *Taker) snapshot(s *snapshot) error {
 	if err != nil {
 		return err
 	}
-	staging := filepath.Join(s.dir, "staging")
+	staging := datadir.Staging(s.dir)
 	for _, f := range open {
 		if err := linkOrCopy(filepath.Join(t.o.StagingDir, f.Name), filepath.Join(staging, openPrefix+f.Name)); err != nil {
 			return fmt.Errorf("checkpoint: open staging file %s: %w", f.Name, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"materializer/internal/datadir"
 	"materializer/pipeline/files"
 	"materializer/state"
 )
@@ -97,11 +98,11 @@ func TestRestoreKeepsOldDataDirAside(t *testing.T) {
 	f := newFixture(t)
 	res := f.take(f.taker(nil, 2))
 	f.closeDB()
-	release, err := LockDataDir(f.dataDir)
+	lock, err := datadir.Existing(f.dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer release()
+	defer lock.Release()
 	st, err := Source{LocalDir: filepath.Join(f.dataDir, "checkpoints")}.Stage(context.Background(), res.ID, f.dataDir, f.now(), accept, noSkip(t))
 	if err != nil {
 		t.Fatal(err)
@@ -371,28 +372,5 @@ func replaceFile(t *testing.T, path string, data []byte) {
 	}
 	if err := os.WriteFile(path, data, 0o640); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// A daemon holding the data dir's lock makes a restore refuse.
-func TestLockDataDirRefusesWhileHeld(t *testing.T) {
-	dir := t.TempDir()
-	held, err := lockFile(filepath.Join(dir, "LOCK"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := LockDataDir(dir); !errors.Is(err, ErrDataDirInUse) {
-		t.Fatalf("lock while held: %v", err)
-	}
-	held.Close()
-	release, err := LockDataDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	release()
-	if release, err := LockDataDir(filepath.Join(dir, "missing")); err != nil {
-		t.Fatal(err)
-	} else {
-		release()
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"materializer/checkpoint"
+	"materializer/pipeline"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -22,7 +24,7 @@ import (
 type adminServer struct {
 	ln       net.Listener
 	srv      *http.Server
-	ctrl     controller
+	pipe     pipelineAPI
 	auth     *adminAuth
 	log      zerolog.Logger
 	started  time.Time
@@ -38,14 +40,27 @@ type adminConfig struct {
 	Now      func() time.Time
 }
 
+// pipelineAPI is what the admin API serves of the pipeline
+// (*pipeline.Pipeline). Results are encoded as JSON as they are; they hold
+// no secrets.
+type pipelineAPI interface {
+	Ready() bool
+	Status(ctx context.Context) (pipeline.Status, error)
+	Flush(ctx context.Context, eventType string) (pipeline.FlushResult, error)
+	TakeCheckpoint(ctx context.Context) (*checkpoint.Result, error)
+	Checkpoints(ctx context.Context) ([]checkpoint.Info, error)
+	Pause(ctx context.Context, eventType string) error
+	Resume(ctx context.Context, eventType string) error
+}
+
 // newAdminServer listens on cfg.Listen at once, so a taken port fails
-// start-up with a clear error, and serves ctrl once Run is called.
-func newAdminServer(cfg adminConfig, ctrl controller) (*adminServer, error) {
+// start-up with a clear error, and serves pipe once Run is called.
+func newAdminServer(cfg adminConfig, pipe pipelineAPI) (*adminServer, error) {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin server: %w", err)
 	}
-	a := &adminServer{ln: ln, ctrl: ctrl, auth: cfg.Auth, log: cfg.Log.With().Str("component", "admin").Logger(), started: cfg.Now()}
+	a := &adminServer{ln: ln, pipe: pipe, auth: cfg.Auth, log: cfg.Log.With().Str("component", "admin").Logger(), started: cfg.Now()}
 	a.srv = &http.Server{
 		Handler:           a.routes(cfg.Registry),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -86,7 +101,15 @@ func (a *adminServer) routes(reg *prometheus.Registry) http.Handler {
 		Name: "materializer_admin_requests_total",
 		Help: "Admin API requests by route and HTTP status code.",
 	}, []string{"handler", "code"})
-	reg.MustRegister(requests)
+	reg.MustRegister(requests, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "materializer_ready",
+		Help: "1 while the pipeline reports ready (as /readyz), else 0.",
+	}, func() float64 {
+		if a.pipe.Ready() {
+			return 1
+		}
+		return 0
+	}))
 	mux := http.NewServeMux()
 	handle := func(pattern string, h http.Handler) {
 		mux.Handle(pattern, promhttp.InstrumentHandlerCounter(requests.MustCurryWith(prometheus.Labels{"handler": pattern}), h))
@@ -116,60 +139,62 @@ func (a *adminServer) readyz(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case a.draining.Load():
 		writeText(w, http.StatusServiceUnavailable, "draining")
-	case !a.ctrl.Ready():
+	case !a.pipe.Ready():
 		writeText(w, http.StatusServiceUnavailable, "not ready")
 	default:
 		writeText(w, http.StatusOK, "ready")
 	}
 }
 
-// statusDoc is the body of GET /v1/status.
+// statusDoc is the body of GET /v1/status: the daemon's fields and the
+// pipeline's. Every key is snake_case.
 type statusDoc struct {
-	Version    string    `json:"version"`
-	StartedAt  time.Time `json:"started_at"`
-	Ready      bool      `json:"ready"`
-	Draining   bool      `json:"draining"`
-	EventTypes any       `json:"event_types"`
+	Version   string    `json:"version"`
+	StartedAt time.Time `json:"started_at"`
+	Draining  bool      `json:"draining"`
+	pipeline.Status
 }
 
 func (a *adminServer) status(w http.ResponseWriter, r *http.Request) {
-	ets, err := a.ctrl.EventTypes(r.Context())
+	st, err := a.pipe.Status(r.Context())
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, statusDoc{
-		Version: version, StartedAt: a.started.UTC(), Ready: a.ctrl.Ready(),
-		Draining: a.draining.Load(), EventTypes: ets,
-	})
+	writeJSON(w, http.StatusOK, statusDoc{Version: version, StartedAt: a.started.UTC(), Draining: a.draining.Load(), Status: st})
 }
 
 func (a *adminServer) flush(w http.ResponseWriter, r *http.Request) {
-	a.answer(w, r)(a.ctrl.Flush(r.Context(), r.URL.Query().Get("event_type")))
+	answer[pipeline.FlushResult](a, w, r)(a.pipe.Flush(r.Context(), r.URL.Query().Get("event_type")))
 }
 
 func (a *adminServer) takeCheckpoint(w http.ResponseWriter, r *http.Request) {
-	a.answer(w, r)(a.ctrl.TakeCheckpoint(r.Context()))
+	answer[*checkpoint.Result](a, w, r)(a.pipe.TakeCheckpoint(r.Context()))
 }
 
 func (a *adminServer) listCheckpoints(w http.ResponseWriter, r *http.Request) {
-	a.answer(w, r)(a.ctrl.Checkpoints(r.Context()))
+	answer[[]checkpoint.Info](a, w, r)(a.pipe.Checkpoints(r.Context()))
+}
+
+// eventTypeState is the answer of pause and resume.
+type eventTypeState struct {
+	EventType string `json:"event_type"`
+	State     string `json:"state"`
 }
 
 func (a *adminServer) pause(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	a.answer(w, r)(map[string]string{"event_type": name, "state": "paused"}, a.ctrl.Pause(r.Context(), name))
+	answer[eventTypeState](a, w, r)(eventTypeState{name, "paused"}, a.pipe.Pause(r.Context(), name))
 }
 
 func (a *adminServer) resume(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	a.answer(w, r)(map[string]string{"event_type": name, "state": "consuming"}, a.ctrl.Resume(r.Context(), name))
+	answer[eventTypeState](a, w, r)(eventTypeState{name, "consuming"}, a.pipe.Resume(r.Context(), name))
 }
 
-// answer returns a function that writes a controller result as JSON 200 or
-// its error (see fail).
-func (a *adminServer) answer(w http.ResponseWriter, r *http.Request) func(any, error) {
-	return func(v any, err error) {
+// answer writes a pipeline result as JSON 200, or its error (see fail).
+func answer[T any](a *adminServer, w http.ResponseWriter, r *http.Request) func(T, error) {
+	return func(v T, err error) {
 		if err != nil {
 			a.fail(w, r, err)
 			return
@@ -189,9 +214,9 @@ func (a *adminServer) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, errNotRunning):
+	case errors.Is(err, pipeline.ErrNotRunning):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, errUnknownEventType):
+	case errors.Is(err, pipeline.ErrUnknownEventType):
 		return http.StatusNotFound
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

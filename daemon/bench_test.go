@@ -14,8 +14,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"materializer/internal/natstest"
 	"materializer/pipeline/nakadi"
-	"materializer/pipeline/notify/natstest"
 )
 
 // benchEvents is the size of the end-to-end benchmark (default 1M events;

@@ -13,8 +13,8 @@ import (
 
 	"materializer/checkpoint"
 	"materializer/conf"
-	"materializer/pipeline/deliver/s3test"
-	"materializer/pipeline/notify/natstest"
+	"materializer/internal/natstest"
+	"materializer/internal/s3test"
 	"materializer/state"
 )
 

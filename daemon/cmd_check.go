@@ -33,19 +33,25 @@ func cmdCheck(args []string, io stdio) int {
 // line or every problem one per line to w.
 func loadConfig(path string, mode conf.Mode, w io.Writer) (*conf.Config, bool) {
 	cfg, err := conf.Load(path, mode)
-	if err == nil {
-		return cfg, true
+	if err != nil {
+		printLoadError(w, path, err)
+		return nil, false
 	}
+	return cfg, true
+}
+
+// printLoadError prints a config's read error as one line, or every
+// problem one per line.
+func printLoadError(w io.Writer, path string, err error) {
 	var ps conf.Problems
 	if !errors.As(err, &ps) {
 		fmt.Fprintf(w, "materializer: %v\n", err)
-		return nil, false
+		return
 	}
 	fmt.Fprintf(w, "materializer: %s: %s:\n", path, plural(len(ps), "problem"))
 	for _, p := range ps {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
-	return nil, false
 }
 
 // summary is check's one line about a good config.

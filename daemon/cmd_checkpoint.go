@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +15,8 @@ import (
 
 	"materializer/checkpoint"
 	"materializer/conf"
+	"materializer/internal/datadir"
+	"materializer/pipeline"
 )
 
 // cmdCheckpoint is `materializer checkpoint list|create|restore` (DESIGN.md
@@ -62,7 +63,7 @@ func subFlags(sub, synopsis string, io stdio) (*flag.FlagSet, *string) {
 // checkpointSource is where checkpoints are: DATA_DIR/checkpoints and the
 // remote copy (checkpoint.url, or from when set).
 func checkpointSource(cfg *conf.Config, from string) (checkpoint.Source, error) {
-	src := checkpoint.Source{LocalDir: filepath.Join(cfg.Daemon.DataDir, "checkpoints")}
+	src := checkpoint.Source{LocalDir: datadir.Checkpoints(cfg.Daemon.DataDir)}
 	url := cfg.Checkpoint.URL
 	if from != "" {
 		url = from
@@ -70,7 +71,7 @@ func checkpointSource(cfg *conf.Config, from string) (checkpoint.Source, error) 
 	if url == "" {
 		return src, nil
 	}
-	store, err := openCheckpointStore(cfg, url, zerolog.Nop())
+	store, err := pipeline.OpenCheckpointStore(cfg, url, zerolog.Nop())
 	if err != nil {
 		return src, err
 	}

@@ -10,6 +10,8 @@ import (
 
 	"materializer/checkpoint"
 	"materializer/conf"
+	"materializer/internal/datadir"
+	"materializer/pipeline"
 	"materializer/pipeline/nakadi"
 	"materializer/state"
 )
@@ -65,18 +67,21 @@ type restorer struct {
 
 func (r *restorer) run() (int, error) {
 	dataDir := r.cfg.Daemon.DataDir
-	release, err := checkpoint.LockDataDir(dataDir)
+	lock, err := datadir.Existing(dataDir)
 	if err != nil {
-		return exitFailure, err
+		return exitFailure, fmt.Errorf("%w: stop the daemon first", err)
 	}
-	defer release()
+	defer lock.Release()
 	ctx := context.Background()
 	if r.f.resume {
 		return r.resume(ctx)
 	}
-	if p, err := checkpoint.ReadPending(dataDir); err != nil || p != nil {
-		return exitFailure, errors.Join(err, errIf(p != nil, fmt.Errorf(
-			"%w: a restore of %s did not reset the Nakadi cursors yet: run with -resume", checkpoint.ErrRestorePending, pendingName(p))))
+	switch p, err := checkpoint.ReadPending(dataDir); {
+	case err != nil:
+		return exitFailure, err
+	case p != nil:
+		return exitFailure, fmt.Errorf("%w: a restore of %s did not reset the Nakadi cursors yet: run with -resume",
+			checkpoint.ErrRestorePending, pendingName(p))
 	}
 	configured, err := configuredEventTypes(r.cfg)
 	if err != nil {
@@ -112,11 +117,11 @@ func pendingName(p *checkpoint.Pending) string {
 func configuredEventTypes(cfg *conf.Config) ([]checkpoint.EventType, error) {
 	var out []checkpoint.EventType
 	for i := range cfg.EventTypes {
-		pet, err := compileEventType(&cfg.EventTypes[i], cfg.CSV.Flatten())
+		pet, err := pipeline.CompileEventType(&cfg.EventTypes[i], cfg.CSV.Flatten())
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, checkpointEventType(pet))
+		out = append(out, pipeline.CheckpointEventType(pet))
 	}
 	return out, nil
 }
@@ -164,7 +169,7 @@ func (r *restorer) restore(ctx context.Context, st *checkpoint.Staged) (int, err
 func (r *restorer) plan(ctx context.Context, m *checkpoint.Manifest) ([]checkpoint.ResetPlan, error) {
 	var plans []checkpoint.ResetPlan
 	for _, et := range m.EventTypes {
-		parts, err := nakadi.Partitions(ctx, nakadiConfig(r.cfg.Nakadi, et.Name), et.Name)
+		parts, err := nakadi.Partitions(ctx, pipeline.NakadiConfig(r.cfg.Nakadi, et.Name), et.Name)
 		if err != nil {
 			return nil, fmt.Errorf("reading the partitions of %s from Nakadi (nothing changed): %w", et.Name, err)
 		}
@@ -227,7 +232,7 @@ func (r *restorer) reset(ctx context.Context, p *checkpoint.Pending) (int, error
 		for i, c := range plan.Cursors {
 			cs[i] = nakadi.Cursor{EventType: c.EventType, Partition: c.Partition, Offset: c.Offset}
 		}
-		sub, err := nakadi.ResetCursors(ctx, nakadiConfig(r.cfg.Nakadi, plan.EventType), cs)
+		sub, err := nakadi.ResetCursors(ctx, pipeline.NakadiConfig(r.cfg.Nakadi, plan.EventType), cs)
 		if err != nil {
 			return exitFailure, fmt.Errorf("resetting the cursors of %s: %w\nthe data dir is restored; do not start the daemon: fix the problem and run `materializer checkpoint restore -resume`", plan.EventType, err)
 		}

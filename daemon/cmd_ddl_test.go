@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"materializer/pipeline/pgtest"
+	"materializer/internal/pgtest"
 )
 
 func TestDDLDialects(t *testing.T) {

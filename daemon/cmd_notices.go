@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"materializer/pipeline"
 	"materializer/pipeline/notify"
 )
 
@@ -42,7 +43,7 @@ func cmdNotices(args []string, io stdio) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := notify.Tail(ctx, notifyOptions(n, newLogger("console", io.err).Level(zerolog.WarnLevel)), filter, *from, io.out)
+	err := notify.Tail(ctx, pipeline.NotifyOptions(n, newLogger("console", io.err).Level(zerolog.WarnLevel)), filter, *from, io.out)
 	if err != nil {
 		fmt.Fprintf(io.err, "materializer notices: %v\n", err)
 		if errors.Is(err, notify.ErrConfig) {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"materializer/internal/natstest"
 	"materializer/pipeline/notify"
-	"materializer/pipeline/notify/natstest"
 )
 
 // tailProc is a running `materializer notices` whose stdout lines arrive

@@ -6,14 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"materializer/pipeline"
+	"materializer/pipeline/outbox"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"syscall"
 	"time"
-
-	"materializer/pipeline"
 )
 
 // cmdStatus is `materializer status`: GET /v1/status from the configured
@@ -74,13 +74,7 @@ func adminBaseURL(listen string) (string, error) {
 }
 
 // statusView is GET /v1/status as a client decodes it.
-type statusView struct {
-	Version    string            `json:"version"`
-	StartedAt  time.Time         `json:"started_at"`
-	Ready      bool              `json:"ready"`
-	Draining   bool              `json:"draining"`
-	EventTypes []eventTypeStatus `json:"event_types"`
-}
+type statusView = statusDoc
 
 // fetchStatus gets and decodes base/v1/status; body is the raw answer.
 func fetchStatus(ctx context.Context, base string) (*statusView, []byte, error) {
@@ -154,7 +148,7 @@ func printStatus(w io.Writer, st *statusView, base string, now time.Time) error 
 	return p.err
 }
 
-func printDelivery(p *errWriter, d pipeline.DeliveryStatus, now time.Time) {
+func printDelivery(p *errWriter, d outbox.Status, now time.Time) {
 	p.printf("delivery: %d pending (%s), %d uploaded and waiting for their notice, %d failing\n",
 		d.PendingFiles, byteSize(d.PendingBytes), d.Uploaded, d.Failing)
 	if !d.LastAt.IsZero() {
@@ -165,21 +159,10 @@ func printDelivery(p *errWriter, d pipeline.DeliveryStatus, now time.Time) {
 	}
 }
 
-// countersLine shows the §2 identity: "received N = main N + … (balanced)".
-func countersLine(et eventTypeStatus) string {
-	c := et.Counters
-	balanced := "balanced"
-	if !et.Balanced {
-		balanced = "NOT BALANCED"
-	}
-	return fmt.Sprintf("received %d = main %d + superseded %d + duplicate %d + correction %d + rejected %d + open %d (%s)",
-		c.Received, c.Main, c.Superseded, c.Duplicate, c.Correction, c.Rejected, c.Open, balanced)
-}
-
-func printEventType(p *errWriter, et eventTypeStatus) {
+func printEventType(p *errWriter, et pipeline.EventTypeStatus) {
 	c := et.Counters
 	p.printf("\n%s: %s\n", et.Name, et.State)
-	p.printf("  events      %s\n", countersLine(et))
+	p.printf("  events      %s\n", c)
 	if c.Redelivered > 0 {
 		p.printf("  redelivered %d (recognized and skipped)\n", c.Redelivered)
 	}
@@ -197,7 +180,7 @@ func printEventType(p *errWriter, et eventTypeStatus) {
 	printPartitions(p, et.Partitions)
 }
 
-func printPartitions(p *errWriter, parts []partitionStatus) {
+func printPartitions(p *errWriter, parts []pipeline.PartitionStatus) {
 	if len(parts) == 0 {
 		p.printf("  partitions  none assigned yet\n")
 		return

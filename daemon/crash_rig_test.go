@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"materializer/pipeline/nakadi/nakaditest"
-	"materializer/pipeline/notify/natstest"
+	"materializer/internal/natstest"
+	"materializer/pipeline/nakadi/emulator"
 )
 
 // crashBinary builds materializer with failpoints and the counter-identity
@@ -53,7 +53,7 @@ func crashBinary(t *testing.T) string {
 type crashRig struct {
 	t       *testing.T
 	rng     *rand.Rand
-	nk      *nakaditest.Server
+	nk      *emulator.Server
 	ns      *natstest.Server
 	dir     string
 	conf    string

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"materializer/pipeline/failpoint"
+	"materializer/internal/failpoint"
 )
 
 // Crash tests (DESIGN.md §2 "Crash safety", STYLE.md "Crash and fault

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"materializer/conf"
+	"materializer/pipeline"
 )
 
 // runOptions is what `run` is started with; tests of the real binary set
@@ -24,10 +25,6 @@ type runOptions struct {
 	Getenv     func(string) string
 	Signals    <-chan os.Signal // SIGTERM/SIGINT stop, SIGHUP reloads
 	Now        func() time.Time
-	// Started, if set, is called once everything is set up and the admin
-	// server listens, before serving starts (the demo prints its banner).
-	// It must not block.
-	Started func(adminAddr string)
 }
 
 // daemon is one `materializer run`: its components and their wiring.
@@ -36,9 +33,8 @@ type daemon struct {
 	cfg        *conf.Config
 	log        zerolog.Logger
 	sd         *sdNotifier
-	lock       *dataDirLock
 	auth       *adminAuth
-	pipe       runner
+	pipe       *pipeline.Pipeline
 	admin      *adminServer
 	readySent  atomic.Bool
 	stopping   atomic.Bool
@@ -50,12 +46,9 @@ func runDaemon(opts runOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Started != nil {
-		opts.Started(d.admin.Addr())
-	}
 	err = d.serve(opts.Signals)
-	if rerr := d.lock.Release(); rerr != nil && err == nil {
-		err = rerr
+	if cerr := d.pipe.Close(); cerr != nil && err == nil {
+		err = cerr
 	}
 	if err == nil {
 		d.log.Info().Msg("stopped")
@@ -63,8 +56,9 @@ func runDaemon(opts runOptions) error {
 	return err
 }
 
-// startDaemon sets up, in order: logger, data dir lock, admin auth, metrics,
-// pipeline, admin listener. Nothing runs yet; on error the lock is released.
+// startDaemon sets up, in order: logger, pipeline (it takes the data dir's
+// lock), admin auth, metrics, admin listener. Nothing runs yet; on error
+// the lock is released.
 func startDaemon(opts runOptions) (*daemon, error) {
 	cfg := opts.Config
 	if opts.Getenv("GOGC") == "" {
@@ -80,29 +74,26 @@ func startDaemon(opts runOptions) (*daemon, error) {
 		Str("data_dir", cfg.Daemon.DataDir).Int("event_types", len(cfg.EventTypes)).Msg("starting")
 	d.notify("STATUS=starting")
 
-	lock, err := lockDataDir(cfg.Daemon.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	d.lock = lock
 	if err := d.build(opts, root); err != nil {
-		lock.Release()
+		if d.pipe != nil {
+			d.pipe.Close()
+		}
 		return nil, err
 	}
 	d.logAdmin()
 	return d, nil
 }
 
-// build creates the components: admin auth, metrics, pipeline, admin server.
+// build creates the components: pipeline, admin auth, metrics, admin server.
 func (d *daemon) build(opts runOptions, root zerolog.Logger) error {
+	reg := newRegistry()
 	var err error
-	if d.auth, err = newAdminAuth(d.cfg.Daemon.AdminTokenFile); err != nil {
+	d.pipe, err = pipeline.New(pipeline.Options{Config: d.cfg, Logger: root, Registry: reg, Now: opts.Now})
+	if err != nil {
 		return err
 	}
-	reg := newRegistry(func() bool { return d.pipe != nil && d.pipe.Ready() })
-	d.pipe, err = newPipeline(pipelineDeps{Config: d.cfg, Log: root, Registry: reg, Now: opts.Now})
-	if err != nil {
-		return fmt.Errorf("pipeline: %w", err)
+	if d.auth, err = newAdminAuth(d.cfg.Daemon.AdminTokenFile); err != nil {
+		return err
 	}
 	d.admin, err = newAdminServer(adminConfig{
 		Listen: d.cfg.Daemon.AdminListen, Auth: d.auth, Registry: reg, Log: root, Now: opts.Now,
@@ -263,7 +254,7 @@ func (d *daemon) readyChanged(ready bool) {
 		return
 	}
 	d.log.Info().Msg("ready")
-	status := fmt.Sprintf("STATUS=ready: %s, admin on %s", plural(len(d.cfg.EventTypes), "event type"), d.admin.Addr())
+	status := fmt.Sprintf("STATUS=ready: %s, admin on %s", plural(len(d.pipe.Config().EventTypes), "event type"), d.admin.Addr())
 	if d.readySent.CompareAndSwap(false, true) {
 		d.notify("READY=1", status)
 		return
@@ -271,10 +262,5 @@ func (d *daemon) readyChanged(ready bool) {
 	d.notify(status)
 }
 
-// health asks the pipeline, when it can tell, whether it makes progress.
-func (d *daemon) health() error {
-	if h, ok := d.pipe.(interface{ Healthy() error }); ok {
-		return h.Healthy()
-	}
-	return nil
-}
+// health asks the pipeline whether it makes progress.
+func (d *daemon) health() error { return d.pipe.Healthy() }

@@ -13,16 +13,16 @@ import (
 	"time"
 
 	"materializer/conf"
-	"materializer/pipeline/deliver/s3test"
+	"materializer/internal/natstest"
+	"materializer/internal/pgtest"
+	"materializer/internal/s3test"
 	"materializer/pipeline/flatten"
-	"materializer/pipeline/nakadi/nakaditest"
-	"materializer/pipeline/notify/natstest"
-	"materializer/pipeline/pgtest"
+	"materializer/pipeline/nakadi/emulator"
 )
 
 // deliveryEnv runs the pipeline in-process against the emulator and NATS.
 type deliveryEnv struct {
-	nk  *nakaditest.Server
+	nk  *emulator.Server
 	ns  *natstest.Server
 	dir string
 	cfg *conf.Config

@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"materializer/pipeline/deliver/s3test"
-	"materializer/pipeline/nakadi/nakaditest"
-	"materializer/pipeline/notify/natstest"
+	"materializer/internal/natstest"
+	"materializer/internal/s3test"
+	"materializer/pipeline/nakadi/emulator"
 )
 
 // e2eEnv is the outside world of a daemon under test: the Nakadi emulator,
 // an S3 gateway (versitygw, a real server) and NATS with JetStream.
 type e2eEnv struct {
-	nk   *nakaditest.Server
+	nk   *emulator.Server
 	ns   *natstest.Server
 	s3   *s3test.Versity
 	dir  string

@@ -13,8 +13,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"materializer/conf"
-	"materializer/pipeline/nakadi/nakaditest"
-	"materializer/pipeline/notify/natstest"
+	"materializer/internal/natstest"
+	"materializer/pipeline/nakadi/emulator"
 )
 
 // articleType is the article.updated event type of the pipeline tests and
@@ -104,7 +104,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // publish sends events to the emulator in batches, as producers would.
-func publish(t *testing.T, nk *nakaditest.Server, events []article) {
+func publish(t *testing.T, nk *emulator.Server, events []article) {
 	t.Helper()
 	for i := 0; i < len(events); i += 100 {
 		var batch [][]byte

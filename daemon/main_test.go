@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/pipeline/nakadi/emulator"
 )
 
 // binPath is the materializer binary TestMain builds for the process tests.
@@ -69,9 +69,9 @@ type configOpts struct {
 
 // newArticleEmulator starts the Nakadi emulator with the article.updated
 // event type (partitioned by article_id).
-func newArticleEmulator(t testing.TB, partitions int) *nakaditest.Server {
+func newArticleEmulator(t testing.TB, partitions int) *emulator.Server {
 	t.Helper()
-	nk := nakaditest.NewServer(nakaditest.Options{})
+	nk := emulator.NewServer(emulator.Options{})
 	t.Cleanup(nk.Close)
 	if err := nk.CreateEventType("article.updated", partitions, []string{"article_id"}); err != nil {
 		t.Fatal(err)

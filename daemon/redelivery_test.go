@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"materializer/conf"
-	"materializer/pipeline/nakadi/nakaditest"
-	"materializer/pipeline/notify/natstest"
+	"materializer/internal/natstest"
+	"materializer/pipeline/nakadi/emulator"
 	"materializer/state"
 )
 
@@ -94,7 +94,7 @@ func runRD(t *testing.T, events []article, faults bool) rdRun {
 // Nakadi resend what the pipeline applied.
 type rdFaults struct {
 	t                *testing.T
-	nk               *nakaditest.Server
+	nk               *emulator.Server
 	cfg              *conf.Config
 	p                *rdPipe
 	rng              *rand.Rand

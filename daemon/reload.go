@@ -5,22 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"materializer/conf"
+	"materializer/pipeline"
 )
 
 func isHangup(sig os.Signal) bool { return sig == syscall.SIGHUP }
-
-// reloader is a pipeline that can take a reload: apply the plan's live
-// changes (roll limits, staged-bytes limit, notice subject, new event types).
-type reloader interface {
-	Reload(ctx context.Context, cur *conf.Config, plan reloadPlan) error
-}
 
 // reload re-reads and validates the config file. A bad file changes
 // nothing; nor does a good one that would change the state's layout (a
@@ -45,50 +39,25 @@ func (d *daemon) reload() {
 		d.log.Error().Strs("problems", problemLines(err)).Msg("reload failed: keeping the running configuration")
 		return
 	}
-	plan := planReload(d.cfg, cfg)
-	if len(plan.Refused) > 0 {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	plan, err := d.pipe.Reload(ctx, cfg)
+	cancel()
+	switch {
+	case errors.Is(err, pipeline.ErrReloadRefused):
 		d.log.Error().Strs("refused", plan.Refused).
 			Msg("reload refused: these changes would change the meaning of the stored state; keeping the running configuration (restore a checkpoint taken with the new config, or use a new data dir and consumer group)")
 		return
+	case err != nil:
+		d.log.Error().Err(err).Msg("reload failed while applying: keeping the running configuration")
+		return
 	}
-	if r, ok := d.pipe.(reloader); ok && (len(plan.Added) > 0 || hasStorageOrNotify(plan.Live)) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := r.Reload(ctx, cfg, plan)
-		cancel()
-		if err != nil {
-			d.log.Error().Err(err).Msg("reload failed while applying: keeping the running configuration")
-			return
-		}
-	}
-	d.applyLive(cfg, plan)
-	d.log.Info().Strs("applied", plan.Live).Str("log_level", d.cfg.Daemon.LogLevel).Msg("configuration reloaded")
+	run := d.pipe.Config()
+	setLogLevel(run.Daemon.LogLevel)
+	d.auth.tokenFile = run.Daemon.AdminTokenFile
+	d.log.Info().Strs("applied", plan.Live).Str("log_level", run.Daemon.LogLevel).Msg("configuration reloaded")
 	if len(plan.Restart) > 0 {
 		d.log.Warn().Strs("keys", plan.Restart).Msg("reload: these changes need a restart and are not applied yet")
 	}
-}
-
-func hasStorageOrNotify(keys []string) bool {
-	for _, k := range keys {
-		if strings.HasPrefix(k, "storage.") || strings.HasPrefix(k, "notify.") {
-			return true
-		}
-	}
-	return false
-}
-
-// applyLive moves the running config to the new one's live values, so the
-// next reload compares against what really runs.
-func (d *daemon) applyLive(cfg *conf.Config, plan reloadPlan) {
-	run := *d.cfg
-	run.Daemon.LogLevel = cfg.Daemon.LogLevel
-	run.Daemon.AdminTokenFile = cfg.Daemon.AdminTokenFile
-	run.Storage.RollMaxBytes, run.Storage.RollMaxRows, run.Storage.RollMaxAge = cfg.Storage.RollMaxBytes, cfg.Storage.RollMaxRows, cfg.Storage.RollMaxAge
-	run.Storage.MaxStagedBytes = cfg.Storage.MaxStagedBytes
-	run.Notify.SubjectPrefix = cfg.Notify.SubjectPrefix
-	run.EventTypes = append(append([]conf.EventType{}, d.cfg.EventTypes...), plan.Added...)
-	d.cfg = &run
-	setLogLevel(run.Daemon.LogLevel)
-	d.auth.tokenFile = run.Daemon.AdminTokenFile
 }
 
 // problemLines renders a Load error as one string per problem.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/pipeline/nakadi/emulator"
 )
 
 // reloadConfig writes a config with the given event types (TOML snippets)
@@ -56,7 +56,7 @@ session_max = "2h"
 // as a whole, a reload that would change the state's layout — naming the
 // key, old and new value — and keeps running on the old config.
 func TestSIGHUPAppliesSafeChangesAndRefusesLayoutChanges(t *testing.T) {
-	nk := nakaditest.NewServer(nakaditest.Options{})
+	nk := emulator.NewServer(emulator.Options{})
 	t.Cleanup(nk.Close)
 	for _, et := range []string{"article.updated", "price.changed"} {
 		if err := nk.CreateEventType(et, 2, []string{"id"}); err != nil {

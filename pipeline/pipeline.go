@@ -1,11 +1,18 @@
-package main
+// Package pipeline is the running pipeline of `materializer run`, as one
+// component: consumers (one Nakadi subscription per event type) → engine
+// (state and staging files) → outbox (storage, then notices), beside
+// backpressure, the checkpoint schedule and the notice stream's set-up.
+// `run`, the demo and the tests all start it the same way: New, then Run.
+//
+// Its components are Run(ctx) functions composed with errgroup: the first
+// failure cancels the rest, and Run returns after every goroutine exited.
+package pipeline
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,257 +23,220 @@ import (
 
 	"materializer/checkpoint"
 	"materializer/conf"
-	"materializer/pipeline"
-	"materializer/pipeline/compact"
-	"materializer/pipeline/deliver"
+	"materializer/internal/backoff"
+	"materializer/internal/datadir"
+	"materializer/pipeline/blobstore"
+	"materializer/pipeline/engine"
 	"materializer/pipeline/flatten"
 	"materializer/pipeline/nakadi"
 	"materializer/pipeline/notify"
+	"materializer/pipeline/outbox"
 	"materializer/state"
 )
 
-// engine is the real pipeline of `materializer run`: consumers (one Nakadi
-// subscription per event type) → engine (state + staging files) →
-// deliverer (storage, then notices). Its components are Run(ctx) functions
-// composed with errgroup: the first failure cancels the rest.
-type engine struct {
+// Options is what the pipeline is built from.
+type Options struct {
+	Config    *conf.Config // loaded and validated
+	Logger    zerolog.Logger
+	Registry  prometheus.Registerer // nil: metrics are not registered
+	Now       func() time.Time
+	Overrides Overrides
+}
+
+// Overrides are knobs tests and the demo set; zero values are the
+// production defaults.
+type Overrides struct {
+	FractionalSeconds bool          // emulator: sub-second stream parameters
+	Tick              time.Duration // engine timer resolution
+	DeliveryBackoff   time.Duration // cap of the outbox's retry backoff (default 1 min)
+}
+
+// Pipeline is one running pipeline over one data dir.
+type Pipeline struct {
 	cfg  *conf.Config
 	log  zerolog.Logger // root logger, handed to the components
 	plog zerolog.Logger // this wiring's own logs
 	reg  prometheus.Registerer
 	now  func() time.Time
-	opts pipelineOverrides
+	opts Overrides
+	lock *datadir.Lock
 
 	db        *state.DB
-	eng       *pipeline.Engine
-	deliverer *pipeline.Deliverer
+	eng       *engine.Engine
+	outbox    *outbox.Outbox
 	publisher *notify.Publisher
-	consumers map[string]*nakadi.Consumer
-	names     []string
-
-	ckpt checkpointer // periodic and on-demand checkpoints (checkpointer.go)
-
+	ckpt      *checkpoint.Schedule
 	csv       flatten.CSV
-	maxStaged atomic.Int64 // storage.max_staged_bytes (reloadable)
+	bp        *backpressure
 	in        chan *nakadi.Batch
 	group     *errgroup.Group
 	groupCtx  context.Context
-
 	recovered atomic.Bool
+
 	mu        sync.Mutex
+	consumers map[string]*nakadi.Consumer
+	names     []string
 	paused    map[string]bool // paused by an operator (admin API)
-	pressured bool            // paused by backpressure
-	bp        *backpressureMetrics
 }
 
-// pipelineOverrides are knobs tests and the demo set; zero values are the
-// production defaults.
-type pipelineOverrides struct {
-	FractionalSeconds bool          // emulator: sub-second stream parameters
-	Tick              time.Duration // engine timer resolution
-	DeliveryBackoff   time.Duration // cap of the deliverer's retry backoff (default 1 min)
-}
+// Errors of the control methods; the admin API maps them to HTTP statuses.
+var (
+	// ErrNotRunning: the pipeline cannot do this (yet); 503.
+	ErrNotRunning = errors.New("pipeline not running")
+	// ErrUnknownEventType: no such configured event type; 404.
+	ErrUnknownEventType = errors.New("unknown event type")
+)
 
-// newEngine builds the pipeline; nothing runs and nothing is opened until Run.
-func newEngine(deps pipelineDeps) (*engine, error) {
-	e := &engine{
-		cfg: deps.Config, log: deps.Log, plog: deps.Log.With().Str("component", "pipeline").Logger(),
-		reg: deps.Registry, now: deps.Now, opts: deps.Overrides,
+// New takes the data dir's lock and prepares the pipeline; nothing runs and
+// the state is not opened until Run. Close releases the lock.
+func New(o Options) (*Pipeline, error) {
+	p := &Pipeline{
+		cfg: o.Config, log: o.Logger, plog: o.Logger.With().Str("component", "pipeline").Logger(),
+		reg: o.Registry, now: o.Now, opts: o.Overrides,
 		paused: map[string]bool{}, consumers: map[string]*nakadi.Consumer{},
 	}
-	if e.now == nil {
-		e.now = time.Now
+	if p.now == nil {
+		p.now = time.Now
 	}
-	for _, et := range e.cfg.EventTypes {
-		e.names = append(e.names, et.Name)
+	for _, et := range p.cfg.EventTypes {
+		p.names = append(p.names, et.Name)
 	}
-	sort.Strings(e.names)
-	e.bp = newBackpressureMetrics(e.reg)
-	return e, nil
+	slices.Sort(p.names)
+	lock, err := datadir.Create(p.cfg.Daemon.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	p.lock = lock
+	p.bp = newBackpressure(p, o.Registry)
+	return p, nil
 }
 
-// Run opens the state and runs every component until ctx ends or one fails.
-func (e *engine) Run(ctx context.Context) error {
-	dataDir := e.cfg.Daemon.DataDir
+// Close releases the data dir's lock; call it after Run returned.
+func (p *Pipeline) Close() error { return p.lock.Release() }
+
+// Run opens the state and runs every component until ctx ends or one
+// fails; it returns after every goroutine it started exited: nil when ctx
+// was cancelled (the drain), the error when a component failed on its own.
+func (p *Pipeline) Run(ctx context.Context) error {
+	dataDir := p.Config().Daemon.DataDir
 	if err := checkpoint.CheckNoPending(dataDir); err != nil {
 		return err
 	}
-	db, err := state.Open(filepath.Join(dataDir, "state"), state.Options{Logger: e.log})
+	db, err := state.Open(datadir.State(dataDir), state.Options{Logger: p.log})
 	if err != nil {
 		return err
 	}
-	e.db = db
+	p.db = db
 	defer db.Close()
-	if err := e.build(ctx); err != nil {
+	if err := p.build(ctx); err != nil {
 		return err
 	}
 	defer func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if e.publisher != nil {
-			e.publisher.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.publisher != nil {
+			p.publisher.Close()
 		}
 	}()
 	g, gctx := errgroup.WithContext(ctx)
 	in := make(chan *nakadi.Batch, 8)
-	e.group, e.groupCtx, e.in = g, gctx, in
-	g.Go(func() error { return e.eng.Run(gctx, in) })
-	g.Go(func() error { return e.deliverer.Run(gctx) })
-	g.Go(func() error { e.watchRecovery(gctx); return nil })
-	g.Go(func() error { e.backpressure(gctx); return nil })
-	for _, name := range e.names {
-		c := e.consumers[name]
-		g.Go(func() error {
-			if err := c.Run(gctx, in); err != nil {
-				return fmt.Errorf("consumer %s: %w", name, err)
-			}
-			return nil
-		})
+	p.group, p.groupCtx, p.in = g, gctx, in
+	g.Go(func() error { return p.eng.Run(gctx, in) })
+	g.Go(func() error { return p.outbox.Run(gctx) })
+	g.Go(func() error { p.watchRecovery(gctx); return nil })
+	g.Go(func() error { p.bp.Run(gctx); return nil })
+	for _, name := range p.names {
+		p.startConsumer(name, p.consumers[name])
 	}
-	if e.publisher != nil {
-		g.Go(func() error { e.ensureStream(gctx, e.publisher); return nil })
+	if p.publisher != nil {
+		g.Go(func() error { p.ensureStream(gctx, p.publisher); return nil })
 	}
-	if e.ckpt != nil {
-		g.Go(func() error { return e.ckpt.Run(gctx) })
-	}
+	g.Go(func() error { return p.ckpt.Run(gctx) })
 	err = g.Wait()
-	e.recovered.Store(false)
+	p.recovered.Store(false)
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = nil
 	}
-	if err == nil && ctx.Err() != nil && e.ckpt != nil {
-		e.ckpt.Shutdown() // a clean stop: checkpoint.on_shutdown
+	if err == nil && ctx.Err() != nil {
+		p.ckpt.Shutdown() // a clean stop: checkpoint.on_shutdown
 	}
 	return err
 }
 
-// build creates the store, the publisher, the engine, the deliverer and the
-// consumers.
-func (e *engine) build(ctx context.Context) (err error) {
-	c := e.cfg
-	opts := storeOptions(c.Storage, e.log)
-	opts.Registerer, opts.Now = e.reg, e.now
-	store, err := deliver.Open(ctx, c.Storage.URL, opts)
+// startConsumer runs a consumer in the group.
+func (p *Pipeline) startConsumer(name string, c *nakadi.Consumer) {
+	p.group.Go(func() error {
+		if err := c.Run(p.groupCtx, p.in); err != nil {
+			return fmt.Errorf("consumer %s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// build creates the store, the publisher, the outbox, the engine, the
+// consumers and the checkpoint schedule.
+func (p *Pipeline) build(ctx context.Context) (err error) {
+	c := p.Config()
+	opts := StoreOptions(c.Storage, p.log)
+	opts.Registerer, opts.Now = p.reg, p.now
+	store, err := blobstore.Open(ctx, c.Storage.URL, opts)
 	if err != nil {
 		return err
 	}
-	var announcer pipeline.Announcer
+	var announcer outbox.Announcer
 	if c.Notify.NATSURL != "" {
-		if e.publisher, err = e.connectNotify(ctx, c.Notify, e.reg); err != nil {
+		if p.publisher, err = p.connectNotify(ctx, c.Notify, p.reg); err != nil {
 			return err
 		}
-		announcer = e.publisher
+		announcer = p.publisher
 	}
-	staging := filepath.Join(c.Daemon.DataDir, "staging")
-	e.deliverer = pipeline.NewDeliverer(pipeline.DelivererOptions{
-		DB: e.db, StagingDir: staging, Store: store, Announcer: announcer,
-		Concurrency: c.Storage.UploadConcurrency, MaxBackoff: e.opts.DeliveryBackoff, Now: e.now, Logger: e.log, Registerer: e.reg,
+	staging := datadir.Staging(c.Daemon.DataDir)
+	p.outbox = outbox.New(outbox.Options{
+		DB: p.db, StagingDir: staging, Store: store, Announcer: announcer,
+		Concurrency: c.Storage.UploadConcurrency, MaxBackoff: p.opts.DeliveryBackoff, Now: p.now, Logger: p.log, Registerer: p.reg,
 	})
-	e.csv = c.CSV.Flatten()
-	e.maxStaged.Store(c.Storage.MaxStagedBytes.Bytes())
-	types, err := e.eventTypes()
+	p.csv = c.CSV.Flatten()
+	types, err := p.eventTypes()
 	if err != nil {
 		return err
 	}
-	e.eng, err = pipeline.New(pipeline.Options{
-		DB: e.db, StagingDir: staging, Compression: c.Storage.Compression, CompressionLevel: c.Storage.CompressionLevel,
+	p.eng, err = engine.New(engine.Options{
+		DB: p.db, StagingDir: staging, Compression: c.Storage.Compression, CompressionLevel: c.Storage.CompressionLevel,
 		RollMaxBytes: c.Storage.RollMaxBytes.Bytes(), RollMaxRows: int64(c.Storage.RollMaxRows),
-		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: e.csv, MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
-		Tick: e.opts.Tick, Now: e.now, Logger: e.log, Metrics: pipeline.NewMetrics(e.reg), Sealed: e.deliverer.Wake,
+		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: p.csv, MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
+		Tick: p.opts.Tick, Now: p.now, Logger: p.log, Metrics: engine.NewMetrics(p.reg), Sealed: p.outbox.Wake,
 		KeyCacheBytes: c.Daemon.KeyCacheBytes.Bytes(),
 	}, types)
 	if err != nil {
 		return err
 	}
-	e.ckpt = newCheckpointer(e, types)
+	p.ckpt = p.newSchedule(types)
 	return nil
 }
 
-// storeOptions are the [storage] section's options for deliver.Open (the
-// file store and the checkpoint store use the same credentials).
-func storeOptions(s conf.Storage, log zerolog.Logger) deliver.Options {
-	return deliver.Options{
-		Region: s.Region, Endpoint: s.Endpoint, AccessKeyIDFile: s.AccessKeyIDFile,
-		SecretAccessKeyFile: s.SecretAccessKeyFile, SSE: s.SSE, KMSKeyID: s.SSEKMSKeyID, Logger: log,
+// newSchedule builds the checkpoint schedule over the open state.
+func (p *Pipeline) newSchedule(types []engine.EventType) *checkpoint.Schedule {
+	c := p.Config()
+	var ets []checkpoint.EventType
+	for _, t := range types {
+		ets = append(ets, CheckpointEventType(t))
 	}
+	return checkpoint.NewSchedule(checkpoint.ScheduleOptions{
+		DataDir: c.Daemon.DataDir, Interval: c.Checkpoint.Interval.Duration(), Keep: c.Checkpoint.Keep,
+		URL: c.Checkpoint.URL, OnShutdown: c.Checkpoint.OnShutdown, Drain: c.Daemon.DrainTimeout.Duration(),
+		DB: p.db, EventTypes: ets, OpenStore: func(url string) (blobstore.Store, error) { return OpenCheckpointStore(c, url, p.log) },
+		Quiesce: p.eng.Do, Recovered: p.eng.Recovered, Now: p.now, Logger: p.log, Registerer: p.reg,
+	})
 }
 
-// eventTypes compiles the configured event types for the engine and creates
-// their consumers (whose Durable the engine calls).
-func (e *engine) eventTypes() ([]pipeline.EventType, error) {
-	var out []pipeline.EventType
-	for i := range e.cfg.EventTypes {
-		et := &e.cfg.EventTypes[i]
-		pet, err := compileEventType(et, e.csv)
-		if err != nil {
-			return nil, err
-		}
-		consumer, err := e.newConsumer(et.Name)
-		if err != nil {
-			return nil, err
-		}
-		e.consumers[et.Name] = consumer
-		pet.Durable = consumer.Durable
-		out = append(out, pet)
-	}
-	return out, nil
-}
-
-// compileEventType turns a validated config event type into the engine's.
-func compileEventType(et *conf.EventType, csv flatten.CSV) (pipeline.EventType, error) {
-	path := func(s string) flatten.Path {
-		p, _ := flatten.ParsePath(s) // validated by conf
-		return p
-	}
-	ordering, err := compact.ParseOrdering(et.Ordering)
-	if err != nil {
-		return pipeline.EventType{}, err
-	}
-	m, err := flatten.Compile(et.TableSpecs(), csv)
-	if err != nil {
-		return pipeline.EventType{}, fmt.Errorf("event type %s: %w", et.Name, err)
-	}
-	out := pipeline.EventType{
-		Name: et.Name, Ordering: ordering, EIDPath: path(et.EIDPath), OccurredPath: path(et.OccurredAtPath),
-		Window:  compact.Window{Gap: et.SessionGap.Duration(), Max: et.SessionMax.Duration(), Retention: et.KeyRetention.Duration()},
-		Mapping: m, Fingerprint: pipeline.Fingerprint(et.PartitionKey, et.OrderingKey, et.Ordering),
-	}
-	for _, k := range et.PartitionKey {
-		out.PartitionKey = append(out.PartitionKey, path(k))
-	}
-	if ordering != compact.Arrival {
-		out.OrderingKey = path(et.OrderingKey)
-	}
-	return out, nil
-}
-
-func (e *engine) newConsumer(eventType string) (*nakadi.Consumer, error) {
-	cfg := nakadiConfig(e.cfg.Nakadi, eventType)
-	cfg.FractionalSeconds, cfg.RetryFatal, cfg.Now, cfg.Logger = e.opts.FractionalSeconds, true, e.now, e.log
-	cfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"subscription_event_type": eventType}, e.reg)
-	return nakadi.New(cfg)
-}
-
-// nakadiConfig is the client config of one event type's subscription (one
-// per event type). The daemon and `checkpoint restore` must agree on it, or
-// a restore would reset another subscription's cursors.
-func nakadiConfig(n conf.Nakadi, eventType string) nakadi.Config {
-	return nakadi.Config{
-		URL: n.URL, TokenFile: n.TokenFile, OwningApplication: n.OwningApplication, ConsumerGroup: n.ConsumerGroup,
-		EventTypes: []string{eventType}, ReadFrom: n.ReadFrom, BatchLimit: n.BatchLimit,
-		BatchFlushTimeout: n.BatchFlushTimeout.Duration(), MaxUncommittedEvents: n.MaxUncommittedEvents,
-		CommitTimeout: n.CommitTimeout.Duration(), StatsInterval: n.StatsInterval.Duration(),
-	}
-}
-
-// watchRecovery marks the pipeline recovered once the engine published its
-// first status (it does so right after recovery).
-func (e *engine) watchRecovery(ctx context.Context) {
+// watchRecovery marks the pipeline recovered once the engine finished its
+// recovery.
+func (p *Pipeline) watchRecovery(ctx context.Context) {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if e.eng.Recovered() {
-			e.recovered.Store(true)
+		if p.eng.Recovered() {
+			p.recovered.Store(true)
 			return
 		}
 		select {
@@ -279,32 +249,30 @@ func (e *engine) watchRecovery(ctx context.Context) {
 
 // ensureStream creates the JetStream stream, retrying while NATS is down
 // (notices wait in the outbox meanwhile).
-func (e *engine) ensureStream(ctx context.Context, p *notify.Publisher) {
-	backoff := time.Second
+func (p *Pipeline) ensureStream(ctx context.Context, pub *notify.Publisher) {
+	bo := backoff.Backoff{Min: time.Second, Max: time.Minute}
 	for {
-		err := p.EnsureStream(ctx)
+		err := pub.EnsureStream(ctx)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		e.plog.Warn().Err(err).Dur("retry_in", backoff).Msg("creating the notice stream failed; notices wait in the outbox")
-		select {
-		case <-ctx.Done():
+		delay := bo.Next(0)
+		p.plog.Warn().Err(err).Stringer("retry_in", delay).Msg("creating the notice stream failed; notices wait in the outbox")
+		if !backoff.Sleep(ctx, delay) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Minute)
 	}
 }
 
 // Ready: recovered, and every event type not paused by an operator streams.
-func (e *engine) Ready() bool {
-	if !e.recovered.Load() {
+func (p *Pipeline) Ready() bool {
+	if !p.recovered.Load() {
 		return false
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for name, c := range e.consumers {
-		if !e.paused[name] && !e.pressured && !c.Ready() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, c := range p.consumers {
+		if !p.paused[name] && !p.bp.engaged() && !c.Ready() {
 			return false
 		}
 	}
@@ -312,91 +280,9 @@ func (e *engine) Ready() bool {
 }
 
 // Healthy feeds the systemd watchdog: the engine must still be stepping.
-func (e *engine) Healthy() error {
-	if e.eng == nil {
+func (p *Pipeline) Healthy() error {
+	if p.eng == nil {
 		return nil
 	}
-	return e.eng.Healthy()
-}
-
-// Flush closes the sessions of one event type (all when ""), seals its
-// files and waits until they are delivered.
-func (e *engine) Flush(ctx context.Context, eventType string) (any, error) {
-	if err := e.running(eventType); err != nil {
-		return nil, err
-	}
-	sealed, err := e.eng.Flush(ctx, eventType)
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, len(sealed))
-	for i, o := range sealed {
-		keys[i] = o.Key
-	}
-	delivered, err := e.deliverer.Wait(ctx, eventType, keys)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"event_type": eventType, "files": delivered}, nil
-}
-
-func (e *engine) running(eventType string) error {
-	if !e.recovered.Load() {
-		return errNotRunning
-	}
-	if eventType != "" && e.consumers[eventType] == nil {
-		return fmt.Errorf("%w: %s", errUnknownEventType, eventType)
-	}
-	return nil
-}
-
-// Pause stops consuming one event type until Resume.
-func (e *engine) Pause(_ context.Context, eventType string) error {
-	if err := e.running(eventType); err != nil || eventType == "" {
-		return errors.Join(err, errIf(eventType == "", errUnknownEventType))
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.paused[eventType] = true
-	e.consumers[eventType].Pause()
-	e.plog.Info().Str("event_type", eventType).Msg("paused by operator")
-	return nil
-}
-
-// Resume restarts consuming one event type (unless backpressure holds it).
-func (e *engine) Resume(_ context.Context, eventType string) error {
-	if err := e.running(eventType); err != nil || eventType == "" {
-		return errors.Join(err, errIf(eventType == "", errUnknownEventType))
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	delete(e.paused, eventType)
-	if !e.pressured {
-		e.consumers[eventType].Resume()
-	}
-	e.plog.Info().Str("event_type", eventType).Msg("resumed by operator")
-	return nil
-}
-
-func errIf(cond bool, err error) error {
-	if cond {
-		return err
-	}
-	return nil
-}
-
-// TakeCheckpoint takes a checkpoint now (POST /v1/checkpoints).
-func (e *engine) TakeCheckpoint(ctx context.Context) (any, error) {
-	if e.ckpt == nil || !e.recovered.Load() {
-		return nil, errNotRunning
-	}
-	return e.ckpt.Take(ctx)
-}
-
-// Checkpoints lists the checkpoints (GET /v1/checkpoints).
-func (e *engine) Checkpoints(ctx context.Context) (any, error) {
-	if e.ckpt == nil {
-		return nil, errNotRunning
-	}
-	return e.ckpt.List(ctx)
+	return p.eng.Healthy()
 }

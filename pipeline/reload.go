@@ -1,122 +1,236 @@
-package main
+package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
+	"reflect"
+	"strings"
 
 	"materializer/conf"
-	"materializer/pipeline"
-	"materializer/pipeline/notify"
+	"materializer/pipeline/engine"
 )
 
-// Reload applies a reload plan's live changes to the running pipeline: roll
-// limits, the staged-bytes limit, the notice subject prefix, new event
-// types. It is called only for plans without refusals.
-func (e *engine) Reload(ctx context.Context, cur *conf.Config, plan reloadPlan) error {
-	if !e.recovered.Load() {
-		return errNotRunning
-	}
-	var roll, subject bool
-	for _, k := range plan.Live {
-		switch k {
-		case "storage.roll_max_bytes", "storage.roll_max_rows", "storage.roll_max_age":
-			roll = true
-		case "storage.max_staged_bytes":
-			e.maxStaged.Store(cur.Storage.MaxStagedBytes.Bytes())
-		case "notify.subject_prefix":
-			subject = true
-		}
-	}
-	if roll {
-		s := cur.Storage
-		if err := e.eng.SetRoll(ctx, pipeline.Roll{MaxBytes: s.RollMaxBytes.Bytes(), MaxRows: int64(s.RollMaxRows), MaxAge: s.RollMaxAge.Duration()}); err != nil {
-			return err
-		}
-	}
-	if subject {
-		if err := e.switchSubject(ctx, cur.Notify); err != nil {
-			return err
-		}
-	}
-	for i := range plan.Added {
-		if err := e.addEventType(ctx, &plan.Added[i]); err != nil {
-			return err
+// ReloadPlan is what a reload (SIGHUP) does with a new, valid config.
+type ReloadPlan struct {
+	Live    []string         // keys applied to the running pipeline
+	Restart []string         // keys that changed but take effect only after a restart
+	Refused []string         // changes of the state's layout: "key: old → new"
+	Added   []conf.EventType // event types to start consuming
+}
+
+// ErrReloadRefused: the new config would change what the stored state
+// means; nothing of it was applied.
+var ErrReloadRefused = errors.New("reload refused: these changes would change the meaning of the stored state")
+
+// liveKey is one config key that changes without a restart: keep copies
+// its new value into the running config (so the next reload compares
+// against what runs), apply makes the running pipeline use it. A nil apply
+// means the daemon applies it (the process-wide log level, the admin
+// server's token file, which it re-reads on every SIGHUP).
+type liveKey struct {
+	key   string
+	keep  func(run, cur *conf.Config)
+	apply func(ctx context.Context, p *Pipeline, cur *conf.Config) error
+}
+
+// liveKeys is every key a reload applies.
+var liveKeys = []liveKey{
+	{"daemon.log_level", func(run, cur *conf.Config) { run.Daemon.LogLevel = cur.Daemon.LogLevel }, nil},
+	{"daemon.admin_token_file", func(run, cur *conf.Config) { run.Daemon.AdminTokenFile = cur.Daemon.AdminTokenFile }, nil},
+	{"storage.roll_max_bytes", func(run, cur *conf.Config) { run.Storage.RollMaxBytes = cur.Storage.RollMaxBytes }, applyRoll},
+	{"storage.roll_max_rows", func(run, cur *conf.Config) { run.Storage.RollMaxRows = cur.Storage.RollMaxRows }, applyRoll},
+	{"storage.roll_max_age", func(run, cur *conf.Config) { run.Storage.RollMaxAge = cur.Storage.RollMaxAge }, applyRoll},
+	{"storage.max_staged_bytes", func(run, cur *conf.Config) { run.Storage.MaxStagedBytes = cur.Storage.MaxStagedBytes }, applyMaxStaged},
+	{"notify.subject_prefix", func(run, cur *conf.Config) { run.Notify.SubjectPrefix = cur.Notify.SubjectPrefix }, applySubject},
+}
+
+func findLive(key string) *liveKey {
+	for i := range liveKeys {
+		if liveKeys[i].key == key {
+			return &liveKeys[i]
 		}
 	}
 	return nil
 }
 
-// switchSubject publishes further notices under a new subject prefix, on a
+// refusedKeys would point the daemon at other state.
+var refusedKeys = map[string]bool{"daemon.data_dir": true}
+
+// PlanReload compares the running config with a new one. Event types are
+// matched by name: a new one is started, a removed one needs a restart, and
+// a change of an existing one's partition key, ordering or tables is
+// refused — it would change what the stored state means. A plan with
+// refusals must not be applied at all.
+func PlanReload(old, cur *conf.Config) ReloadPlan {
+	var p ReloadPlan
+	for _, key := range conf.Diff(old, cur) {
+		switch {
+		case strings.HasPrefix(key, "event_types"):
+		case refusedKeys[key]:
+			p.Refused = append(p.Refused, fmt.Sprintf("%s: %q → %q", key, old.Daemon.DataDir, cur.Daemon.DataDir))
+		case findLive(key) != nil:
+			p.Live = append(p.Live, key)
+		default:
+			p.Restart = append(p.Restart, key)
+		}
+	}
+	olds := map[string]*conf.EventType{}
+	for i := range old.EventTypes {
+		olds[old.EventTypes[i].Name] = &old.EventTypes[i]
+	}
+	seen := map[string]bool{}
+	for i := range cur.EventTypes {
+		n := &cur.EventTypes[i]
+		seen[n.Name] = true
+		o, ok := olds[n.Name]
+		if !ok {
+			p.Added = append(p.Added, *n)
+			p.Live = append(p.Live, "event_types[name="+n.Name+"] (added)")
+			continue
+		}
+		p.compareEventType(o, n)
+	}
+	for name := range olds {
+		if !seen[name] {
+			p.Restart = append(p.Restart, "event_types[name="+name+"] (removed)")
+		}
+	}
+	return p
+}
+
+func (p *ReloadPlan) compareEventType(o, n *conf.EventType) {
+	key := "event_types[name=" + n.Name + "]."
+	refuse := func(field string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			p.Refused = append(p.Refused, fmt.Sprintf("%s%s: %v → %v", key, field, render(a), render(b)))
+		}
+	}
+	refuse("partition_key", o.PartitionKey, n.PartitionKey)
+	refuse("ordering_key", o.OrderingKey, n.OrderingKey)
+	refuse("ordering", o.Ordering, n.Ordering)
+	refuse("tables", o.TableSpecs(), n.TableSpecs())
+	restart := func(field string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			p.Restart = append(p.Restart, key+field)
+		}
+	}
+	restart("session_gap", o.SessionGap, n.SessionGap)
+	restart("session_max", o.SessionMax, n.SessionMax)
+	restart("key_retention", o.KeyRetention, n.KeyRetention)
+	restart("eid_path", o.EIDPath, n.EIDPath)
+	restart("occurred_at_path", o.OccurredAtPath, n.OccurredAtPath)
+}
+
+// render prints a value for a refusal message (tables compactly).
+func render(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("%q", v)
+	case []string:
+		return fmt.Sprintf("%q", v)
+	}
+	return fmt.Sprintf("%+v", v)
+}
+
+// Config returns the running config: the start-up config with the live
+// keys of every applied reload.
+func (p *Pipeline) Config() *conf.Config {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg
+}
+
+// Reload plans a reload against the running config and applies it: the
+// live keys of the table above, then the added event types. A plan with
+// refusals is returned with ErrReloadRefused and changes nothing. Changes
+// that need a restart are only named.
+func (p *Pipeline) Reload(ctx context.Context, cur *conf.Config) (ReloadPlan, error) {
+	run := p.Config()
+	plan := PlanReload(run, cur)
+	if len(plan.Refused) > 0 {
+		return plan, ErrReloadRefused
+	}
+	next := *run
+	for _, key := range plan.Live {
+		lk := findLive(key)
+		if lk == nil {
+			continue // an added event type
+		}
+		if lk.apply != nil {
+			if !p.recovered.Load() {
+				return plan, fmt.Errorf("%s: %w", key, ErrNotRunning)
+			}
+			if err := lk.apply(ctx, p, cur); err != nil {
+				return plan, fmt.Errorf("%s: %w", key, err)
+			}
+		}
+		lk.keep(&next, cur)
+	}
+	for i := range plan.Added {
+		if !p.recovered.Load() {
+			return plan, ErrNotRunning
+		}
+		if err := p.addEventType(ctx, &plan.Added[i]); err != nil {
+			return plan, err
+		}
+		next.EventTypes = append(append([]conf.EventType{}, next.EventTypes...), plan.Added[i])
+	}
+	p.mu.Lock()
+	p.cfg = &next
+	p.mu.Unlock()
+	return plan, nil
+}
+
+func applyRoll(ctx context.Context, p *Pipeline, cur *conf.Config) error {
+	s := cur.Storage
+	return p.eng.SetRoll(ctx, engine.Roll{MaxBytes: s.RollMaxBytes.Bytes(), MaxRows: int64(s.RollMaxRows), MaxAge: s.RollMaxAge.Duration()})
+}
+
+func applyMaxStaged(_ context.Context, p *Pipeline, cur *conf.Config) error {
+	p.bp.limit.Store(cur.Storage.MaxStagedBytes.Bytes())
+	return nil
+}
+
+// applySubject publishes further notices under a new subject prefix, on a
 // new connection whose stream gets the new subject.
-func (e *engine) switchSubject(ctx context.Context, n conf.Notify) error {
-	if e.publisher == nil {
+func applySubject(ctx context.Context, p *Pipeline, cur *conf.Config) error {
+	if p.publisher == nil {
 		return nil // notices are off
 	}
-	p, err := e.connectNotify(ctx, n, nil) // its metrics stay unregistered: the first connection's are
+	pub, err := p.connectNotify(ctx, cur.Notify, nil) // its metrics stay unregistered: the first connection's are
 	if err != nil {
 		return err
 	}
-	old := e.publisher
-	e.mu.Lock()
-	e.publisher = p
-	e.mu.Unlock()
-	e.deliverer.SetAnnouncer(p)
-	e.group.Go(func() error { e.ensureStream(e.groupCtx, p); return nil })
+	p.mu.Lock()
+	old := p.publisher
+	p.publisher = pub
+	p.mu.Unlock()
+	p.outbox.SetAnnouncer(pub)
+	p.group.Go(func() error { p.ensureStream(p.groupCtx, pub); return nil })
 	old.Close()
 	return nil
 }
 
 // addEventType starts consuming a new event type: the engine learns it
 // first, then its consumer starts.
-func (e *engine) addEventType(ctx context.Context, et *conf.EventType) error {
-	pet, err := compileEventType(et, e.csv)
+func (p *Pipeline) addEventType(ctx context.Context, et *conf.EventType) error {
+	pet, c, err := p.compile(et)
 	if err != nil {
 		return err
 	}
-	c, err := e.newConsumer(et.Name)
-	if err != nil {
-		return err
-	}
-	pet.Durable = c.Durable
-	if err := e.eng.AddEventType(ctx, pet); err != nil {
+	if err := p.eng.AddEventType(ctx, pet); err != nil {
 		return fmt.Errorf("event type %s: %w", et.Name, err)
 	}
-	if e.ckpt != nil {
-		e.ckpt.EventTypeAdded(pet)
-	}
-	e.mu.Lock()
-	e.consumers[et.Name] = c
-	e.names = append(e.names, et.Name)
-	if e.pressured {
+	p.ckpt.EventTypeAdded(CheckpointEventType(pet))
+	p.mu.Lock()
+	p.consumers[et.Name] = c
+	p.names = append(p.names, et.Name)
+	if p.bp.engaged() {
 		c.Pause()
 	}
-	e.mu.Unlock()
-	e.group.Go(func() error {
-		if err := c.Run(e.groupCtx, e.in); err != nil {
-			return fmt.Errorf("consumer %s: %w", et.Name, err)
-		}
-		return nil
-	})
-	e.plog.Info().Str("event_type", et.Name).Msg("reload: consuming a new event type")
+	p.mu.Unlock()
+	p.startConsumer(et.Name, c)
+	p.plog.Info().Str("event_type", et.Name).Msg("reload: consuming a new event type")
 	return nil
-}
-
-// connectNotify connects a notice publisher.
-func (e *engine) connectNotify(ctx context.Context, n conf.Notify, reg prometheus.Registerer) (*notify.Publisher, error) {
-	opts := notifyOptions(n, e.log)
-	opts.Registerer, opts.Now = reg, e.now
-	return notify.Connect(ctx, opts)
-}
-
-// notifyOptions are the [notify] section's options (the daemon's publisher
-// and `materializer notices` connect alike).
-func notifyOptions(n conf.Notify, log zerolog.Logger) notify.Options {
-	return notify.Options{
-		URLs: n.NATSURL, CredsFile: n.CredentialsFile, TLSCAFile: n.TLSCAFile, TLSCertFile: n.TLSCertFile,
-		TLSKeyFile: n.TLSKeyFile, SubjectPrefix: n.SubjectPrefix, Stream: n.Stream,
-		DuplicateWindow: n.DuplicateWindow.Duration(), AckTimeout: n.PublishTimeout.Duration(), Logger: log,
-	}
 }

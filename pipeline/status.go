@@ -1,34 +1,40 @@
-package main
+package pipeline
 
 import (
 	"context"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"materializer/pipeline"
+	"materializer/pipeline/engine"
 	"materializer/pipeline/nakadi"
+	"materializer/pipeline/outbox"
 	"materializer/state"
 )
 
-// eventTypeStatus is one entry of GET /v1/status's event_types (DESIGN.md §9).
-type eventTypeStatus struct {
-	Name            string                  `json:"name"`
-	State           string                  `json:"state"` // consuming | paused | backpressure | not streaming
-	Counters        state.Counters          `json:"counters"`
-	Balanced        bool                    `json:"counters_balanced"`
-	CompactionRatio float64                 `json:"compaction_ratio"`
-	OpenSessions    uint64                  `json:"open_sessions"`
-	OpenFiles       int                     `json:"open_files"`
-	OpenFileBytes   int64                   `json:"open_file_bytes"`
-	Subscription    string                  `json:"subscription_id"`
-	StreamID        string                  `json:"stream_id,omitempty"`
-	LastError       string                  `json:"last_error,omitempty"`
-	Partitions      []partitionStatus       `json:"partitions"`
-	Delivery        pipeline.DeliveryStatus `json:"delivery"`
+// Status is the pipeline's part of GET /v1/status. Every JSON key is
+// snake_case.
+type Status struct {
+	Ready      bool              `json:"ready"`
+	EventTypes []EventTypeStatus `json:"event_types"`
 }
 
-type partitionStatus struct {
+// EventTypeStatus is one entry of Status.EventTypes.
+type EventTypeStatus struct {
+	Name            string            `json:"name"`
+	State           string            `json:"state"` // consuming | paused | backpressure | not streaming
+	Counters        state.Counters    `json:"counters"`
+	Balanced        bool              `json:"counters_balanced"`
+	CompactionRatio float64           `json:"compaction_ratio"`
+	OpenSessions    uint64            `json:"open_sessions"`
+	OpenFiles       int               `json:"open_files"`
+	OpenFileBytes   int64             `json:"open_file_bytes"`
+	Subscription    string            `json:"subscription_id"`
+	StreamID        string            `json:"stream_id,omitempty"`
+	LastError       string            `json:"last_error,omitempty"`
+	Partitions      []PartitionStatus `json:"partitions"`
+	Delivery        outbox.Status     `json:"delivery"`
+}
+
+// PartitionStatus is one partition of an EventTypeStatus.
+type PartitionStatus struct {
 	Partition       string `json:"partition"`
 	AppliedOffset   string `json:"applied_offset"`
 	CommittedOffset string `json:"committed_offset"`
@@ -38,36 +44,38 @@ type partitionStatus struct {
 	OpenFileBytes   int64  `json:"open_file_bytes"`
 }
 
-// EventTypes is the event_types list of /v1/status.
-func (e *engine) EventTypes(context.Context) (any, error) {
-	if e.eng == nil {
-		return []eventTypeStatus{}, nil
+// Status returns a snapshot of every event type.
+func (p *Pipeline) Status(context.Context) (Status, error) {
+	s := Status{Ready: p.Ready(), EventTypes: []EventTypeStatus{}}
+	if !p.recovered.Load() {
+		return s, nil
 	}
-	es := e.eng.Status()
-	delivery := e.deliverer.Status()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]eventTypeStatus, 0, len(es.EventTypes))
+	es := p.eng.Status()
+	delivery := p.outbox.Status()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, et := range es.EventTypes {
-		c := e.consumers[et.Name]
+		c := p.consumers[et.Name]
+		if c == nil {
+			continue // added by a reload that is still starting it
+		}
 		cs := c.Status()
-		s := eventTypeStatus{
-			Name: et.Name, State: e.stateOf(et.Name, c), Counters: et.Counters, Balanced: et.Counters.Balanced(),
+		s.EventTypes = append(s.EventTypes, EventTypeStatus{
+			Name: et.Name, State: p.stateOf(et.Name, c), Counters: et.Counters, Balanced: et.Counters.Balanced(),
 			CompactionRatio: et.CompactionRatio, OpenSessions: et.Counters.Open, OpenFiles: et.OpenFiles,
 			OpenFileBytes: et.OpenFileBytes, Subscription: cs.SubscriptionID, StreamID: cs.StreamID,
-			LastError: cs.LastError, Delivery: delivery,
-		}
-		s.Partitions = mergePartitions(et.Partitions, cs)
-		out = append(out, s)
+			LastError: cs.LastError, Delivery: delivery, Partitions: mergePartitions(et.Partitions, cs),
+		})
 	}
-	return out, nil
+	return s, nil
 }
 
-func (e *engine) stateOf(name string, c *nakadi.Consumer) string {
+// stateOf names what an event type's consumer does. Called with p.mu held.
+func (p *Pipeline) stateOf(name string, c *nakadi.Consumer) string {
 	switch {
-	case e.paused[name]:
+	case p.paused[name]:
 		return "paused"
-	case e.pressured:
+	case p.bp.engaged():
 		return "backpressure"
 	case c.Streaming():
 		return "consuming"
@@ -77,14 +85,14 @@ func (e *engine) stateOf(name string, c *nakadi.Consumer) string {
 
 // mergePartitions joins the engine's view (applied offsets, files) with the
 // consumer's (committed offsets, lag) per partition.
-func mergePartitions(applied []pipeline.PartitionStatus, cs nakadi.Status) []partitionStatus {
-	byName := map[string]*partitionStatus{}
+func mergePartitions(applied []engine.PartitionStatus, cs nakadi.Status) []PartitionStatus {
+	byName := map[string]*PartitionStatus{}
 	var order []string
-	get := func(p string) *partitionStatus {
+	get := func(p string) *PartitionStatus {
 		if ps, ok := byName[p]; ok {
 			return ps
 		}
-		ps := &partitionStatus{Partition: p}
+		ps := &PartitionStatus{Partition: p}
 		byName[p] = ps
 		order = append(order, p)
 		return ps
@@ -102,72 +110,9 @@ func mergePartitions(applied []pipeline.PartitionStatus, cs nakadi.Status) []par
 			ps.Lag = &v
 		}
 	}
-	out := make([]partitionStatus, 0, len(order))
+	out := make([]PartitionStatus, 0, len(order))
 	for _, p := range order {
 		out = append(out, *byName[p])
 	}
 	return out
-}
-
-// backpressure pauses every consumer while staged bytes (open staging files
-// plus sealed files waiting for delivery) exceed storage.max_staged_bytes,
-// and resumes them below 80 % of it. Durable cursors keep being committed
-// while paused; nothing is dropped.
-func (e *engine) backpressure(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		limit := e.maxStaged.Load()
-		low := limit / 10 * 8
-		staged := e.eng.OpenFileBytes() + e.deliverer.StagedBytes()
-		e.bp.staged.Set(float64(staged))
-		e.mu.Lock()
-		switch {
-		case !e.pressured && staged > limit:
-			e.pressured = true
-			e.bp.active.Set(1)
-			for _, c := range e.consumers {
-				c.Pause()
-			}
-			e.plog.Warn().Int64("staged_bytes", staged).Int64("max_staged_bytes", limit).
-				Msg("backpressure: staged files exceed max_staged_bytes; consuming paused until delivery catches up")
-			// Open files count as staged but cannot be delivered until they
-			// are sealed: seal them, or a pause could outlast roll_max_age.
-			go func() {
-				if _, err := e.eng.SealAll(ctx); err != nil && ctx.Err() == nil {
-					e.plog.Error().Err(err).Msg("backpressure: sealing the open files failed")
-				}
-			}()
-		case e.pressured && staged < low:
-			e.pressured = false
-			e.bp.active.Set(0)
-			for name, c := range e.consumers {
-				if !e.paused[name] {
-					c.Resume()
-				}
-			}
-			e.plog.Info().Int64("staged_bytes", staged).Msg("backpressure released: consuming again")
-		}
-		e.mu.Unlock()
-	}
-}
-
-type backpressureMetrics struct {
-	staged, active prometheus.Gauge
-}
-
-func newBackpressureMetrics(reg prometheus.Registerer) *backpressureMetrics {
-	m := &backpressureMetrics{
-		staged: prometheus.NewGauge(prometheus.GaugeOpts{Name: "materializer_staged_bytes", Help: "Bytes of staging files, open and sealed, not yet delivered."}),
-		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "materializer_backpressure", Help: "1 while consuming is paused because staged bytes exceed max_staged_bytes."}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.staged, m.active)
-	}
-	return m
 }

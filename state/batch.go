@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-
-	"materializer/pipeline/compact"
 )
 
 // Batch collects the writes of one processing step; Commit applies them
@@ -56,15 +54,8 @@ func (b *Batch) PutSlot(p Partition, slot Slot) {
 	b.set([]byte{tagNextSlot}, appendUint32(nil, uint32(slot)+1))
 }
 
-// PutKeyState stores a key's compaction state.
-func (b *Batch) PutKeyState(slot Slot, key []byte, st *compact.KeyState) {
-	b.buf = encodeKeyState(b.buf[:0], st)
-	b.PutEncodedKeyState(slot, key, b.buf)
-}
-
-// PutEncodedKeyState records a key's state already encoded by
-// EncodeKeyState.
-func (b *Batch) PutEncodedKeyState(slot Slot, key, enc []byte) {
+// PutKeyState stores a key's state: the engine's encoded compaction state.
+func (b *Batch) PutKeyState(slot Slot, key, enc []byte) {
 	b.set(b.keyOf(tagKey, slot, key), enc)
 }
 

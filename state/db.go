@@ -13,8 +13,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
-
-	"materializer/pipeline/compact"
 )
 
 // FormatVersion is the layout version this binary reads and writes. Bump it
@@ -294,10 +292,11 @@ func appendTimerKey(dst []byte, kind TimerKind, slot Slot, deadline int64, key [
 	return append(dst, key...)
 }
 
-// KeyState loads the state of key into st; found is false when the key has
-// none.
-func (db *DB) KeyState(slot Slot, key []byte, st *compact.KeyState) (found bool, err error) {
-	return db.getInto(keyStateKey(slot, key), func(v []byte) error { return decodeKeyState(v, st) })
+// KeyState calls decode with the stored state of key (the engine's encoded
+// compaction state; valid only during the call); found is false when the
+// key has none.
+func (db *DB) KeyState(slot Slot, key []byte, decode func(v []byte) error) (found bool, err error) {
+	return db.getInto(keyStateKey(slot, key), decode)
 }
 
 // Best returns the best event of the key's open session.
@@ -470,23 +469,18 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
 }
 
-// Keys calls fn for every key of the slot with its compaction state, in key
-// order (for inspection and tests).
-func (db *DB) Keys(slot Slot, fn func(key []byte, st *compact.KeyState) error) error {
-	var st compact.KeyState
-	return db.scan(slotKey(tagKey, slot), func(k, v []byte) error {
-		if err := decodeKeyState(v, &st); err != nil {
-			return err
-		}
-		return fn(k[5:], &st)
-	})
+// Keys calls fn for every key of the slot with its stored state, in key
+// order (for inspection and tests); both are valid only during the call.
+func (db *DB) Keys(slot Slot, fn func(key, state []byte) error) error {
+	return db.scan(slotKey(tagKey, slot), func(k, v []byte) error { return fn(k[5:], v) })
 }
 
 // KeyStates looks up many keys of one slot with one iterator: keys must be
-// sorted and distinct. For each key found, into(i) names where to decode it.
+// sorted and distinct. For each key found, decode(i, v) gets its stored
+// state (valid only during the call).
 // Sorted seeks move forward through each level instead of starting over,
 // which makes a step's lookups several times cheaper than one Get each.
-func (db *DB) KeyStates(slot Slot, keys [][]byte, into func(i int) *compact.KeyState) error {
+func (db *DB) KeyStates(slot Slot, keys [][]byte, decode func(i int, v []byte) error) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -503,7 +497,7 @@ func (db *DB) KeyStates(slot Slot, keys [][]byte, into func(i int) *compact.KeyS
 		}
 		v, err := it.ValueAndErr()
 		if err == nil {
-			err = decodeKeyState(v, into(i))
+			err = decode(i, v)
 		}
 		if err != nil {
 			_ = it.Close()
@@ -512,10 +506,3 @@ func (db *DB) KeyStates(slot Slot, keys [][]byte, into func(i int) *compact.KeyS
 	}
 	return it.Close()
 }
-
-// EncodeKeyState appends the stored encoding of a key state (the engine
-// caches encoded states of hot keys).
-func EncodeKeyState(dst []byte, st *compact.KeyState) []byte { return encodeKeyState(dst, st) }
-
-// DecodeKeyState decodes the stored encoding into st, reusing its slices.
-func DecodeKeyState(v []byte, st *compact.KeyState) error { return decodeKeyState(v, st) }

@@ -4,13 +4,16 @@
 // redelivery exact, counters, staging-file records and the delivery outbox.
 //
 // Every processing step of the engine writes one Batch and commits it synced;
-// nothing else may make the Nakadi cursor move (DESIGN.md §2).
+// nothing else may make the Nakadi cursor move.
+//
+// This is the bottom layer: it imports nothing from pipeline/. Key states,
+// keys and events are bytes to it; their meaning is the engine's.
 //
 // # Key layout
 //
 // Every key starts with a one-byte tag. slot is a 4-byte big-endian id of an
 // (event type, partition) pair, allocated once and kept forever; key is the
-// encoded composite partition key (compact.AppendKeyPart); deadline is unix
+// encoded composite partition key (the engine's; to this package, bytes); deadline is unix
 // nanoseconds, 8 bytes big-endian; fileID is "event_type\x00table\x00kind\x00partition".
 //
 //	'V'                             format version (uvarint)
@@ -18,7 +21,7 @@
 //	'E' event_type                  fingerprint of the config that shaped the event type's state
 //	'I' event_type 0x00 partition   slot id
 //	'i'                             next slot id
-//	'M' slot key                    compact.KeyState of the key
+//	'M' slot key                    the key's compaction state (encoded by the engine)
 //	'B' slot key                    best event of the key's open session: offset, raw JSON
 //	'T' slot deadline key           session timer (may be stale: checked against 'M' when due)
 //	'X' slot deadline key           retention timer: forget hi(k) (also checked when due)

@@ -3,12 +3,12 @@ package state
 import (
 	"bytes"
 	"errors"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"materializer/pipeline/compact"
 )
 
 func openMem(t *testing.T, fs vfs.FS) *DB {
@@ -29,9 +29,9 @@ func TestRoundTrips(t *testing.T) {
 	}
 	b := db.NewBatch()
 	b.PutSlot(Partition{"a.b", "3"}, 7)
-	st := compact.KeyState{HasHi: true, Hi: []byte{3, 1, 2}, HiEID: []byte("e1"), Open: true, OpenedAt: -5, LastAt: 10, ClosedAt: 0}
-	key := compact.AppendKeyPart(nil, []byte("k1"))
-	b.PutKeyState(7, key, &st)
+	st := []byte("an opaque key state")
+	key := []byte("k1")
+	b.PutKeyState(7, key, st)
 	b.PutBest(7, key, "001-0001-000000000000000010", []byte(`{"a":1}`))
 	b.PutTimer(SessionTimer, 7, 100, key)
 	b.PutTimer(SessionTimer, 7, -100, []byte("neg"))
@@ -63,9 +63,9 @@ func TestRoundTrips(t *testing.T) {
 	if err != nil || slots[Partition{"a.b", "3"}] != 7 || next != 8 {
 		t.Fatalf("slots %v next %d err %v", slots, next, err)
 	}
-	var got compact.KeyState
-	if ok, err := db.KeyState(7, key, &got); !ok || err != nil || !bytes.Equal(got.Hi, st.Hi) || got.OpenedAt != -5 || !got.Open {
-		t.Fatalf("key state %+v %v %v", got, ok, err)
+	var got []byte
+	if ok, err := db.KeyState(7, key, func(v []byte) error { got = bytes.Clone(v); return nil }); !ok || err != nil || !bytes.Equal(got, st) {
+		t.Fatalf("key state %q %v %v", got, ok, err)
 	}
 	if off, raw, err := db.Best(7, key); err != nil || off != "001-0001-000000000000000010" || string(raw) != `{"a":1}` {
 		t.Fatalf("best %q %q %v", off, raw, err)
@@ -129,5 +129,19 @@ func TestRefusesOtherFormat(t *testing.T) {
 	want := "the data dir holds state format 2, this binary reads format 1"
 	if !bytes.Contains([]byte(err.Error()), []byte(want)) {
 		t.Fatalf("message %q does not name both versions", err)
+	}
+}
+
+// The bottom layer imports nothing from pipeline/ (its packages depend on
+// it, never the other way round).
+func TestImportsNoPipelinePackage(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-test", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "materializer/pipeline") {
+			t.Errorf("state depends on %s", dep)
+		}
 	}
 }

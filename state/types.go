@@ -1,9 +1,8 @@
 package state
 
 import (
+	"fmt"
 	"strings"
-
-	"materializer/pipeline/compact"
 )
 
 // Slot is the durable id of one (event type, partition) pair.
@@ -32,23 +31,34 @@ type RingEntry struct {
 	FirstEID string
 }
 
-// Counters are the per-event-type buckets of DESIGN.md §2. The identity
+// Counters are the per-event-type buckets of every received event. The identity
 // Received = Main + Superseded + Duplicate + Correction + Rejected + Open
 // holds after every committed step.
 type Counters struct {
-	Received   uint64
-	Main       uint64
-	Superseded uint64
-	Duplicate  uint64
-	Correction uint64
-	Rejected   uint64
-	Open       uint64
+	Received   uint64 `json:"received"`
+	Main       uint64 `json:"main"`
+	Superseded uint64 `json:"superseded"`
+	Duplicate  uint64 `json:"duplicate"`
+	Correction uint64 `json:"correction"`
+	Rejected   uint64 `json:"rejected"`
+	Open       uint64 `json:"open"`
 	// Redelivered counts events Nakadi sent again that were recognized as
 	// already applied and skipped. It is not part of the identity.
-	Redelivered uint64
+	Redelivered uint64 `json:"redelivered"`
 }
 
-// Balanced reports whether the §2 identity holds.
+// String shows the identity with its values: "received N = main N + …
+// (balanced)".
+func (c Counters) String() string {
+	balanced := "balanced"
+	if !c.Balanced() {
+		balanced = "NOT BALANCED"
+	}
+	return fmt.Sprintf("received %d = main %d + superseded %d + duplicate %d + correction %d + rejected %d + open %d (%s)",
+		c.Received, c.Main, c.Superseded, c.Duplicate, c.Correction, c.Rejected, c.Open, balanced)
+}
+
+// Balanced reports whether the identity holds.
 func (c Counters) Balanced() bool {
 	return c.Received == c.Main+c.Superseded+c.Duplicate+c.Correction+c.Rejected+c.Open
 }
@@ -106,38 +116,6 @@ type Outbox struct {
 	Uploaded bool
 	SHA256   string // of the stored object, set once uploaded
 	Bytes    int64
-}
-
-func encodeKeyState(dst []byte, st *compact.KeyState) []byte {
-	e := enc{b: dst}
-	var flags uint64
-	if st.HasHi {
-		flags |= 1
-	}
-	if st.Open {
-		flags |= 2
-	}
-	e.uvarint(flags)
-	e.bytes(st.Hi)
-	e.bytes(st.HiEID)
-	e.varint(st.OpenedAt)
-	e.varint(st.LastAt)
-	e.varint(st.ClosedAt)
-	return e.b
-}
-
-// decodeKeyState decodes into st, reusing its slices.
-func decodeKeyState(v []byte, st *compact.KeyState) error {
-	d := dec{b: v}
-	flags := d.uvarint()
-	st.HasHi = flags&1 != 0
-	st.Open = flags&2 != 0
-	st.Hi = append(st.Hi[:0], d.bytes()...)
-	st.HiEID = append(st.HiEID[:0], d.bytes()...)
-	st.OpenedAt = d.varint()
-	st.LastAt = d.varint()
-	st.ClosedAt = d.varint()
-	return d.err
 }
 
 func encodeCursor(c Cursor) []byte {

@@ -1,4 +1,9 @@
-package main
+// Package articles generates realistic article.updated events for the demo
+// and the tests: every article gets rising versions; some events arrive out
+// of order, some are duplicates (same version and eid), some conflict (same
+// version, another eid), some are malformed. It is deterministic for a seed
+// and remembers what it made, so tests know the right answer.
+package articles
 
 import (
 	"fmt"
@@ -7,12 +12,8 @@ import (
 	"time"
 )
 
-// articleGen generates realistic article.updated events (the demo's and the
-// end-to-end tests'): every article gets rising versions; some events arrive
-// out of order, some are duplicates (same version and eid), some conflict
-// (same version, another eid), some are malformed. It is deterministic for
-// a seed and remembers what it made, so tests know the right answer.
-type articleGen struct {
+// Gen generates events over a fixed number of articles.
+type Gen struct {
 	rng      *rand.Rand
 	articles int
 	now      func() time.Time
@@ -24,8 +25,8 @@ type articleGen struct {
 	OutOfOrder, Duplicate, Conflict, Malformed int
 }
 
-// article is one generated event and what it is.
-type article struct {
+// Event is one generated event and what it is.
+type Event struct {
 	Raw     []byte
 	Article int
 	Version int
@@ -35,38 +36,38 @@ type article struct {
 
 var brands = []string{"acme", "zalando", "nordic & co", "Ünïcødé", `quote "q"`, "comma, inc", "new\nline"}
 
-func newArticleGen(seed uint64, articles int, now func() time.Time) *articleGen {
-	return &articleGen{
+func New(seed uint64, articles int, now func() time.Time) *Gen {
+	return &Gen{
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), articles: articles, now: now,
 		version: map[int]int{}, eids: map[[2]int]int{},
 		OutOfOrder: 3, Duplicate: 2, Conflict: 1, Malformed: 1,
 	}
 }
 
-// next makes the next event, for an article picked uniformly.
-func (g *articleGen) next() article {
-	return g.nextOf(1 + g.rng.IntN(g.articles))
+// Next makes the next event, for an article picked uniformly.
+func (g *Gen) Next() Event {
+	return g.NextOf(1 + g.rng.IntN(g.articles))
 }
 
-// articleWindow makes updates come in bursts, as they do in a shop: a
+// Window makes updates come in bursts, as they do in a shop: a
 // window of Width consecutive articles is active and slides on by one
 // article every Step events. An article thus gets about Step updates in a
 // row, then none until the window comes round again — long enough for its
 // session to close by session_gap. It is deterministic in the event count.
-type articleWindow struct {
+type Window struct {
 	Width, Step int
 	n           int // events made so far
 }
 
-// nextIn makes the next event for an article of the active window.
-func (g *articleGen) nextIn(w *articleWindow) article {
+// NextIn makes the next event for an article of the active window.
+func (g *Gen) NextIn(w *Window) Event {
 	start := w.n / w.Step
 	w.n++
-	return g.nextOf(1 + (start+g.rng.IntN(w.Width))%g.articles)
+	return g.NextOf(1 + (start+g.rng.IntN(w.Width))%g.articles)
 }
 
-// nextOf makes the next event for article id.
-func (g *articleGen) nextOf(id int) article {
+// NextOf makes the next event for article id.
+func (g *Gen) NextOf(id int) Event {
 	roll := g.rng.IntN(100)
 	hi := g.version[id]
 	switch {
@@ -85,11 +86,11 @@ func (g *articleGen) nextOf(id int) article {
 	return g.make(id, hi+1, eid, "new")
 }
 
-func (g *articleGen) newEID() int { g.serial++; return g.serial }
+func (g *Gen) newEID() int { g.serial++; return g.serial }
 
 func eidString(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012x", n) }
 
-func (g *articleGen) make(id, version, eid int, kind string) article {
+func (g *Gen) make(id, version, eid int, kind string) Event {
 	b := make([]byte, 0, 512)
 	b = append(b, `{"metadata":{"eid":"`...)
 	b = append(b, eidString(eid)...)
@@ -117,14 +118,14 @@ func (g *articleGen) make(id, version, eid int, kind string) article {
 		b = append(b, '}')
 	}
 	b = append(b, "]}"...)
-	return article{Raw: b, Article: id, Version: version, EID: eidString(eid), Kind: kind}
+	return Event{Raw: b, Article: id, Version: version, EID: eidString(eid), Kind: kind}
 }
 
 // malformed events are rejected by the mapping: a version that is not a
 // number, a price that is not a decimal, an article_id that is not an int.
 // (An event without article_id cannot reach us: Nakadi refuses to publish
 // it to a hash-partitioned event type.)
-func (g *articleGen) malformed(id int) article {
+func (g *Gen) malformed(id int) Event {
 	eid := eidString(g.newEID())
 	meta := fmt.Sprintf(`{"eid":%q,"occurred_at":%q}`, eid, g.now().UTC().Format(time.RFC3339Nano))
 	var raw string
@@ -136,5 +137,5 @@ func (g *articleGen) malformed(id int) article {
 	default:
 		raw = fmt.Sprintf(`{"metadata":%s,"article_id":"A-%d","version":1,"brand":"bad id"}`, meta, id)
 	}
-	return article{Raw: []byte(raw), Article: id, EID: eid, Kind: "malformed"}
+	return Event{Raw: []byte(raw), Article: id, EID: eid, Kind: "malformed"}
 }

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"errors"
@@ -13,28 +13,28 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"materializer/conf"
-	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/pipeline/nakadi/emulator"
 )
 
-// demoMarker marks a directory the demo made, so that it may clear it.
-const demoMarker = ".materializer-demo"
+// marker marks a directory the demo made, so that it may clear it.
+const marker = ".materializer-demo"
 
-// demoPartitions is the partition count of the emulator's event types.
-const demoPartitions = 4
+// partitions is the partition count of the emulator's event types.
+const partitions = 4
 
-// prepareDemoDir makes dir empty but for the marker: a directory the demo
+// prepareDir makes dir empty but for the marker: a directory the demo
 // made before (it holds the marker) is cleared, an empty or missing one is
 // created, anything else is refused. Every demo starts afresh because the
 // emulator keeps its events in memory: state left by an earlier run would
 // name offsets this emulator never had.
-func prepareDemoDir(dir string) error {
+func prepareDir(dir string) error {
 	entries, err := os.ReadDir(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		return err
 	case len(entries) > 0:
-		if _, err := os.Stat(filepath.Join(dir, demoMarker)); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, marker)); err != nil {
 			return fmt.Errorf("%s is not empty and was not made by `materializer demo`; pass -dir with another directory", dir)
 		}
 		if err := os.RemoveAll(dir); err != nil {
@@ -44,19 +44,19 @@ func prepareDemoDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, demoMarker), []byte("made by materializer demo; cleared at every demo start\n"), 0o644)
+	return os.WriteFile(filepath.Join(dir, marker), []byte("made by materializer demo; cleared at every demo start\n"), 0o644)
 }
 
 // startEmulator starts the Nakadi emulator on a free loopback port with one
 // event type per configured one.
-func startEmulator(cfg *conf.Config) (*nakaditest.Server, error) {
-	nk := nakaditest.New(nakaditest.Options{RetainEvents: 200_000})
+func startEmulator(cfg *conf.Config) (*emulator.Server, error) {
+	nk := emulator.New(emulator.Options{RetainEvents: 200_000})
 	if err := nk.Start("127.0.0.1:0"); err != nil {
 		nk.Close()
 		return nil, err
 	}
 	for _, et := range cfg.EventTypes {
-		if err := nk.CreateEventType(et.Name, demoPartitions, et.PartitionKey); err != nil {
+		if err := nk.CreateEventType(et.Name, partitions, et.PartitionKey); err != nil {
 			nk.Close()
 			return nil, err
 		}
@@ -81,15 +81,15 @@ func startNATS(dir string) (*server.Server, string, error) {
 	return srv, "nats://" + srv.Addr().(*net.TCPAddr).String(), nil
 }
 
-// demoSettings are the keys the demo sets in its config: where the
+// settings are the keys the demo sets in its config: where the
 // embedded services listen and where files go.
-type demoSettings struct {
+type settings struct {
 	Dir, NakadiURL, NATSURL, AdminListen string
 }
 
-// demoConfig returns the config text the daemon runs with: the demo
+// effectiveConfig returns the config text the pipeline runs with: the demo
 // config with the keys of s set.
-func demoConfig(text, source string, s demoSettings) string {
+func effectiveConfig(text, source string, s settings) string {
 	set := []struct{ section, key, value string }{
 		{"daemon", "data_dir", filepath.Join(s.Dir, "data")},
 		{"nakadi", "url", s.NakadiURL},

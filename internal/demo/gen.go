@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -6,35 +6,33 @@ import (
 	"sync/atomic"
 	"time"
 
-	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/internal/articles"
+	"materializer/pipeline/nakadi/emulator"
 )
 
-// demoEventType is what the demo's generator publishes.
-const demoEventType = "article.updated"
-
-// demoPublisher publishes generated article.updated events to the
+// publisher publishes generated article.updated events to the
 // emulator at a steady rate, in batches as a producer would.
-type demoPublisher struct {
-	nk        *nakaditest.Server
-	gen       *articleGen
-	win       articleWindow
+type publisher struct {
+	nk        *emulator.Server
+	gen       *articles.Gen
+	win       articles.Window
 	rate      int // events per second
 	published atomic.Int64
 }
 
-// demoWindow sizes the active window of articleWindow for a number of
+// window sizes the active window of articles.Window for a number of
 // articles: about an eighth of them, sliding every 10 events.
-func demoWindow(articles int) articleWindow {
-	return articleWindow{Width: max(1, articles*2/15), Step: 10}
+func window(n int) articles.Window {
+	return articles.Window{Width: max(1, n*2/15), Step: 10}
 }
 
-func newDemoPublisher(nk *nakaditest.Server, seed uint64, articles, rate int) *demoPublisher {
-	return &demoPublisher{nk: nk, gen: newArticleGen(seed, articles, time.Now), win: demoWindow(articles), rate: rate}
+func newPublisher(nk *emulator.Server, seed uint64, n, rate int) *publisher {
+	return &publisher{nk: nk, gen: articles.New(seed, n, time.Now), win: window(n), rate: rate}
 }
 
 // Run publishes until ctx ends; it fails only if the emulator refuses
 // events.
-func (p *demoPublisher) Run(ctx context.Context) error {
+func (p *publisher) Run(ctx context.Context) error {
 	const every = 100 * time.Millisecond
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -54,13 +52,13 @@ func (p *demoPublisher) Run(ctx context.Context) error {
 }
 
 // publish makes and publishes n events in batches of at most 500.
-func (p *demoPublisher) publish(n int) error {
+func (p *publisher) publish(n int) error {
 	for n > 0 {
 		batch := make([][]byte, min(n, 500))
 		for i := range batch {
-			batch[i] = p.gen.nextIn(&p.win).Raw
+			batch[i] = p.gen.NextIn(&p.win).Raw
 		}
-		if err := p.nk.Publish(demoEventType, batch...); err != nil {
+		if err := p.nk.Publish(EventType, batch...); err != nil {
 			return fmt.Errorf("demo: publishing to the emulator: %w", err)
 		}
 		p.published.Add(int64(len(batch)))

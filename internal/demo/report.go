@@ -1,13 +1,14 @@
-package main
+package demo
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
+	"materializer/conf"
+	"materializer/pipeline"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,17 +17,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// demoReport is what the demo prints: the banner, a summary line every
+// report is what the demo prints: the banner, a summary line every
 // -every, and the steps of a clean stop.
-type demoReport struct {
+type report struct {
 	d      *demo
 	start  time.Time
 	notice jetstream.JetStream // counts notices; nil if NATS cannot be reached
 	nc     *nats.Conn
 }
 
-func newDemoReport(d *demo) *demoReport {
-	r := &demoReport{d: d, start: time.Now()}
+func newReport(d *demo) *report {
+	r := &report{d: d, start: time.Now()}
 	if nc, err := nats.Connect(d.natsURL, nats.Name("materializer-demo-report")); err == nil {
 		r.nc = nc
 		r.notice, _ = jetstream.New(nc)
@@ -34,55 +35,57 @@ func newDemoReport(d *demo) *demoReport {
 	return r
 }
 
-func (r *demoReport) close() {
+func (r *report) close() {
 	if r.nc != nil {
 		r.nc.Close()
 	}
 }
 
 // banner tells where everything is.
-func (r *demoReport) banner() {
+func (r *report) banner() {
 	d, c := r.d, r.d.cfg
-	et, _ := findEventType(c, demoEventType)
-	w := demoWindow(d.articles)
-	p := &errWriter{w: d.io.out}
-	p.printf("\nmaterializer demo: everything runs in this process; nothing else is needed.\n\n")
-	p.printf("  Nakadi emulator  %s  event type %s, %d partitions\n", d.nk.URL(), demoEventType, demoPartitions)
-	p.printf("  generator        %d events/s over %d articles, in bursts of ~%d updates per article with rising versions;\n",
-		d.rate, d.articles, w.Step)
-	p.printf("                   ~3%% out of order, 2%% duplicates, 1%% conflicting, 1%% malformed (seed %d)\n", d.seed)
-	p.printf("  NATS JetStream   %s  stream %s, subjects %s.>\n", d.natsURL, c.Notify.Stream, c.Notify.SubjectPrefix)
-	p.printf("  daemon           config %s (made from %s), data in %s\n", d.show(d.cfgPath), d.source, d.show(c.Daemon.DataDir))
-	p.printf("                   session gap %s, session max %s; files roll at %s or %d rows\n",
+	et := c.EventTypes[slices.IndexFunc(c.EventTypes, func(et conf.EventType) bool { return et.Name == EventType })]
+	w := window(d.Articles)
+	var b strings.Builder
+	p := &b
+	fmt.Fprintf(p, "\nmaterializer demo: everything runs in this process; nothing else is needed.\n\n")
+	fmt.Fprintf(p, "  Nakadi emulator  %s  event type %s, %d partitions\n", d.nk.URL(), EventType, partitions)
+	fmt.Fprintf(p, "  generator        %d events/s over %d articles, in bursts of ~%d updates per article with rising versions;\n",
+		d.Rate, d.Articles, w.Step)
+	fmt.Fprintf(p, "                   ~3%% out of order, 2%% duplicates, 1%% conflicting, 1%% malformed (seed %d)\n", d.Seed)
+	fmt.Fprintf(p, "  NATS JetStream   %s  stream %s, subjects %s.>\n", d.natsURL, c.Notify.Stream, c.Notify.SubjectPrefix)
+	fmt.Fprintf(p, "  daemon           config %s (made from %s), data in %s\n", d.show(d.cfgPath), d.Config, d.show(c.Daemon.DataDir))
+	fmt.Fprintf(p, "                   session gap %s, session max %s; files roll at %s or %d rows\n",
 		et.SessionGap, et.SessionMax, c.Storage.RollMaxAge, c.Storage.RollMaxRows)
-	p.printf("\nWhere to look:\n")
-	p.printf("  files     %s/%s/<table>/<main|correction|rejected>/dt=YYYY-MM-DD/*.csv\n", d.show(filepath.Join(d.dir, "storage")), demoEventType)
-	p.printf("  status    %s status -config %s     (or: curl %s/v1/status)\n", d.self, d.show(d.cfgPath), d.base)
-	p.printf("  metrics   curl %s/metrics\n", d.base)
-	p.printf("  notices   %s notices -config %s -from all\n", d.self, d.show(d.cfgPath))
-	p.printf("            (nats CLI: nats sub '%s.>' --stream %s --all --raw --server %s)\n", c.Notify.SubjectPrefix, c.Notify.Stream, d.natsURL)
-	p.printf("  ddl       %s ddl -config %s -dialect postgres\n", d.self, d.show(d.cfgPath))
-	p.printf("\nA summary line follows every %s. Ctrl-C stops: the generator stops, open sessions are flushed\n", d.every)
-	p.printf("and delivered, then the daemon drains (Ctrl-C again stops at once). %s is cleared at the next start.\n\n", d.show(d.dir))
+	fmt.Fprintf(p, "\nWhere to look:\n")
+	fmt.Fprintf(p, "  files     %s/%s/<table>/<main|correction|rejected>/dt=YYYY-MM-DD/*.csv\n", d.show(filepath.Join(d.Dir, "storage")), EventType)
+	fmt.Fprintf(p, "  status    %s status -config %s     (or: curl %s/v1/status)\n", d.Self, d.show(d.cfgPath), d.base)
+	fmt.Fprintf(p, "  metrics   curl %s/metrics\n", d.base)
+	fmt.Fprintf(p, "  notices   %s notices -config %s -from all\n", d.Self, d.show(d.cfgPath))
+	fmt.Fprintf(p, "            (nats CLI: nats sub '%s.>' --stream %s --all --raw --server %s)\n", c.Notify.SubjectPrefix, c.Notify.Stream, d.natsURL)
+	fmt.Fprintf(p, "  ddl       %s ddl -config %s -dialect postgres\n", d.Self, d.show(d.cfgPath))
+	fmt.Fprintf(p, "\nA summary line follows every %s. Ctrl-C stops: the generator stops, open sessions are flushed\n", d.Every)
+	fmt.Fprintf(p, "and delivered, then the pipeline drains (Ctrl-C again stops at once). %s is cleared at the next start.\n\n", d.show(d.Dir))
+	fmt.Fprint(d.Out, b.String())
 }
 
 // Run prints a summary line every -every until ctx ends.
-func (r *demoReport) Run(ctx context.Context) {
-	t := time.NewTicker(r.d.every)
+func (r *report) Run(ctx context.Context) {
+	t := time.NewTicker(r.d.Every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.summary(ctx, fmt.Sprintf("[%5s]", roundDuration(time.Since(r.start))))
+			r.summary(ctx, fmt.Sprintf("[%5s]", time.Since(r.start).Round(time.Second)))
 		}
 	}
 }
 
 // summary prints one line: counters, files delivered, notices. A line
 // interrupted by the end of ctx (the demo is stopping) is not printed.
-func (r *demoReport) summary(parent context.Context, prefix string) {
+func (r *report) summary(parent context.Context, prefix string) {
 	ctx, cancel := context.WithTimeout(parent, 5*time.Second)
 	defer cancel()
 	var b strings.Builder
@@ -91,9 +94,9 @@ func (r *demoReport) summary(parent context.Context, prefix string) {
 	if et, err := r.eventType(ctx); err != nil {
 		fmt.Fprintf(&b, " status: %v |", err)
 	} else {
-		fmt.Fprintf(&b, " %s |", countersLine(*et))
+		fmt.Fprintf(&b, " %s |", et.Counters)
 	}
-	files := countDelivered(filepath.Join(r.d.dir, "storage"))
+	files := countDelivered(filepath.Join(r.d.Dir, "storage"))
 	notices := "?"
 	if n, ok := r.notices(ctx); ok {
 		notices = strconv.FormatInt(n, 10)
@@ -103,25 +106,25 @@ func (r *demoReport) summary(parent context.Context, prefix string) {
 	if parent.Err() != nil {
 		return
 	}
-	fmt.Fprint(r.d.io.out, b.String())
+	fmt.Fprint(r.d.Out, b.String())
 }
 
-// eventType is the demo event type's entry of /v1/status.
-func (r *demoReport) eventType(ctx context.Context) (*eventTypeStatus, error) {
-	st, _, err := fetchStatus(ctx, r.d.base)
+// eventType is the demo event type's entry of the pipeline's status.
+func (r *report) eventType(ctx context.Context) (*pipeline.EventTypeStatus, error) {
+	st, err := r.d.pipe.Status(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for i := range st.EventTypes {
-		if st.EventTypes[i].Name == demoEventType {
+		if st.EventTypes[i].Name == EventType {
 			return &st.EventTypes[i], nil
 		}
 	}
-	return nil, fmt.Errorf("no %s in /v1/status", demoEventType)
+	return nil, fmt.Errorf("%s is not running yet", EventType)
 }
 
 // notices counts the messages of the notice stream; false when unknown.
-func (r *demoReport) notices(ctx context.Context) (int64, bool) {
+func (r *report) notices(ctx context.Context) (int64, bool) {
 	if r.notice == nil {
 		return 0, false
 	}
@@ -161,9 +164,9 @@ func countDelivered(root string) map[string]int {
 // finish stops cleanly: generator off, wait until the daemon received
 // every event, flush (close sessions, roll and deliver every file), print
 // the outcome. The caller then stops the daemon.
-func (r *demoReport) finish(ctx context.Context, stopGenerator func()) {
+func (r *report) finish(ctx context.Context, stopGenerator func()) {
 	stopGenerator()
-	out := r.d.io.out
+	out := r.d.Out
 	published := r.d.pub.published.Load()
 	fmt.Fprintf(out, "\nstopping: the generator stopped after %d events; waiting until the daemon received them all\n", published)
 	if err := r.waitReceived(ctx, published, 30*time.Second); err != nil && ctx.Err() == nil {
@@ -172,7 +175,7 @@ func (r *demoReport) finish(ctx context.Context, stopGenerator func()) {
 	var n int
 	var err error
 	if ctx.Err() == nil {
-		fmt.Fprintf(out, "stopping: flushing open sessions (POST %s/v1/flush)\n", r.d.base)
+		fmt.Fprintf(out, "stopping: flushing open sessions (as POST %s/v1/flush does)\n", r.d.base)
 		n, err = r.flush(ctx)
 	}
 	if ctx.Err() != nil { // a second Ctrl-C
@@ -182,16 +185,16 @@ func (r *demoReport) finish(ctx context.Context, stopGenerator func()) {
 	if err != nil {
 		fmt.Fprintf(out, "stopping: flush: %v\n", err)
 	} else {
-		fmt.Fprintf(out, "stopping: flush delivered %s\n", plural(n, "file"))
+		fmt.Fprintf(out, "stopping: flush delivered %d file(s)\n", n)
 	}
-	r.summary(ctx, fmt.Sprintf("demo finished after %s:", roundDuration(time.Since(r.start))))
-	w := demoWindow(r.d.articles)
+	r.summary(ctx, fmt.Sprintf("demo finished after %s:", time.Since(r.start).Round(time.Second)))
+	w := window(r.d.Articles)
 	fmt.Fprintf(out, "generated %d events (seed %d, %d articles, window %d, step %d)\n\n",
-		published, r.d.seed, r.d.articles, w.Width, w.Step)
+		published, r.d.Seed, r.d.Articles, w.Width, w.Step)
 }
 
-// waitReceived polls /v1/status until the daemon received n events.
-func (r *demoReport) waitReceived(ctx context.Context, n int64, limit time.Duration) error {
+// waitReceived polls the pipeline's status until it received n events.
+func (r *report) waitReceived(ctx context.Context, n int64, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for {
@@ -204,29 +207,17 @@ func (r *demoReport) waitReceived(ctx context.Context, n int64, limit time.Durat
 			if err != nil {
 				return err
 			}
-			return fmt.Errorf("the daemon received %d of %d events within %s", et.Counters.Received, n, limit)
+			return fmt.Errorf("the pipeline received %d of %d events within %s", et.Counters.Received, n, limit)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-// flush calls POST /v1/flush and returns the number of files it delivered.
-func (r *demoReport) flush(ctx context.Context) (int, error) {
+// flush closes every open session and returns the number of files it
+// delivered.
+func (r *report) flush(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	resp, raw, err := adminDo(ctx, http.MethodPost, r.d.base, "/v1/flush", "")
-	if err != nil {
-		return 0, err
-	}
-	var body struct {
-		Files []json.RawMessage `json:"files"`
-		Error string            `json:"error"`
-	}
-	if err := json.Unmarshal(raw, &body); err != nil {
-		return 0, fmt.Errorf("%s: %w", resp.Status, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %s", resp.Status, body.Error)
-	}
-	return len(body.Files), nil
+	res, err := r.d.pipe.Flush(ctx, "")
+	return len(res.Files), err
 }

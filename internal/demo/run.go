@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -9,21 +9,25 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"materializer/conf"
 )
 
-// supervise runs once the daemon started: it prints the banner, runs the
-// generator and the summaries, and turns the first stop (Ctrl-C, SIGTERM
-// or -duration) into a clean stop: finish, then SIGTERM to the daemon. A
-// second stop signal goes to the daemon at once. A generator failure is
-// stored in *pubErr and stops the daemon.
-func (d *demo) supervise(ctx context.Context, signals <-chan os.Signal, toDaemon chan<- os.Signal, pubErr *error) {
+// supervise runs while the pipeline runs (done closes when it returned):
+// it prints the banner, runs the generator and the summaries, and turns the
+// first stop (Ctrl-C, SIGTERM or -duration) into a clean stop: finish,
+// then stop the pipeline. A second stop signal stops the pipeline at once.
+// A generator failure stops the pipeline and is returned.
+func (d *demo) supervise(done <-chan struct{}, stopPipe func()) error {
 	d.pinAdmin()
-	report := newDemoReport(d)
+	report := newReport(d)
 	defer report.close()
 	report.banner()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	genCtx, stopGen := context.WithCancel(ctx)
 	defer stopGen()
 	repCtx, stopReport := context.WithCancel(ctx)
@@ -34,13 +38,13 @@ func (d *demo) supervise(ctx context.Context, signals <-chan os.Signal, toDaemon
 	wg.Go(func() { report.Run(repCtx) })
 
 	var timeout <-chan time.Time
-	if d.duration > 0 {
-		timeout = time.After(d.duration)
+	if d.Duration > 0 {
+		timeout = time.After(d.Duration)
 	}
 	finCtx, cancelFinish := context.WithCancel(ctx)
 	defer cancelFinish()
 	finished := make(chan struct{})
-	stopping, forwarded := false, false
+	stopping := false
 	finish := func() {
 		stopping = true
 		stopReport()
@@ -48,52 +52,55 @@ func (d *demo) supervise(ctx context.Context, signals <-chan os.Signal, toDaemon
 	}
 	for {
 		select {
-		case <-ctx.Done():
-			return
+		case <-done:
+			cancelFinish()
+			return nil
 		case <-timeout:
 			if !stopping {
 				finish()
 			}
 		case err := <-genDone:
 			if err != nil {
-				*pubErr = err
-				send(toDaemon, syscall.SIGTERM)
-				forwarded, stopping = true, true
+				stopPipe()
+				return err
 			}
 		case <-finished:
 			finished = nil
-			if !forwarded {
-				forwarded = true
-				send(toDaemon, syscall.SIGTERM)
-			}
-		case sig := <-signals:
+			stopPipe()
+		case sig := <-d.Signals:
 			switch {
-			case isHangup(sig):
-				send(toDaemon, sig)
+			case sig == syscall.SIGHUP:
+				d.reload()
 			case !stopping:
-				fmt.Fprintf(d.io.out, "\n%s: stopping cleanly (Ctrl-C again stops at once)\n", sig)
+				fmt.Fprintf(d.Out, "\n%s: stopping cleanly (Ctrl-C again stops at once)\n", sig)
 				finish()
 			default:
 				cancelFinish()
 				stopGen()
-				forwarded = true
-				send(toDaemon, sig)
+				stopPipe()
 			}
 		}
 	}
 }
 
-// send forwards a signal without ever blocking (the channel is buffered;
-// the daemon needs no more than a few).
-func send(ch chan<- os.Signal, sig os.Signal) {
-	select {
-	case ch <- sig:
-	default:
+// reload applies the effective config file again (SIGHUP), as `run` does.
+func (d *demo) reload() {
+	cfg, err := conf.Load(d.cfgPath, conf.ForRun)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err = d.pipe.Reload(ctx, cfg)
+		cancel()
 	}
+	if err != nil {
+		fmt.Fprintf(d.Err, "materializer demo: reload: %v\n", err)
+		return
+	}
+	fmt.Fprintf(d.Out, "configuration reloaded from %s\n", d.show(d.cfgPath))
 }
 
-// pinAdmin writes the admin port the daemon picked into the effective
-// config when it asked for port 0, so that `status -config` finds it.
+// pinAdmin writes the admin port the pipeline's admin API picked into the
+// effective config when it asked for port 0, so that `status -config`
+// finds it.
 func (d *demo) pinAdmin() {
 	_, port, err := net.SplitHostPort(d.cfg.Daemon.AdminListen)
 	if err != nil || port != "0" {
@@ -106,6 +113,6 @@ func (d *demo) pinAdmin() {
 		err = os.WriteFile(d.cfgPath, text, 0o644)
 	}
 	if err != nil {
-		fmt.Fprintf(d.io.err, "materializer demo: %v\n", err)
+		fmt.Fprintf(d.Err, "materializer demo: %v\n", err)
 	}
 }

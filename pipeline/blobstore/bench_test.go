@@ -1,4 +1,4 @@
-package deliver_test
+package blobstore_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"materializer/pipeline/deliver"
-	"materializer/pipeline/deliver/s3test"
+	"materializer/internal/s3test"
+	"materializer/pipeline/blobstore"
 )
 
 // BenchmarkPutVersity: upload throughput to versitygw on loopback, 64 MiB
@@ -36,7 +36,7 @@ func benchVersity(b *testing.B, v *s3test.Versity) {
 	for _, size := range []int64{8 << 20, 64 << 20} {
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
 			idFile, secretFile := v.CredFiles(b)
-			bs, err := deliver.Open(context.Background(), v.URL("bench"), deliver.Options{
+			bs, err := blobstore.Open(context.Background(), v.URL("bench"), blobstore.Options{
 				Endpoint: v.Endpoint, AccessKeyIDFile: idFile, SecretAccessKeyFile: secretFile})
 			if err != nil {
 				b.Fatal(err)
@@ -52,21 +52,21 @@ func benchVersity(b *testing.B, v *s3test.Versity) {
 
 // BenchmarkPutFile: the file:// target (copy, fsync, link, fsync dir).
 func BenchmarkPutFile(b *testing.B) {
-	bs, err := deliver.Open(context.Background(), "file://"+b.TempDir(), deliver.Options{})
+	bs, err := blobstore.Open(context.Background(), "file://"+b.TempDir(), blobstore.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	benchPut(b, bs, 64<<20)
 }
 
-func benchPut(b *testing.B, bs deliver.Blobstore, size int64) {
+func benchPut(b *testing.B, bs blobstore.Store, size int64) {
 	f, _ := writeFile(b, size, 1)
 	b.SetBytes(size)
 	b.ReportAllocs()
 	cpuBefore := selfCPU()
 	for b.Loop() {
 		key := fmt.Sprintf("%s/%d.csv", b.Name(), benchSeq.Add(1))
-		st, err := bs.Put(context.Background(), key, f, size, deliver.PutMeta{})
+		st, err := bs.Put(context.Background(), key, f, size, blobstore.PutMeta{})
 		if err != nil || st.AlreadyExisted {
 			b.Fatal(st, err)
 		}

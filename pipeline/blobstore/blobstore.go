@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// Blobstore is where delivered files live. Keys are slash-separated paths
+// Store is where delivered files live. Keys are slash-separated paths
 // relative to the store's root (bucket prefix or directory).
-type Blobstore interface {
+type Store interface {
 	// Put stores size bytes of src under key unless the key exists. An
 	// existing object with the same size and sha256 is success
 	// (Stored.AlreadyExisted); with other content the error wraps
@@ -66,10 +66,10 @@ type ObjectInfo struct {
 // MetaSHA256 is the user-metadata key holding an object's sha256.
 const MetaSHA256 = "sha256"
 
-// Open returns the Blobstore for rawURL: s3://bucket[/prefix] or
+// Open returns the Store for rawURL: s3://bucket[/prefix] or
 // file:///absolute/dir. It does not contact the store, so a daemon can
 // start while the store is down.
-func Open(ctx context.Context, rawURL string, opts Options) (Blobstore, error) {
+func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package deliver_test
+package blobstore_test
 
 import (
 	"bytes"
@@ -9,10 +9,10 @@ import (
 	"sync"
 	"testing"
 
-	"materializer/pipeline/deliver"
+	"materializer/pipeline/blobstore"
 )
 
-// TestContract runs the Blobstore contract against every store.
+// TestContract runs the Store contract against every store.
 func TestContract(t *testing.T) {
 	t.Run("file", func(t *testing.T) { t.Parallel(); runContract(t, fileTarget()) })
 	t.Run("gofakes3", func(t *testing.T) {
@@ -28,7 +28,7 @@ func TestContract(t *testing.T) {
 }
 
 func runContract(t *testing.T, tg target) {
-	small := deliver.Options{PartSize: 5 << 20, MultipartThreshold: 5 << 20}
+	small := blobstore.Options{PartSize: 5 << 20, MultipartThreshold: 5 << 20}
 	bs := tg.open(t, small)
 	t.Run("PutHeadGetList", func(t *testing.T) { contractPut(t, bs) })
 	t.Run("SameBytesAlreadyDelivered", func(t *testing.T) { contractSameBytes(t, bs) })
@@ -41,12 +41,12 @@ func runContract(t *testing.T, tg target) {
 	t.Run("ShortSource", func(t *testing.T) { contractShortSource(t, bs) })
 }
 
-func put(t *testing.T, bs deliver.Blobstore, key string, data []byte) (deliver.Stored, error) {
+func put(t *testing.T, bs blobstore.Store, key string, data []byte) (blobstore.Stored, error) {
 	t.Helper()
-	return bs.Put(ctxT(t), key, bytes.NewReader(data), int64(len(data)), deliver.PutMeta{ContentType: "text/csv"})
+	return bs.Put(ctxT(t), key, bytes.NewReader(data), int64(len(data)), blobstore.PutMeta{ContentType: "text/csv"})
 }
 
-func mustPut(t *testing.T, bs deliver.Blobstore, key string, data []byte) deliver.Stored {
+func mustPut(t *testing.T, bs blobstore.Store, key string, data []byte) blobstore.Stored {
 	t.Helper()
 	st, err := put(t, bs, key, data)
 	if err != nil {
@@ -55,7 +55,7 @@ func mustPut(t *testing.T, bs deliver.Blobstore, key string, data []byte) delive
 	return st
 }
 
-func readAll(t *testing.T, bs deliver.Blobstore, key string) []byte {
+func readAll(t *testing.T, bs blobstore.Store, key string) []byte {
 	t.Helper()
 	rc, err := bs.Get(ctxT(t), key)
 	if err != nil {
@@ -69,7 +69,7 @@ func readAll(t *testing.T, bs deliver.Blobstore, key string) []byte {
 	return b
 }
 
-func contractPut(t *testing.T, bs deliver.Blobstore) {
+func contractPut(t *testing.T, bs blobstore.Store) {
 	key := "article.updated/article/main/dt=2026-11-21/article.updated.article.main.p3.w1.0000000042.csv"
 	data := []byte("article_id,brand\n1,acme\n2,\"a, b\"\n")
 	st := mustPut(t, bs, key, data)
@@ -98,7 +98,7 @@ func contractPut(t *testing.T, bs deliver.Blobstore) {
 	}
 }
 
-func contractSameBytes(t *testing.T, bs deliver.Blobstore) {
+func contractSameBytes(t *testing.T, bs blobstore.Store) {
 	data := []byte("a,b\n1,2\n")
 	mustPut(t, bs, "same/x.csv", data)
 	st := mustPut(t, bs, "same/x.csv", data)
@@ -107,12 +107,12 @@ func contractSameBytes(t *testing.T, bs deliver.Blobstore) {
 	}
 }
 
-func contractConflict(t *testing.T, bs deliver.Blobstore) {
+func contractConflict(t *testing.T, bs blobstore.Store) {
 	orig := []byte("a,b\n1,2\n")
 	mustPut(t, bs, "conflict/x.csv", orig)
 	for _, other := range [][]byte{[]byte("a,b\n1,3\n"), []byte("a,b\n1,2\n3,4\n")} {
 		_, err := put(t, bs, "conflict/x.csv", other)
-		if !errors.Is(err, deliver.ErrConflict) || !errors.Is(err, deliver.ErrPermanent) || deliver.Retryable(err) {
+		if !errors.Is(err, blobstore.ErrConflict) || !errors.Is(err, blobstore.ErrPermanent) || blobstore.Retryable(err) {
 			t.Fatalf("Put of other bytes: err = %v, want ErrConflict (permanent)", err)
 		}
 	}
@@ -121,41 +121,41 @@ func contractConflict(t *testing.T, bs deliver.Blobstore) {
 	}
 }
 
-func contractMultipart(t *testing.T, bs deliver.Blobstore) {
+func contractMultipart(t *testing.T, bs blobstore.Store) {
 	f, want := writeFile(t, 12<<20+123, 7) // three parts of 5 MiB, the last short
-	st, err := bs.Put(ctxT(t), "big/x.csv", f, 12<<20+123, deliver.PutMeta{})
+	st, err := bs.Put(ctxT(t), "big/x.csv", f, 12<<20+123, blobstore.PutMeta{})
 	if err != nil || st.SHA256 != want || st.Size != 12<<20+123 {
 		t.Fatalf("Put = %+v, %v", st, err)
 	}
 	if got := sum(readAll(t, bs, "big/x.csv")); got != want {
 		t.Fatalf("stored sha256 %s, want %s", got, want)
 	}
-	st, err = bs.Put(ctxT(t), "big/x.csv", f, 12<<20+123, deliver.PutMeta{})
+	st, err = bs.Put(ctxT(t), "big/x.csv", f, 12<<20+123, blobstore.PutMeta{})
 	if err != nil || !st.AlreadyExisted {
 		t.Fatalf("second Put = %+v, %v", st, err)
 	}
 	g, _ := writeFile(t, 12<<20+123, 8)
-	if _, err := bs.Put(ctxT(t), "big/x.csv", g, 12<<20+123, deliver.PutMeta{}); !errors.Is(err, deliver.ErrConflict) {
+	if _, err := bs.Put(ctxT(t), "big/x.csv", g, 12<<20+123, blobstore.PutMeta{}); !errors.Is(err, blobstore.ErrConflict) {
 		t.Fatalf("Put of other bytes: %v, want ErrConflict", err)
 	}
 }
 
-func contractDelete(t *testing.T, bs deliver.Blobstore) {
+func contractDelete(t *testing.T, bs blobstore.Store) {
 	mustPut(t, bs, "del/x.csv", []byte("x\n"))
 	for range 2 {
 		if err := bs.Delete(ctxT(t), "del/x.csv"); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
 	}
-	if _, err := bs.Head(ctxT(t), "del/x.csv"); !errors.Is(err, deliver.ErrNotFound) {
+	if _, err := bs.Head(ctxT(t), "del/x.csv"); !errors.Is(err, blobstore.ErrNotFound) {
 		t.Fatalf("Head after delete: %v", err)
 	}
-	if _, err := bs.Get(ctxT(t), "del/x.csv"); !errors.Is(err, deliver.ErrNotFound) {
+	if _, err := bs.Get(ctxT(t), "del/x.csv"); !errors.Is(err, blobstore.ErrNotFound) {
 		t.Fatalf("Get after delete: %v", err)
 	}
 }
 
-func contractList(t *testing.T, bs deliver.Blobstore) {
+func contractList(t *testing.T, bs blobstore.Store) {
 	keys := []string{"ls/b/2.csv", "ls/a/1.csv", "ls/a/10.csv", "ls/a.csv", "lsx/1.csv"}
 	for _, k := range keys {
 		mustPut(t, bs, k, []byte(k))
@@ -181,16 +181,16 @@ func contractList(t *testing.T, bs deliver.Blobstore) {
 	}
 }
 
-func contractBadKeys(t *testing.T, bs deliver.Blobstore) {
+func contractBadKeys(t *testing.T, bs blobstore.Store) {
 	for _, key := range []string{"", "/abs", "a/../b", "../x", "a//b", "a/./b", "a/", "."} {
 		_, err := put(t, bs, key, []byte("x"))
-		if !errors.Is(err, deliver.ErrBadKey) || !errors.Is(err, deliver.ErrPermanent) {
+		if !errors.Is(err, blobstore.ErrBadKey) || !errors.Is(err, blobstore.ErrPermanent) {
 			t.Errorf("Put(%q): %v, want ErrBadKey", key, err)
 		}
 	}
 }
 
-func contractConcurrent(t *testing.T, bs deliver.Blobstore) {
+func contractConcurrent(t *testing.T, bs blobstore.Store) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
 	for i := range 8 {
@@ -214,12 +214,12 @@ func contractConcurrent(t *testing.T, bs deliver.Blobstore) {
 	}
 }
 
-func contractShortSource(t *testing.T, bs deliver.Blobstore) {
-	_, err := bs.Put(ctxT(t), "short/x.csv", bytes.NewReader([]byte("abc")), 10, deliver.PutMeta{})
-	if !errors.Is(err, deliver.ErrPermanent) {
+func contractShortSource(t *testing.T, bs blobstore.Store) {
+	_, err := bs.Put(ctxT(t), "short/x.csv", bytes.NewReader([]byte("abc")), 10, blobstore.PutMeta{})
+	if !errors.Is(err, blobstore.ErrPermanent) {
 		t.Fatalf("Put of a short source: %v, want permanent", err)
 	}
-	if _, err := bs.Head(ctxT(t), "short/x.csv"); !errors.Is(err, deliver.ErrNotFound) {
+	if _, err := bs.Head(ctxT(t), "short/x.csv"); !errors.Is(err, blobstore.ErrNotFound) {
 		t.Fatalf("short source left an object: %v", err)
 	}
 }

@@ -1,6 +1,6 @@
-// Package deliver stores sealed files in their final place: an S3 bucket
+// Package blobstore stores sealed files in their final place: an S3 bucket
 // (s3://bucket/prefix, aws-sdk-go-v2) or a local/NFS directory
-// (file:///abs/dir). Both targets share one contract, the Blobstore:
+// (file:///abs/dir). Both targets share one contract, the Store:
 //
 //   - a delivered key is never overwritten: S3 uploads carry
 //     If-None-Match: * (PutObject and CompleteMultipartUpload), the file
@@ -18,4 +18,4 @@
 //
 // Bounded upload concurrency is the caller's: Put is safe to call from
 // several goroutines.
-package deliver
+package blobstore

@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"errors"
@@ -8,16 +8,16 @@ import (
 var (
 	// ErrConflict: the key already exists with different content. It is
 	// permanent: the existing object is never overwritten.
-	ErrConflict = errors.New("deliver: object exists with different content")
+	ErrConflict = errors.New("blobstore: object exists with different content")
 	// ErrNotFound: no object under that key.
-	ErrNotFound = errors.New("deliver: object not found")
+	ErrNotFound = errors.New("blobstore: object not found")
 	// ErrPermanent marks failures a retry will not fix (bad key, access
 	// denied, missing bucket, conflict, unreadable source file).
-	ErrPermanent = errors.New("deliver: permanent failure")
+	ErrPermanent = errors.New("blobstore: permanent failure")
 	// ErrConfig: the storage URL or an option cannot be used.
-	ErrConfig = errors.New("deliver: bad configuration")
+	ErrConfig = errors.New("blobstore: bad configuration")
 	// ErrBadKey: the object key is not a clean relative path.
-	ErrBadKey = errors.New("deliver: bad object key")
+	ErrBadKey = errors.New("blobstore: bad object key")
 )
 
 // Retryable reports whether a failed operation may succeed when tried

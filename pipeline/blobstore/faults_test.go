@@ -1,4 +1,4 @@
-package deliver_test
+package blobstore_test
 
 import (
 	"bytes"
@@ -11,19 +11,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"materializer/pipeline/deliver"
-	"materializer/pipeline/deliver/s3test"
+	"materializer/internal/s3test"
+	"materializer/pipeline/blobstore"
 )
 
 type putResult struct {
-	st  deliver.Stored
+	st  blobstore.Stored
 	err error
 }
 
-func putAsync(t *testing.T, bs deliver.Blobstore, key string, data []byte) <-chan putResult {
+func putAsync(t *testing.T, bs blobstore.Store, key string, data []byte) <-chan putResult {
 	done := make(chan putResult, 1)
 	go func() {
-		st, err := bs.Put(ctxT(t), key, bytes.NewReader(data), int64(len(data)), deliver.PutMeta{})
+		st, err := bs.Put(ctxT(t), key, bytes.NewReader(data), int64(len(data)), blobstore.PutMeta{})
 		done <- putResult{st, err}
 	}()
 	return done
@@ -54,7 +54,7 @@ func TestPutRetriesThroughOutage(t *testing.T) {
 				t.Parallel()
 				fake := s3test.StartFake(t)
 				reg := prometheus.NewRegistry()
-				bs := mustOpen(t, fake.URL("p"), s3Options(t, fake.Server, deliver.Options{
+				bs := mustOpen(t, fake.URL("p"), s3Options(t, fake.Server, blobstore.Options{
 					MaxAttempts: 1000, PartSize: 5 << 20, MultipartThreshold: 5 << 20, Registerer: reg}))
 				data := bytes.Repeat([]byte("x"), size)
 				fake.Down(fault)
@@ -85,11 +85,11 @@ func TestPutRetriesThroughOutage(t *testing.T) {
 func TestPutGivesUpWithRetryableError(t *testing.T) {
 	fake := s3test.StartFake(t)
 	reg := prometheus.NewRegistry()
-	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, deliver.Options{MaxAttempts: 3, Registerer: reg}))
+	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, blobstore.Options{MaxAttempts: 3, Registerer: reg}))
 	fake.Down(s3test.SlowDown)
 	data := []byte("a\n1\n")
 	_, err := put(t, bs, "k.csv", data)
-	if err == nil || !deliver.Retryable(err) || errors.Is(err, deliver.ErrPermanent) {
+	if err == nil || !blobstore.Retryable(err) || errors.Is(err, blobstore.ErrPermanent) {
 		t.Fatalf("Put while down: %v, want a retryable error", err)
 	}
 	if n := fake.Count(failed); n != 3 {
@@ -113,12 +113,12 @@ func isPart(r *http.Request) bool { return r.URL.Query().Has("partNumber") }
 // multipart upload (nothing left behind) and a later Put succeeds.
 func TestMultipartFailureAborts(t *testing.T) {
 	fake := s3test.StartFake(t)
-	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, deliver.Options{
+	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, blobstore.Options{
 		MaxAttempts: 2, PartSize: 5 << 20, MultipartThreshold: 5 << 20}))
 	f, want := writeFile(t, 11<<20, 3)
 	fake.FailNext(1000, s3test.InternalError, isPart)
-	_, err := bs.Put(ctxT(t), "big.csv", f, 11<<20, deliver.PutMeta{})
-	if !deliver.Retryable(err) {
+	_, err := bs.Put(ctxT(t), "big.csv", f, 11<<20, blobstore.PutMeta{})
+	if !blobstore.Retryable(err) {
 		t.Fatalf("Put: %v, want retryable", err)
 	}
 	if n := fake.Count(func(r s3test.Request) bool { return r.Method == http.MethodDelete && r.Query.Has("uploadId") }); n != 1 {
@@ -129,7 +129,7 @@ func TestMultipartFailureAborts(t *testing.T) {
 		t.Fatalf("uploads left: %+v, %v", ups.Uploads, err)
 	}
 	fake.FailNext(0, 0, nil)
-	st, err := bs.Put(ctxT(t), "big.csv", f, 11<<20, deliver.PutMeta{})
+	st, err := bs.Put(ctxT(t), "big.csv", f, 11<<20, blobstore.PutMeta{})
 	if err != nil || st.SHA256 != want {
 		t.Fatalf("second Put: %+v, %v", st, err)
 	}
@@ -140,7 +140,7 @@ func TestMultipartFailureAborts(t *testing.T) {
 func TestVersityDownThenUp(t *testing.T) {
 	v := s3test.StartVersity(t)
 	reg := prometheus.NewRegistry()
-	bs := mustOpen(t, v.URL("p"), s3Options(t, v.Server, deliver.Options{MaxAttempts: 1000, Registerer: reg}))
+	bs := mustOpen(t, v.URL("p"), s3Options(t, v.Server, blobstore.Options{MaxAttempts: 1000, Registerer: reg}))
 	v.Stop()
 	data := []byte("a,b\n1,2\n")
 	done := putAsync(t, bs, "k.csv", data)
@@ -165,7 +165,7 @@ func TestVersityDownThenUp(t *testing.T) {
 func TestVersityMultipartThroughFaults(t *testing.T) {
 	v := s3test.StartVersity(t)
 	p := s3test.Proxy(t, v.Server)
-	bs := mustOpen(t, p.URL(""), s3Options(t, p.Server, deliver.Options{
+	bs := mustOpen(t, p.URL(""), s3Options(t, p.Server, blobstore.Options{
 		MaxAttempts: 20, PartSize: 5 << 20, MultipartThreshold: 5 << 20}))
 	f, want := writeFile(t, 16<<20, 4)
 	var n int
@@ -173,7 +173,7 @@ func TestVersityMultipartThroughFaults(t *testing.T) {
 		n++
 		return n%2 == 0 // every other request
 	})
-	st, err := bs.Put(ctxT(t), "big.csv", f, 16<<20, deliver.PutMeta{})
+	st, err := bs.Put(ctxT(t), "big.csv", f, 16<<20, blobstore.PutMeta{})
 	if err != nil || st.SHA256 != want {
 		t.Fatalf("Put = %+v, %v", st, err)
 	}
@@ -196,9 +196,9 @@ func TestPermanentErrors(t *testing.T) {
 	for name, srv := range map[string]s3test.Server{"wrong secret": wrong, "missing bucket": missing} {
 		t.Run(name, func(t *testing.T) {
 			p := s3test.Proxy(t, srv)
-			bs := mustOpen(t, p.URL(""), s3Options(t, p.Server, deliver.Options{MaxAttempts: 5}))
+			bs := mustOpen(t, p.URL(""), s3Options(t, p.Server, blobstore.Options{MaxAttempts: 5}))
 			_, err := put(t, bs, "k.csv", []byte("x"))
-			if !errors.Is(err, deliver.ErrPermanent) || deliver.Retryable(err) {
+			if !errors.Is(err, blobstore.ErrPermanent) || blobstore.Retryable(err) {
 				t.Fatalf("Put: %v, want permanent", err)
 			}
 			if strings.Contains(err.Error(), srv.Creds.SecretAccessKey) {
@@ -223,10 +223,10 @@ func TestRequestHeaders(t *testing.T) {
 		for _, size := range []int64{10, 6 << 20} {
 			t.Run(fmt.Sprintf("%s/%s/%d", tc.sse, tc.kms, size), func(t *testing.T) {
 				fake := s3test.StartFake(t)
-				bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, deliver.Options{
+				bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, blobstore.Options{
 					SSE: tc.sse, KMSKeyID: tc.kms, PartSize: 5 << 20, MultipartThreshold: 5 << 20}))
 				f, want := writeFile(t, size, 5)
-				meta := deliver.PutMeta{ContentType: "application/gzip", Metadata: map[string]string{"event-type": "a.b"}}
+				meta := blobstore.PutMeta{ContentType: "application/gzip", Metadata: map[string]string{"event-type": "a.b"}}
 				if _, err := bs.Put(ctxT(t), "k.csv.gz", f, size, meta); err != nil {
 					t.Fatal(err)
 				}
@@ -257,23 +257,23 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		url  string
-		opts deliver.Options
+		opts blobstore.Options
 	}{
-		{"s3://", deliver.Options{}},
-		{"s3://bucket/a/../b", deliver.Options{Region: "x"}},
-		{"s3://bucket?versionId=1", deliver.Options{Region: "x"}},
-		{"s3://key:secret@bucket/p", deliver.Options{Region: "x"}},
-		{"file://relative/dir", deliver.Options{}},
-		{"file://host/dir", deliver.Options{}},
-		{"ftp://host/dir", deliver.Options{}},
-		{"file://" + dir, deliver.Options{SSE: "aes"}},
-		{"file://" + dir, deliver.Options{KMSKeyID: "k"}},
-		{"file://" + dir, deliver.Options{PartSize: 1 << 20}},
-		{"s3://bucket", deliver.Options{Region: "x", AccessKeyIDFile: "/nonexistent"}},
-		{"s3://bucket", deliver.Options{Region: "x", AccessKeyIDFile: "/nonexistent", SecretAccessKeyFile: "/nonexistent"}},
+		{"s3://", blobstore.Options{}},
+		{"s3://bucket/a/../b", blobstore.Options{Region: "x"}},
+		{"s3://bucket?versionId=1", blobstore.Options{Region: "x"}},
+		{"s3://key:secret@bucket/p", blobstore.Options{Region: "x"}},
+		{"file://relative/dir", blobstore.Options{}},
+		{"file://host/dir", blobstore.Options{}},
+		{"ftp://host/dir", blobstore.Options{}},
+		{"file://" + dir, blobstore.Options{SSE: "aes"}},
+		{"file://" + dir, blobstore.Options{KMSKeyID: "k"}},
+		{"file://" + dir, blobstore.Options{PartSize: 1 << 20}},
+		{"s3://bucket", blobstore.Options{Region: "x", AccessKeyIDFile: "/nonexistent"}},
+		{"s3://bucket", blobstore.Options{Region: "x", AccessKeyIDFile: "/nonexistent", SecretAccessKeyFile: "/nonexistent"}},
 	} {
-		_, err := deliver.Open(ctxT(t), tc.url, tc.opts)
-		if !errors.Is(err, deliver.ErrConfig) {
+		_, err := blobstore.Open(ctxT(t), tc.url, tc.opts)
+		if !errors.Is(err, blobstore.ErrConfig) {
 			t.Errorf("Open(%q, %+v): %v, want ErrConfig", tc.url, tc.opts, err)
 		}
 		if err != nil && strings.Contains(err.Error(), "key:secret") {
@@ -292,7 +292,7 @@ func TestURLs(t *testing.T) {
 		{"file://" + dir + "/x/../out", "file://" + dir + "/out/a/b.csv"},
 		{"file://localhost" + dir + "/out2/", "file://" + dir + "/out2/a/b.csv"},
 	} {
-		bs := mustOpen(t, tc.url, deliver.Options{Region: "eu-central-1", AccessKeyIDFile: id, SecretAccessKeyFile: secret})
+		bs := mustOpen(t, tc.url, blobstore.Options{Region: "eu-central-1", AccessKeyIDFile: id, SecretAccessKeyFile: secret})
 		if got := bs.URL("a/b.csv"); got != tc.want {
 			t.Errorf("Open(%q).URL = %q, want %q", tc.url, got, tc.want)
 		}
@@ -303,12 +303,12 @@ func TestURLs(t *testing.T) {
 // s3:ListBucket on AWS); Put still stores the file, single and multipart.
 func TestPutWithoutListPermission(t *testing.T) {
 	fake := s3test.StartFake(t)
-	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, deliver.Options{PartSize: 5 << 20, MultipartThreshold: 5 << 20}))
+	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, blobstore.Options{PartSize: 5 << 20, MultipartThreshold: 5 << 20}))
 	fake.FailNext(1000, s3test.AccessDenied, func(r *http.Request) bool { return r.Method == http.MethodHead })
 	for _, size := range []int64{10, 6 << 20} {
 		f, want := writeFile(t, size, 6)
 		key := fmt.Sprintf("k%d.csv", size)
-		st, err := bs.Put(ctxT(t), key, f, size, deliver.PutMeta{})
+		st, err := bs.Put(ctxT(t), key, f, size, blobstore.PutMeta{})
 		if err != nil || st.SHA256 != want {
 			t.Fatalf("Put(%d bytes) = %+v, %v", size, st, err)
 		}

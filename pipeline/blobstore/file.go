@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"materializer/internal/fsync"
 	"net/url"
 	"os"
 	"path"
@@ -73,11 +74,11 @@ func (s *fileStore) put(ctx context.Context, key string, src io.ReaderAt, size i
 		return s.compareExisting(ctx, st, src)
 	}
 	if err := mkdirAllSync(s.root, dir); err != nil {
-		return st, fmt.Errorf("deliver: put %q: %w", key, err)
+		return st, fmt.Errorf("blobstore: put %q: %w", key, err)
 	}
 	sum, tmp, err := s.writeTemp(ctx, src, size, final)
 	if err != nil {
-		return st, fmt.Errorf("deliver: put %q: %w", key, err)
+		return st, fmt.Errorf("blobstore: put %q: %w", key, err)
 	}
 	defer os.Remove(tmp)
 	st.SHA256 = sum
@@ -87,11 +88,11 @@ func (s *fileStore) put(ctx context.Context, key string, src io.ReaderAt, size i
 			removeStaleTemps(dir, filepath.Base(final))
 			return s.compareExisting(ctx, st, src)
 		}
-		return st, fmt.Errorf("deliver: put %q: %w", key, err)
+		return st, fmt.Errorf("blobstore: put %q: %w", key, err)
 	}
 	removeStaleTemps(dir, filepath.Base(final)) // ours, and any a crash left
-	if err := syncDir(dir); err != nil {
-		return st, fmt.Errorf("deliver: put %q: %w", key, err)
+	if err := fsync.Dir(dir); err != nil {
+		return st, fmt.Errorf("blobstore: put %q: %w", key, err)
 	}
 	return st, nil
 }
@@ -134,19 +135,19 @@ func fillTemp(ctx context.Context, f *os.File, src io.ReaderAt, size int64, mode
 func (s *fileStore) compareExisting(ctx context.Context, st Stored, src io.ReaderAt) (Stored, error) {
 	fi, err := os.Stat(s.path(st.Key))
 	if err != nil {
-		return st, fmt.Errorf("deliver: put %q: %w", st.Key, err)
+		return st, fmt.Errorf("blobstore: put %q: %w", st.Key, err)
 	}
 	if fi.Size() != st.Size || !fi.Mode().IsRegular() {
 		return st, conflict(st.Key, fmt.Sprintf("existing file has %d bytes, ours %d", fi.Size(), st.Size))
 	}
 	if st.SHA256 == "" {
 		if st.SHA256, err = hashSource(ctx, src, st.Size); err != nil {
-			return st, fmt.Errorf("deliver: put %q: %w", st.Key, err)
+			return st, fmt.Errorf("blobstore: put %q: %w", st.Key, err)
 		}
 	}
 	theirs, err := s.hashFile(ctx, st.Key)
 	if err != nil {
-		return st, fmt.Errorf("deliver: put %q: %w", st.Key, err)
+		return st, fmt.Errorf("blobstore: put %q: %w", st.Key, err)
 	}
 	if theirs != st.SHA256 {
 		return st, conflict(st.Key, "existing file has sha256 "+theirs+", ours "+st.SHA256)
@@ -175,7 +176,7 @@ func (s *fileStore) Head(_ context.Context, key string) (ObjectInfo, error) {
 		return ObjectInfo{}, fmt.Errorf("%w: %s", ErrNotFound, s.URL(key))
 	}
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("deliver: head %q: %w", key, err)
+		return ObjectInfo{}, fmt.Errorf("blobstore: head %q: %w", key, err)
 	}
 	return ObjectInfo{Key: key, Size: fi.Size(), LastModified: fi.ModTime()}, nil
 }
@@ -189,7 +190,7 @@ func (s *fileStore) Get(_ context.Context, key string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, s.URL(key))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("deliver: get %q: %w", key, err)
+		return nil, fmt.Errorf("blobstore: get %q: %w", key, err)
 	}
 	return f, nil
 }
@@ -203,10 +204,10 @@ func (s *fileStore) Delete(_ context.Context, key string) error {
 	if err := os.Remove(p); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	} else if err != nil {
-		return fmt.Errorf("deliver: delete %q: %w", key, err)
+		return fmt.Errorf("blobstore: delete %q: %w", key, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
-		return fmt.Errorf("deliver: delete %q: %w", key, err)
+	if err := fsync.Dir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("blobstore: delete %q: %w", key, err)
 	}
 	return nil
 }
@@ -248,7 +249,7 @@ func (s *fileStore) List(ctx context.Context, prefix string) ([]ObjectInfo, erro
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("deliver: list %q: %w", prefix, err)
+		return nil, fmt.Errorf("blobstore: list %q: %w", prefix, err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil

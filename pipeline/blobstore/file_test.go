@@ -1,4 +1,4 @@
-package deliver_test
+package blobstore_test
 
 import (
 	"bytes"
@@ -11,12 +11,12 @@ import (
 	"sync"
 	"testing"
 
-	"materializer/pipeline/deliver"
+	"materializer/pipeline/blobstore"
 )
 
 func TestFilePutLayout(t *testing.T) {
 	root := t.TempDir()
-	bs := mustOpen(t, "file://"+root, deliver.Options{})
+	bs := mustOpen(t, "file://"+root, blobstore.Options{})
 	key := "ev/tab/main/dt=2026-11-21/ev.tab.main.p0.w.0000000001.csv"
 	st := mustPut(t, bs, key, []byte("a\n1\n"))
 	if st.URL != "file://"+root+"/"+key {
@@ -35,7 +35,7 @@ func TestFilePutLayout(t *testing.T) {
 // TestFileStaleTempRemoved: a crash left a temp file of the same key.
 func TestFileStaleTempRemoved(t *testing.T) {
 	root := t.TempDir()
-	bs := mustOpen(t, "file://"+root, deliver.Options{})
+	bs := mustOpen(t, "file://"+root, blobstore.Options{})
 	os.MkdirAll(filepath.Join(root, "d"), 0o755)
 	stale := filepath.Join(root, "d", ".x.csv.tmp-123")
 	os.WriteFile(stale, []byte("half"), 0o600)
@@ -54,15 +54,15 @@ func TestFileStaleTempRemoved(t *testing.T) {
 func TestFileConcurrentWritersOneWins(t *testing.T) {
 	root := t.TempDir()
 	for i := range 20 {
-		a := mustOpen(t, "file://"+root, deliver.Options{})
-		b := mustOpen(t, "file://"+root, deliver.Options{})
+		a := mustOpen(t, "file://"+root, blobstore.Options{})
+		b := mustOpen(t, "file://"+root, blobstore.Options{})
 		key := "race/" + strings.Repeat("k", i+1)
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
-		for j, bs := range []deliver.Blobstore{a, b} {
+		for j, bs := range []blobstore.Store{a, b} {
 			wg.Go(func() {
 				data := bytes.Repeat([]byte{'a' + byte(j)}, 64<<10)
-				_, errs[j] = bs.Put(ctxT(t), key, bytes.NewReader(data), int64(len(data)), deliver.PutMeta{})
+				_, errs[j] = bs.Put(ctxT(t), key, bytes.NewReader(data), int64(len(data)), blobstore.PutMeta{})
 			})
 		}
 		wg.Wait()
@@ -70,7 +70,7 @@ func TestFileConcurrentWritersOneWins(t *testing.T) {
 			t.Fatalf("errors %v, %v: want exactly one winner", errs[0], errs[1])
 		}
 		for _, err := range errs {
-			if err != nil && !errors.Is(err, deliver.ErrConflict) {
+			if err != nil && !errors.Is(err, blobstore.ErrConflict) {
 				t.Fatalf("loser: %v, want ErrConflict", err)
 			}
 		}
@@ -81,11 +81,11 @@ func TestFileConcurrentWritersOneWins(t *testing.T) {
 // final file and no temp file.
 func TestFileCancelledPutLeavesNothing(t *testing.T) {
 	root := t.TempDir()
-	bs := mustOpen(t, "file://"+root, deliver.Options{})
+	bs := mustOpen(t, "file://"+root, blobstore.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	src := &cancelAfter{r: bytes.NewReader(make([]byte, 4<<20)), cancel: cancel, after: 1 << 20}
-	_, err := bs.Put(ctx, "d/x.csv", src, 4<<20, deliver.PutMeta{})
-	if !errors.Is(err, context.Canceled) || !deliver.Retryable(err) {
+	_, err := bs.Put(ctx, "d/x.csv", src, 4<<20, blobstore.PutMeta{})
+	if !errors.Is(err, context.Canceled) || !blobstore.Retryable(err) {
 		t.Fatalf("Put: %v, want context.Canceled", err)
 	}
 	entries, _ := os.ReadDir(filepath.Join(root, "d"))

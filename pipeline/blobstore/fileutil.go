@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"crypto/sha256"
@@ -7,6 +7,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"materializer/internal/fsync"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,19 +50,7 @@ func mkdirAllSync(root, dir string) error {
 		}
 		return err
 	}
-	return syncDir(parent)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return fsync.Dir(parent)
 }
 
 // hashWriter hashes what passes through it on the way to w.

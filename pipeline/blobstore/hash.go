@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"context"
@@ -19,7 +19,7 @@ func hashSource(ctx context.Context, src io.ReaderAt, size int64) (string, error
 		return "", err
 	}
 	if n != size {
-		return "", permanent(fmt.Errorf("deliver: source holds %d bytes, want %d", n, size))
+		return "", permanent(fmt.Errorf("blobstore: source holds %d bytes, want %d", n, size))
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -1,4 +1,4 @@
-package deliver_test
+package blobstore_test
 
 import (
 	"context"
@@ -12,19 +12,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"materializer/pipeline/deliver"
-	"materializer/pipeline/deliver/s3test"
+	"materializer/internal/s3test"
+	"materializer/pipeline/blobstore"
 )
 
 // target is one store under test with the way to open it.
 type target struct {
 	name string
-	open func(t *testing.T, o deliver.Options) deliver.Blobstore
+	open func(t *testing.T, o blobstore.Options) blobstore.Store
 	s3   *s3test.Server // nil for file://
 }
 
 func fileTarget() target {
-	return target{name: "file", open: func(t *testing.T, o deliver.Options) deliver.Blobstore {
+	return target{name: "file", open: func(t *testing.T, o blobstore.Options) blobstore.Store {
 		return mustOpen(t, "file://"+t.TempDir()+"/out", o)
 	}}
 }
@@ -40,13 +40,13 @@ func versityTarget(t *testing.T) (target, *s3test.Versity) {
 }
 
 func s3Target(name string, srv s3test.Server) target {
-	return target{name: name, s3: &srv, open: func(t *testing.T, o deliver.Options) deliver.Blobstore {
+	return target{name: name, s3: &srv, open: func(t *testing.T, o blobstore.Options) blobstore.Store {
 		return mustOpen(t, srv.URL("files/v1"), s3Options(t, srv, o))
 	}}
 }
 
 // s3Options points o at srv with credentials from files and short backoff.
-func s3Options(t *testing.T, srv s3test.Server, o deliver.Options) deliver.Options {
+func s3Options(t *testing.T, srv s3test.Server, o blobstore.Options) blobstore.Options {
 	o.Endpoint = srv.Endpoint
 	o.AccessKeyIDFile, o.SecretAccessKeyFile = srv.CredFiles(t)
 	if o.MinBackoff == 0 {
@@ -55,9 +55,9 @@ func s3Options(t *testing.T, srv s3test.Server, o deliver.Options) deliver.Optio
 	return o
 }
 
-func mustOpen(t *testing.T, url string, o deliver.Options) deliver.Blobstore {
+func mustOpen(t *testing.T, url string, o blobstore.Options) blobstore.Store {
 	t.Helper()
-	bs, err := deliver.Open(context.Background(), url, o)
+	bs, err := blobstore.Open(context.Background(), url, o)
 	if err != nil {
 		t.Fatalf("Open(%q): %v", url, err)
 	}

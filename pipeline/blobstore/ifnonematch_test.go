@@ -1,4 +1,4 @@
-package deliver_test
+package blobstore_test
 
 import (
 	"bytes"
@@ -16,8 +16,8 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
-	"materializer/pipeline/deliver"
-	"materializer/pipeline/deliver/s3test"
+	"materializer/internal/s3test"
+	"materializer/pipeline/blobstore"
 )
 
 // TestStoreIfNoneMatch records what each store does with If-None-Match: *
@@ -101,11 +101,11 @@ func TestPutLosesRaceToOtherWriter(t *testing.T) {
 		wantExist bool
 	}{
 		{"same bytes, no sha256 metadata", []byte("a,b\n1,2\n"), nil, true},
-		{"other bytes", []byte("a,b\n9,9\n"), deliver.ErrConflict, false},
+		{"other bytes", []byte("a,b\n9,9\n"), blobstore.ErrConflict, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := s3test.StartFake(t)
-			bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, deliver.Options{}))
+			bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, blobstore.Options{}))
 			var once atomic.Bool
 			fake.Before(func(r *http.Request) {
 				if isObjectPut("x.csv")(r) && once.CompareAndSwap(false, true) {
@@ -115,7 +115,7 @@ func TestPutLosesRaceToOtherWriter(t *testing.T) {
 				}
 			})
 			ours := []byte("a,b\n1,2\n")
-			st, err := bs.Put(ctxT(t), "x.csv", bytes.NewReader(ours), int64(len(ours)), deliver.PutMeta{})
+			st, err := bs.Put(ctxT(t), "x.csv", bytes.NewReader(ours), int64(len(ours)), blobstore.PutMeta{})
 			if !errors.Is(err, tc.wantErr) || st.AlreadyExisted != tc.wantExist {
 				t.Fatalf("Put = %+v, %v; want AlreadyExisted=%v err=%v", st, err, tc.wantExist, tc.wantErr)
 			}
@@ -134,7 +134,7 @@ func TestPutLosesRaceToOtherWriter(t *testing.T) {
 // an object that appeared during the upload; the upload is aborted.
 func TestMultipartLosesRaceOnFakeStore(t *testing.T) {
 	fake := s3test.StartFake(t)
-	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, deliver.Options{PartSize: 5 << 20, MultipartThreshold: 5 << 20}))
+	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, blobstore.Options{PartSize: 5 << 20, MultipartThreshold: 5 << 20}))
 	var once atomic.Bool
 	fake.Before(func(r *http.Request) {
 		if r.URL.Query().Has("partNumber") && once.CompareAndSwap(false, true) {
@@ -142,8 +142,8 @@ func TestMultipartLosesRaceOnFakeStore(t *testing.T) {
 		}
 	})
 	f, _ := writeFile(t, 6<<20, 1)
-	_, err := bs.Put(ctxT(t), "big.csv", f, 6<<20, deliver.PutMeta{})
-	if !errors.Is(err, deliver.ErrConflict) {
+	_, err := bs.Put(ctxT(t), "big.csv", f, 6<<20, blobstore.PutMeta{})
+	if !errors.Is(err, blobstore.ErrConflict) {
 		t.Fatalf("Put: %v, want ErrConflict", err)
 	}
 	if got := readAll(t, bs, "big.csv"); string(got) != "theirs" {
@@ -162,7 +162,7 @@ func TestMultipartLosesRaceOnFakeStore(t *testing.T) {
 func TestMultipartCompleteRefusedByVersity(t *testing.T) {
 	v := s3test.StartVersity(t)
 	p := s3test.Proxy(t, v.Server)
-	bs := mustOpen(t, p.URL(""), s3Options(t, p.Server, deliver.Options{PartSize: 5 << 20, MultipartThreshold: 5 << 20}))
+	bs := mustOpen(t, p.URL(""), s3Options(t, p.Server, blobstore.Options{PartSize: 5 << 20, MultipartThreshold: 5 << 20}))
 	direct := v.Client()
 	var once atomic.Bool
 	p.Before(func(r *http.Request) {
@@ -171,8 +171,8 @@ func TestMultipartCompleteRefusedByVersity(t *testing.T) {
 		}
 	})
 	f, _ := writeFile(t, 6<<20, 1)
-	_, err := bs.Put(ctxT(t), "big.csv", f, 6<<20, deliver.PutMeta{})
-	if !errors.Is(err, deliver.ErrConflict) {
+	_, err := bs.Put(ctxT(t), "big.csv", f, 6<<20, blobstore.PutMeta{})
+	if !errors.Is(err, blobstore.ErrConflict) {
 		t.Fatalf("Put: %v, want ErrConflict", err)
 	}
 	if n := p.Count(func(r s3test.Request) bool { return r.Method == http.MethodPost && r.Status == 412 }); n != 1 {
@@ -209,7 +209,7 @@ func TestStoreVerifiesPayloadHash(t *testing.T) {
 	t.Logf("versitygw: %v", apiCode(err))
 
 	fake := s3test.StartFake(t)
-	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, deliver.Options{}))
+	bs := mustOpen(t, fake.URL(""), s3Options(t, fake.Server, blobstore.Options{}))
 	data := []byte("a\n1\n")
 	mustPut(t, bs, "k.csv", data)
 	if n := fake.Count(func(r s3test.Request) bool {

@@ -1,4 +1,4 @@
-package deliver_test
+package blobstore_test
 
 import (
 	"bufio"
@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"materializer/pipeline/deliver"
-	"materializer/pipeline/deliver/s3test"
+	"materializer/internal/s3test"
+	"materializer/pipeline/blobstore"
 )
 
 const memChildEnv = "DELIVER_MEMTEST_CHILD"
@@ -78,7 +78,7 @@ func runMemChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	bs := mustOpen(t, os.Getenv("MEM_URL"), deliver.Options{Endpoint: os.Getenv("MEM_ENDPOINT"),
+	bs := mustOpen(t, os.Getenv("MEM_URL"), blobstore.Options{Endpoint: os.Getenv("MEM_ENDPOINT"),
 		AccessKeyIDFile: os.Getenv("MEM_ID_FILE"), SecretAccessKeyFile: os.Getenv("MEM_SECRET_FILE")})
 	runtime.GC()
 	res := memResult{BaselineRSS: procStatus(t, "VmRSS")}
@@ -87,7 +87,7 @@ func runMemChild(t *testing.T) {
 	sampled := make(chan struct{})
 	go sampleHeap(&peakHeap, stop, sampled)
 	start := time.Now()
-	st, err := bs.Put(ctxT(t), "big.csv", src, size, deliver.PutMeta{ContentType: "text/csv"})
+	st, err := bs.Put(ctxT(t), "big.csv", src, size, blobstore.PutMeta{ContentType: "text/csv"})
 	res.Seconds = time.Since(start).Seconds()
 	close(stop)
 	<-sampled

@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"materializer/pipeline/metric"
+	"materializer/internal/metric"
 )
 
 // metrics are shared by every store opened with the same Registerer; the

@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"fmt"

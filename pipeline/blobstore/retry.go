@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 
-	"materializer/pipeline/jitter"
+	"materializer/internal/backoff"
 )
 
 // newRetryer is the SDK's standard retryer with our attempts and backoff,
@@ -20,7 +20,7 @@ func newRetryer(o Options, onRetry func(int, error)) aws.Retryer {
 	std := retry.NewStandard(func(so *retry.StandardOptions) {
 		so.MaxAttempts = o.MaxAttempts
 		so.MaxBackoff = o.MaxBackoff
-		so.Backoff = backoff{min: o.MinBackoff, max: o.MaxBackoff}
+		so.Backoff = jittered{min: o.MinBackoff, max: o.MaxBackoff}
 		so.RateLimiter = ratelimit.None
 		so.Retryables = append(so.Retryables, retry.IsErrorRetryableFunc(retryableStatus))
 	})
@@ -47,9 +47,9 @@ func (r *countingRetryer) RetryDelay(attempt int, err error) (time.Duration, err
 	return r.RetryerV2.RetryDelay(attempt, err)
 }
 
-// backoff gives the SDK's retryer our jittered backoff (jitter.Backoff).
-type backoff struct{ min, max time.Duration }
+// jittered gives the SDK's retryer our backoff (backoff.Delay).
+type jittered struct{ min, max time.Duration }
 
-func (b backoff) BackoffDelay(attempt int, _ error) (time.Duration, error) {
-	return jitter.Backoff(attempt, b.min, b.max), nil
+func (b jittered) BackoffDelay(attempt int, _ error) (time.Duration, error) {
+	return backoff.Delay(attempt, b.min, b.max), nil
 }

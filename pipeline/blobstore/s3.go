@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*s3Store, error) {
 		bucket:  u.Host,
 		prefix:  prefix,
 		opts:    opts,
-		log:     opts.Logger.With().Str("component", "deliver").Str("target", "s3").Str("bucket", u.Host).Logger(),
+		log:     opts.Logger.With().Str("component", "blobstore").Str("target", "s3").Str("bucket", u.Host).Logger(),
 		metrics: newMetrics(opts.Registerer),
 	}
 	cfg, err := s.awsConfig(ctx)

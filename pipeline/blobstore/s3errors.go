@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 // errExists: a conditional write found the key taken (412, or a
 // multipart upload completed by an earlier attempt). Internal: Put turns
 // it into "already delivered" or ErrConflict.
-var errExists = errors.New("deliver: key exists")
+var errExists = errors.New("blobstore: key exists")
 
 // permanentCodes are S3 error codes a retry cannot fix.
 var permanentCodes = map[string]bool{
@@ -33,7 +33,7 @@ var transientCodes = map[string]bool{
 // s3Error wraps err with the operation and key, marking failures a retry
 // will not fix as permanent.
 func s3Error(op, key string, err error) error {
-	wrapped := fmt.Errorf("deliver: s3 %s %q: %w", op, key, err)
+	wrapped := fmt.Errorf("blobstore: s3 %s %q: %w", op, key, err)
 	if isPermanent(err) {
 		return permanent(wrapped)
 	}

@@ -1,4 +1,4 @@
-package deliver
+package blobstore
 
 import (
 	"context"
@@ -33,7 +33,7 @@ func (s *s3Store) put(ctx context.Context, key string, src io.ReaderAt, size int
 	}
 	sum, err := hashSource(ctx, src, size)
 	if err != nil {
-		return Stored{}, fmt.Errorf("deliver: put %q: %w", key, err)
+		return Stored{}, fmt.Errorf("blobstore: put %q: %w", key, err)
 	}
 	st := Stored{Key: key, URL: s.URL(key), Size: size, SHA256: sum}
 	if found, err := s.matchExisting(ctx, &st); found || (err != nil && !headForbidden(err)) {
@@ -47,7 +47,7 @@ func (s *s3Store) put(ctx context.Context, key string, src io.ReaderAt, size int
 	if errors.Is(err, errExists) {
 		found, err := s.matchExisting(ctx, &st)
 		if err == nil && !found {
-			err = fmt.Errorf("deliver: put %q: the store refused the write as existing, but the key is absent", key)
+			err = fmt.Errorf("blobstore: put %q: the store refused the write as existing, but the key is absent", key)
 		}
 		return st, err
 	}
@@ -117,7 +117,7 @@ func (s *s3Store) hashObject(ctx context.Context, key string) (string, error) {
 	defer body.Close()
 	sum, _, err := hashReader(ctx, body)
 	if err != nil {
-		return "", fmt.Errorf("deliver: s3 get %q: %w", key, err)
+		return "", fmt.Errorf("blobstore: s3 get %q: %w", key, err)
 	}
 	return sum, nil
 }

@@ -1,4 +1,4 @@
-package pipeline
+package engine
 
 import (
 	"cmp"
@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"materializer/pipeline/failpoint"
+	"materializer/internal/failpoint"
 	"materializer/pipeline/files"
 	"materializer/state"
 )
@@ -30,7 +30,7 @@ func (e *Engine) commit(st *step) error {
 	}
 	for et := range st.types {
 		if invariants && !et.counters.Balanced() {
-			panic(fmt.Sprintf("pipeline: counters of %s out of balance: %+v", et.Name, et.counters))
+			panic(fmt.Sprintf("engine: counters of %s out of balance: %+v", et.Name, et.counters))
 		}
 		st.batch.PutCounters(et.Name, et.counters)
 	}
@@ -111,9 +111,9 @@ func (e *Engine) putKey(st *step, ke *keyEntry) {
 	// Encoded once, into the step's arena: the batch and, after the commit,
 	// the key cache take the same bytes.
 	n := len(st.encoded)
-	st.encoded = state.EncodeKeyState(st.encoded, &ke.st)
+	st.encoded = ke.st.AppendEncoded(st.encoded)
 	ke.enc = st.encoded[n:len(st.encoded):len(st.encoded)]
-	st.batch.PutEncodedKeyState(sl.id, ke.key, ke.enc)
+	st.batch.PutKeyState(sl.id, ke.key, ke.enc)
 }
 
 // roll seals every open file that reached its size, row count or age, or

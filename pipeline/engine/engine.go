@@ -1,4 +1,4 @@
-// Package pipeline is the engine of materializer: it takes Nakadi batches,
+// Package engine is materializer's state writer: it takes Nakadi batches,
 // decides per event what compaction does with it (package compact), writes
 // rows to staging files (package files) and commits each processing step as
 // one synced Pebble batch (package state) before the batch's cursor may be
@@ -15,7 +15,7 @@
 //
 // A crash between 2 and 3 leaves bytes beyond the committed lengths; start-up
 // truncates them and Nakadi redelivers the batches.
-package pipeline
+package engine
 
 import (
 	"context"
@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"materializer/internal/backoff"
 
 	"materializer/pipeline/compact"
 	"materializer/pipeline/files"
@@ -79,7 +81,7 @@ type Options struct {
 }
 
 // ErrStopped is returned by requests made after the engine stopped.
-var ErrStopped = errors.New("pipeline: engine stopped")
+var ErrStopped = errors.New("engine: stopped")
 
 // Engine is the state writer. Create it with New and run it with Run.
 type Engine struct {
@@ -166,7 +168,7 @@ func New(opts Options, types []EventType) (*Engine, error) {
 	}
 	for _, t := range types {
 		if _, dup := e.types[t.Name]; dup {
-			return nil, fmt.Errorf("pipeline: event type %s configured twice", t.Name)
+			return nil, fmt.Errorf("engine: event type %s configured twice", t.Name)
 		}
 		e.types[t.Name] = newEventType(t)
 	}
@@ -319,7 +321,7 @@ func (e *Engine) gather(ctx context.Context, j *job, order <-chan *job) []*job {
 // ends: a full disk or a failing fsync must stall the pipeline, not lose or
 // duplicate anything.
 func (e *Engine) runStep(ctx context.Context, jobs []*job, extra func(*step) error) error {
-	backoff := 100 * time.Millisecond
+	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 30 * time.Second}
 	for {
 		e.heartbeat.Store(time.Now().UnixNano())
 		var err error
@@ -339,13 +341,11 @@ func (e *Engine) runStep(ctx context.Context, jobs []*job, extra func(*step) err
 			return err
 		}
 		e.opts.Metrics.StepErrors.Inc()
-		e.log.Error().Err(err).Dur("retry_in", backoff).Msg("step failed; recovering staging files and state, then retrying")
-		select {
-		case <-ctx.Done():
+		delay := bo.Next(0)
+		e.log.Error().Err(err).Stringer("retry_in", delay).Msg("step failed; recovering staging files and state, then retrying")
+		if !backoff.Sleep(ctx, delay) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 		if e.stage != nil {
 			if err := e.recover(); err != nil {
 				e.log.Error().Err(err).Msg("recovery after a failed step failed; retrying it")
@@ -355,7 +355,7 @@ func (e *Engine) runStep(ctx context.Context, jobs []*job, extra func(*step) err
 }
 
 // errBroken marks failures that retrying cannot fix (a broken invariant).
-var errBroken = errors.New("pipeline: broken invariant")
+var errBroken = errors.New("engine: broken invariant")
 
 // Do runs fn on the engine's goroutine between two steps, with everything up
 // to the last step durable (checkpoints, flushes and status use it).
@@ -380,7 +380,7 @@ func (e *Engine) now() int64 { return e.opts.Now().UnixNano() }
 func (e *Engine) Recovered() bool { return e.recovered.Load() }
 
 // ErrStalled is Healthy's error when the state writer stopped turning.
-var ErrStalled = errors.New("pipeline: engine loop stalled")
+var ErrStalled = errors.New("engine: loop stalled")
 
 // Healthy returns an error when the engine's loop has not turned for a
 // minute (a step hung in I/O, a deadlock); the watchdog then stops feeding

@@ -1,4 +1,4 @@
-package pipeline
+package engine
 
 import (
 	"bytes"
@@ -311,7 +311,11 @@ func (h *harness) ingest(t *testing.T, d *datadriven.TestData) string {
 func (h *harness) sessions(t *testing.T) string {
 	var out []string
 	for _, sl := range h.e.slotList() {
-		err := h.db.Keys(sl.id, func(key []byte, st *compact.KeyState) error {
+		err := h.db.Keys(sl.id, func(key, v []byte) error {
+			var st compact.KeyState
+			if err := st.Decode(v); err != nil {
+				return err
+			}
 			ke := keyEntry{key: key}
 			state := "closed"
 			if st.Open {

@@ -1,4 +1,4 @@
-package pipeline
+package engine
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // deliverer's: wait for these entries there.
 func (e *Engine) Flush(ctx context.Context, eventType string) ([]state.Outbox, error) {
 	if eventType != "" && e.types[eventType] == nil {
-		return nil, fmt.Errorf("pipeline: event type %q is not configured", eventType)
+		return nil, fmt.Errorf("engine: event type %q is not configured", eventType)
 	}
 	var sealed []state.Outbox
 	err := e.Do(ctx, func() error {

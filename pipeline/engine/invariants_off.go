@@ -1,6 +1,6 @@
 //go:build !invariants
 
-package pipeline
+package engine
 
 // invariants enables runtime checks of the counter identity; test builds
 // set it with the `invariants` tag.

@@ -1,4 +1,4 @@
-package pipeline
+package engine
 
 import (
 	"encoding/binary"
@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"materializer/pipeline/compact"
-	"materializer/state"
 )
 
 // keyCache keeps the committed, encoded state of recently used keys, so a
@@ -70,7 +69,7 @@ func newKeyCache(maxBytes int64) (*keyCache, error) {
 	// by GOGC percent of them), and a page takes memory only once written.
 	mem, err := unix.Mmap(-1, 0, int(maxBytes), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: key cache of %d bytes: %w", maxBytes, err)
+		return nil, fmt.Errorf("engine: key cache of %d bytes: %w", maxBytes, err)
 	}
 	runtime.AddCleanup(c, func(m []byte) { _ = unix.Munmap(m) }, mem)
 	indexBytes := buckets * cacheWays * 8
@@ -114,8 +113,8 @@ func (c *keyCache) get(mk string, st *compact.KeyState, ref *cacheRef) (hit bool
 		*st = compact.KeyState{Hi: st.Hi[:0], HiEID: st.HiEID[:0]}
 		return true, nil
 	}
-	err = state.DecodeKeyState(v, st) // copies what it keeps
-	runtime.KeepAlive(c)              // its cleanup unmaps v's memory
+	err = st.Decode(v)   // copies what it keeps
+	runtime.KeepAlive(c) // its cleanup unmaps v's memory
 	return true, err
 }
 
@@ -126,14 +125,14 @@ func (c *keyCache) put(mk string, st *compact.KeyState) {
 	}
 	var enc []byte
 	if st.HasHi || st.Open {
-		c.buf = state.EncodeKeyState(c.buf[:0], st)
+		c.buf = st.AppendEncoded(c.buf[:0])
 		enc = c.buf
 	}
 	c.putEncoded(mk, enc, nil)
 }
 
 // putEncoded records a key's committed state as encoded by
-// state.EncodeKeyState; empty: the key has no state. ref, if not nil, is
+// KeyState.AppendEncoded; empty: the key has no state. ref, if not nil, is
 // where get found the key (a hint: checked before use).
 func (c *keyCache) putEncoded(mk string, enc []byte, ref *cacheRef) {
 	if c.ring == nil {

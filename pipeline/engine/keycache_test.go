@@ -1,4 +1,4 @@
-package pipeline
+package engine
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 
 	"materializer/pipeline/compact"
 	"materializer/pipeline/nakadi"
-	"materializer/state"
 )
 
 // TestKeyCacheAgainstMap puts and gets random keys with values of random
@@ -139,7 +138,7 @@ func TestKeyCacheStates(t *testing.T) {
 	if hit, err := c.get("\x00\x00\x00\x01k", &got, &cacheRef{}); !hit || err != nil {
 		t.Fatalf("hit %v, err %v", hit, err)
 	}
-	if !bytes.Equal(state.EncodeKeyState(nil, &got), state.EncodeKeyState(nil, &st)) {
+	if !bytes.Equal(got.AppendEncoded(nil), st.AppendEncoded(nil)) {
 		t.Fatalf("got %+v, want %+v", got, st)
 	}
 	got = compact.KeyState{HasHi: true, Hi: []byte("x")}

@@ -1,5 +1,5 @@
 //go:build !race
 
-package pipeline
+package engine
 
 const raceBuild = false

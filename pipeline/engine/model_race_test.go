@@ -1,6 +1,6 @@
 //go:build race
 
-package pipeline
+package engine
 
 // raceBuild: Pebble checks its invariants under -race (several times
 // slower), so the model test runs fewer sequences there.

@@ -1,4 +1,4 @@
-package pipeline
+package engine
 
 import (
 	"fmt"
@@ -118,7 +118,7 @@ func (e *Engine) nextSeq(id state.FileID) (uint64, error) {
 	}
 	seq, err := e.db.NextSeq(id)
 	if err != nil {
-		return 0, fmt.Errorf("pipeline: next file seq: %w", err)
+		return 0, fmt.Errorf("engine: next file seq: %w", err)
 	}
 	return seq, nil
 }

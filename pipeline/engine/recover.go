@@ -1,4 +1,4 @@
-package pipeline
+package engine
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 
 // ErrFingerprint is returned when the state was shaped by another partition
 // key or ordering than the config now names.
-var ErrFingerprint = errors.New("pipeline: config does not match the state")
+var ErrFingerprint = errors.New("engine: config does not match the state")
 
 // Fingerprint describes what shapes an event type's state. Tables are not
 // part of it: stored events are flattened when their session closes, and a

@@ -1,4 +1,4 @@
-package pipeline
+package engine
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func (e *Engine) SetRoll(ctx context.Context, r Roll) error {
 func (e *Engine) AddEventType(ctx context.Context, t EventType) error {
 	return e.Do(ctx, func() error {
 		if _, ok := e.types[t.Name]; ok {
-			return fmt.Errorf("pipeline: event type %s is already configured", t.Name)
+			return fmt.Errorf("engine: event type %s is already configured", t.Name)
 		}
 		et := newEventType(t)
 		e.types[t.Name] = et

@@ -1,4 +1,4 @@
-package pipeline
+package engine
 
 import (
 	"bytes"
@@ -128,7 +128,7 @@ func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
 	if hit, err := e.fromCache(st, ke); hit || err != nil {
 		return ke, err
 	}
-	_, err := e.db.KeyState(sl.id, ke.key, &ke.st)
+	_, err := e.db.KeyState(sl.id, ke.key, ke.st.Decode)
 	return ke, err
 }
 
@@ -199,7 +199,7 @@ func (e *Engine) prefetch(st *step, jobs []*job) error {
 		for i, ke := range entries {
 			keys[i] = ke.key
 		}
-		if err := e.db.KeyStates(sl.id, keys, func(i int) *compact.KeyState { return &entries[i].st }); err != nil {
+		if err := e.db.KeyStates(sl.id, keys, func(i int, v []byte) error { return entries[i].st.Decode(v) }); err != nil {
 			return err
 		}
 	}

@@ -22,7 +22,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
-	"materializer/pipeline/failpoint"
+	"materializer/internal/failpoint"
+	"materializer/internal/fsync"
 	"materializer/state"
 )
 
@@ -161,7 +162,7 @@ func (s *Stage) removeStrays(known map[string]bool) error {
 		removed = true
 	}
 	if removed {
-		return syncDir(s.opts.Dir)
+		return fsync.Dir(s.opts.Dir)
 	}
 	return nil
 }
@@ -268,7 +269,7 @@ func (s *Stage) Flush() ([]state.File, error) {
 	}
 	s.dirty = s.dirty[:0]
 	if created {
-		if err := syncDir(s.opts.Dir); err != nil {
+		if err := fsync.Dir(s.opts.Dir); err != nil {
 			return nil, err
 		}
 	}
@@ -279,11 +280,11 @@ func (s *Stage) Flush() ([]state.File, error) {
 // otherwise add up on every step.
 func syncAll(fs []*file) error {
 	if len(fs) == 1 {
-		return fsync(fs[0])
+		return syncFile(fs[0])
 	}
 	errs := make(chan error, len(fs))
 	for _, f := range fs {
-		go func() { errs <- fsync(f) }()
+		go func() { errs <- syncFile(f) }()
 	}
 	var first error
 	for range fs {
@@ -294,7 +295,7 @@ func syncAll(fs []*file) error {
 	return first
 }
 
-func fsync(f *file) error {
+func syncFile(f *file) error {
 	if err := f.f.Sync(); err != nil {
 		return fmt.Errorf("files: fsync %s: %w", f.rec.Name, err)
 	}
@@ -342,16 +343,4 @@ func (s *Stage) Close() {
 		_ = f.f.Close()
 	}
 	s.open = map[state.FileID]*file{}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("files: %w", err)
-	}
-	defer func() { _ = d.Close() }()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("files: fsync dir %s: %w", dir, err)
-	}
-	return nil
 }

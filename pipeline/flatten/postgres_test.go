@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"materializer/pipeline/pgtest"
+	"materializer/internal/pgtest"
 )
 
 // pgCase is one event of TestPostgresCopy with what PostgreSQL must hold

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"materializer/internal/backoff"
 )
 
 // Consumer consumes one Nakadi subscription. Create it with New, run it
@@ -127,11 +129,11 @@ func (c *Consumer) Run(ctx context.Context, out chan<- *Batch) error {
 // loop sets the subscription up and streams; it returns nil when ctx ends
 // and the error of a fatal answer (unless RetryFatal).
 func (c *Consumer) loop(ctx context.Context, in chan<- *Batch) error {
-	bo := &backoff{min: c.cfg.BackoffMin, max: c.cfg.BackoffMax}
+	bo := &backoff.Backoff{Min: c.cfg.BackoffMin, Max: c.cfg.BackoffMax}
 	for ctx.Err() == nil {
 		err := c.setup(ctx)
 		if err == nil {
-			bo.reset()
+			bo.Reset()
 			err = c.streamLoop(ctx, in, bo)
 		}
 		switch {
@@ -142,10 +144,10 @@ func (c *Consumer) loop(ctx context.Context, in chan<- *Batch) error {
 			if !c.cfg.RetryFatal {
 				return err
 			}
-			sleep(ctx, c.cfg.BackoffMax)
+			backoff.Sleep(ctx, c.cfg.BackoffMax)
 		default:
 			c.noteErr(err)
-			sleep(ctx, bo.next(retryAfter(err)))
+			backoff.Sleep(ctx, bo.Next(retryAfter(err)))
 		}
 	}
 	return nil
@@ -172,7 +174,7 @@ func (c *Consumer) setup(ctx context.Context) error {
 }
 
 // streamLoop opens and reads streams until ctx ends or a fatal error.
-func (c *Consumer) streamLoop(ctx context.Context, in chan<- *Batch, bo *backoff) error {
+func (c *Consumer) streamLoop(ctx context.Context, in chan<- *Batch, bo *backoff.Backoff) error {
 	for {
 		if !c.waitResumed(ctx) {
 			return nil
@@ -183,7 +185,7 @@ func (c *Consumer) streamLoop(ctx context.Context, in chan<- *Batch, bo *backoff
 			healthy, err = c.readStream(ctx, st, resp, in)
 			c.endStream(st, err)
 			if healthy {
-				bo.reset()
+				bo.Reset()
 			}
 		}
 		switch {
@@ -195,7 +197,7 @@ func (c *Consumer) streamLoop(ctx context.Context, in chan<- *Batch, bo *backoff
 			return err
 		}
 		c.noteErr(err)
-		if !sleep(ctx, bo.next(retryAfter(err))) {
+		if !backoff.Sleep(ctx, bo.Next(retryAfter(err))) {
 			return nil
 		}
 	}
@@ -360,18 +362,6 @@ func errKind(err error) string {
 		}
 	}
 	return "network"
-}
-
-// sleep waits d or until ctx ends; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // signal wakes a goroutine waiting on a 1-buffered channel.

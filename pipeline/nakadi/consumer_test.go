@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/pipeline/nakadi/emulator"
 )
 
 // TestResumeFromCommittedCursorAfterReconnect: batches carry cursor and
@@ -19,7 +19,7 @@ import (
 // read after it arrived, and after a cut stream consumption resumes after
 // the committed cursor.
 func TestResumeFromCommittedCursorAfterReconnect(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 2, []string{"id"})
 	publish(t, srv, "et", 0, 40)
 	h := startConsumer(t, testConfig(t, srv, "et"))
@@ -43,7 +43,7 @@ func TestResumeFromCommittedCursorAfterReconnect(t *testing.T) {
 	}
 	sub := h.c.SubscriptionID()
 	waitFor(t, "all committed", func() bool { return committedAll(srv, sub, "et", 2) })
-	if srv.Requests(nakaditest.RouteCommit, 0) == 0 {
+	if srv.Requests(emulator.RouteCommit, 0) == 0 {
 		t.Fatal("no commit requests")
 	}
 	first := firsts["0"].StreamID
@@ -84,7 +84,7 @@ func TestResumeFromCommittedCursorAfterReconnect(t *testing.T) {
 
 // TestKeepAlivesAreNeverCommitted: a stream of keep-alives commits nothing.
 func TestKeepAlivesAreNeverCommitted(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 2, nil)
 	h := startConsumer(t, testConfig(t, srv, "et"))
 	s := h.sink()
@@ -93,7 +93,7 @@ func TestKeepAlivesAreNeverCommitted(t *testing.T) {
 		return len(st.Partitions) == 2 && st.Partitions[0].KeepAlives >= 5 && st.Partitions[1].KeepAlives >= 5
 	})
 	time.Sleep(3 * testConfig(t, srv).CommitInterval) // let a commit round pass
-	if n := srv.Requests(nakaditest.RouteCommit, 0); n != 0 {
+	if n := srv.Requests(emulator.RouteCommit, 0); n != 0 {
 		t.Fatalf("%d commit requests for keep-alives", n)
 	}
 	if len(s.allBatches()) != 0 {
@@ -107,14 +107,14 @@ func TestKeepAlivesAreNeverCommitted(t *testing.T) {
 // Test409RetriedUntilSlotFrees: with the only slot taken, the consumer
 // retries 409 with backoff and streams once the slot frees.
 func Test409RetriedUntilSlotFrees(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 1, nil)
 	holder := startConsumer(t, testConfig(t, srv, "et"))
 	holder.sink()
 	waitFor(t, "holder streaming", holder.c.Streaming)
 	h := startConsumer(t, testConfig(t, srv, "et"))
 	h.sink()
-	waitFor(t, "409s", func() bool { return srv.Requests(nakaditest.RouteStream, http.StatusConflict) >= 3 })
+	waitFor(t, "409s", func() bool { return srv.Requests(emulator.RouteStream, http.StatusConflict) >= 3 })
 	if h.c.Streaming() || h.c.Ready() {
 		t.Fatal("streaming without a slot")
 	}
@@ -128,7 +128,7 @@ func Test409RetriedUntilSlotFrees(t *testing.T) {
 // TestCommitTimeoutRedeliversWithoutLoss: a pipeline slower than the commit
 // timeout gets the stream closed; the events come again and none is lost.
 func TestCommitTimeoutRedeliversWithoutLoss(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 2, []string{"id"})
 	publish(t, srv, "et", 0, 30)
 	cfg := testConfig(t, srv, "et")
@@ -162,12 +162,12 @@ func TestCommitTimeoutRedeliversWithoutLoss(t *testing.T) {
 // TestUnprocessableCommitReportsLostPartition: a 422 on commit drops the
 // partition's cursors and sends a Lost notice; Nakadi re-sends the events.
 func TestUnprocessableCommitReportsLostPartition(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 1, nil)
 	publish(t, srv, "et", 0, 5)
 	h := startConsumer(t, testConfig(t, srv, "et"))
 	b := h.next()
-	srv.DelayNext(nakaditest.RouteStream, 1, 2*time.Second)    // the 422 comes before the next stream
+	srv.DelayNext(emulator.RouteStream, 1, 2*time.Second)      // the 422 comes before the next stream
 	if err := srv.CloseStream(b.StreamID, false); err != nil { // node shutdown: the session is gone
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestUnprocessableCommitReportsLostPartition(t *testing.T) {
 	if lost.StreamID != b.StreamID || lost.Cursor.Partition != "0" || lost.Cursor.EventType != "et" {
 		t.Fatalf("lost notice: %+v", lost)
 	}
-	if srv.Requests(nakaditest.RouteCommit, http.StatusUnprocessableEntity) == 0 {
+	if srv.Requests(emulator.RouteCommit, http.StatusUnprocessableEntity) == 0 {
 		t.Fatal("no 422 seen")
 	}
 	// The events come again on the next stream, with the committed cursor.
@@ -200,7 +200,7 @@ func TestUnprocessableCommitReportsLostPartition(t *testing.T) {
 // TestTokenRefresh: the token file is re-read when it changes and after a
 // 401.
 func TestTokenRefresh(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{Token: "token-1"})
+	srv := newEmulator(t, emulator.Options{Token: "token-1"})
 	_ = srv.CreateEventType("et", 1, nil)
 	path := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(path, []byte("token-1\n"), 0o600); err != nil {
@@ -214,7 +214,7 @@ func TestTokenRefresh(t *testing.T) {
 	waitFor(t, "first events", func() bool { return s.count(0, 5) == 5 })
 	srv.SetToken("token-2") // rotated: requests with token-1 get 401
 	publish(t, srv, "et", 5, 10)
-	waitFor(t, "401s", func() bool { return srv.Requests(nakaditest.RouteCommit, http.StatusUnauthorized) >= 2 })
+	waitFor(t, "401s", func() bool { return srv.Requests(emulator.RouteCommit, http.StatusUnauthorized) >= 2 })
 	if err := os.WriteFile(path, []byte("token-2"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestTokenRefresh(t *testing.T) {
 
 // TestFiveMegabyteEvent: lines of several MB are read whole.
 func TestFiveMegabyteEvent(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{MaxEventBytes: 8 << 20})
+	srv := newEmulator(t, emulator.Options{MaxEventBytes: 8 << 20})
 	_ = srv.CreateEventType("et", 1, nil)
 	big := strings.Repeat("0123456789abcdef", 5<<20/16)
 	ev := []byte(`{"metadata":{"eid":"105a76d8-db49-4144-ace7-e683e8f4ba46","occurred_at":"2024-04-11T08:00:00Z"},"id":1,"big":"` + big + `"}`)
@@ -246,12 +246,12 @@ func TestFiveMegabyteEvent(t *testing.T) {
 // TestTransientErrorsAreRetried: 503, 429 with Retry-After and network
 // errors on stream opens and commits are retried.
 func TestTransientErrorsAreRetried(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 1, nil)
-	srv.FailNext(nakaditest.RouteCreateSubscription, 1, http.StatusServiceUnavailable, 0)
-	srv.FailNext(nakaditest.RouteStream, 2, http.StatusServiceUnavailable, 0)
-	srv.FailNext(nakaditest.RouteStream, 1, http.StatusTooManyRequests, time.Second)
-	srv.FailNext(nakaditest.RouteCommit, 2, http.StatusInternalServerError, 0)
+	srv.FailNext(emulator.RouteCreateSubscription, 1, http.StatusServiceUnavailable, 0)
+	srv.FailNext(emulator.RouteStream, 2, http.StatusServiceUnavailable, 0)
+	srv.FailNext(emulator.RouteStream, 1, http.StatusTooManyRequests, time.Second)
+	srv.FailNext(emulator.RouteCommit, 2, http.StatusInternalServerError, 0)
 	publish(t, srv, "et", 0, 5)
 	start := time.Now()
 	h := startConsumer(t, testConfig(t, srv, "et"))
@@ -260,16 +260,16 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 	if time.Since(start) < time.Second {
 		t.Fatal("Retry-After was not honoured")
 	}
-	if srv.Requests(nakaditest.RouteCommit, http.StatusInternalServerError) != 2 || srv.Requests(nakaditest.RouteStream, http.StatusTooManyRequests) != 1 {
+	if srv.Requests(emulator.RouteCommit, http.StatusInternalServerError) != 2 || srv.Requests(emulator.RouteStream, http.StatusTooManyRequests) != 1 {
 		t.Fatal("faults not all hit")
 	}
 }
 
 // TestForbiddenAndNotFoundAreFatal: Run returns typed errors after logging.
 func TestForbiddenAndNotFoundAreFatal(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 1, nil)
-	srv.FailNext(nakaditest.RouteStream, 1, http.StatusForbidden, 0)
+	srv.FailNext(emulator.RouteStream, 1, http.StatusForbidden, 0)
 	h := startConsumer(t, testConfig(t, srv, "et"))
 	var err error
 	select {
@@ -310,7 +310,7 @@ func TestForbiddenAndNotFoundAreFatal(t *testing.T) {
 // TestPauseResume: Pause closes the stream and hands nothing out; batches
 // handed out before still commit; Resume reconnects.
 func TestPauseResume(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 1, nil)
 	publish(t, srv, "et", 0, 5)
 	h := startConsumer(t, testConfig(t, srv, "et"))
@@ -338,7 +338,7 @@ func TestPauseResume(t *testing.T) {
 // TestDrainCommitsAfterCancel: after ctx ends, cursors marked durable during
 // the drain are still committed before Run returns.
 func TestDrainCommitsAfterCancel(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 1, nil)
 	publish(t, srv, "et", 0, 5)
 	cfg := testConfig(t, srv, "et")
@@ -359,7 +359,7 @@ func TestDrainCommitsAfterCancel(t *testing.T) {
 // TestDuplicateBatchGapsAndRetentionSkip: a batch sent twice on one stream
 // is dropped, offset gaps are fine, and retention skips raise the alert.
 func TestDuplicateBatchGapsAndRetentionSkip(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{RetainEvents: 5})
+	srv := newEmulator(t, emulator.Options{RetainEvents: 5})
 	_ = srv.CreateEventType("et", 1, nil)
 	cfg := testConfig(t, srv, "et")
 	reg := prometheus.NewRegistry()
@@ -396,7 +396,7 @@ func TestDuplicateBatchGapsAndRetentionSkip(t *testing.T) {
 	if n := metricValue(h.c.m.retentionSkips.WithLabelValues("et")); n != 1 {
 		t.Fatalf("retention skips = %v", n)
 	}
-	if last := h.c.Status().Partitions[0].ReceivedOffset; last != nakaditest.Offset(111) {
+	if last := h.c.Status().Partitions[0].ReceivedOffset; last != emulator.Offset(111) {
 		t.Fatalf("received offset after the gap: %s", last)
 	}
 }
@@ -404,9 +404,9 @@ func TestDuplicateBatchGapsAndRetentionSkip(t *testing.T) {
 // TestRetryFatalKeepsGoing: with RetryFatal a 403 is reported but the
 // consumer keeps retrying and streams once access is back.
 func TestRetryFatalKeepsGoing(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 1, nil)
-	srv.FailNext(nakaditest.RouteStream, 2, http.StatusForbidden, 0)
+	srv.FailNext(emulator.RouteStream, 2, http.StatusForbidden, 0)
 	cfg := testConfig(t, srv, "et")
 	cfg.RetryFatal = true
 	h := startConsumer(t, cfg)
@@ -424,7 +424,7 @@ func TestRetryFatalKeepsGoing(t *testing.T) {
 // TestSeveralEventTypes: one subscription over two event types; cursors and
 // Committed are per event type and partition.
 func TestSeveralEventTypes(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("a", 2, []string{"id"})
 	_ = srv.CreateEventType("b", 1, nil)
 	publish(t, srv, "a", 0, 20)

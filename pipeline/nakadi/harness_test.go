@@ -12,7 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
-	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/pipeline/nakadi/emulator"
 )
 
 // testEvent is a valid business event keyed by id.
@@ -20,7 +20,7 @@ func testEvent(id int) []byte {
 	return fmt.Appendf(nil, `{"metadata":{"eid":"105a76d8-db49-4144-ace7-%012d","occurred_at":"2024-04-11T08:00:00Z"},"id":%d,"note":"a \"quoted\" ] } text"}`, id, id)
 }
 
-func publish(t *testing.T, srv *nakaditest.Server, et string, from, to int) {
+func publish(t *testing.T, srv *emulator.Server, et string, from, to int) {
 	t.Helper()
 	var evs [][]byte
 	for i := from; i < to; i++ {
@@ -40,15 +40,15 @@ func eventID(t *testing.T, raw []byte) int {
 	return e.ID
 }
 
-func newEmulator(t *testing.T, opts nakaditest.Options) *nakaditest.Server {
+func newEmulator(t *testing.T, opts emulator.Options) *emulator.Server {
 	t.Helper()
-	srv := nakaditest.NewServer(opts)
+	srv := emulator.NewServer(opts)
 	t.Cleanup(srv.Close)
 	return srv
 }
 
 // testConfig is a config with fast timings for the emulator.
-func testConfig(t *testing.T, srv *nakaditest.Server, ets ...string) Config {
+func testConfig(t *testing.T, srv *emulator.Server, ets ...string) Config {
 	return Config{
 		URL: srv.URL(), OwningApplication: "materializer", ConsumerGroup: "test", EventTypes: ets, ReadFrom: "begin",
 		BatchLimit: 10, BatchFlushTimeout: 50 * time.Millisecond, MaxUncommittedEvents: 1000,
@@ -201,7 +201,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // committedAll reports whether the emulator's committed cursors reached the
 // newest offset of every partition.
-func committedAll(srv *nakaditest.Server, subID, et string, partitions int) bool {
+func committedAll(srv *emulator.Server, subID, et string, partitions int) bool {
 	cs := srv.Committed(subID)
 	if len(cs) != partitions {
 		return false

@@ -3,7 +3,7 @@ package nakadi
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"materializer/pipeline/metric"
+	"materializer/internal/metric"
 )
 
 // metrics of a consumer. Per-partition series carry event_type and

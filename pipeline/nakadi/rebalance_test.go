@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/pipeline/nakadi/emulator"
 )
 
 // TestConcurrentConsumersSplitAndRebalance: two consumers of one
@@ -14,7 +14,7 @@ import (
 // gets a Lost notice; when one consumer leaves, the other gets its
 // partitions back, with the committed cursor on the first batch again.
 func TestConcurrentConsumersSplitAndRebalance(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	_ = srv.CreateEventType("et", 4, []string{"id"})
 	publish(t, srv, "et", 0, 100)
 	a := startConsumer(t, testConfig(t, srv, "et"))

@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"materializer/pipeline/nakadi/nakaditest"
+	"materializer/pipeline/nakadi/emulator"
 )
 
 // ResetCursors finds the consumer's subscription (it must not create a
 // second one), moves the named partition back and leaves the other; the
 // consumer then streams from right after the reset offset.
 func TestResetCursors(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{})
+	srv := newEmulator(t, emulator.Options{})
 	if err := srv.CreateEventType("et", 2, []string{"id"}); err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestResetCursors(t *testing.T) {
 	before := srv.Committed(subs[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	target := nakaditest.Offset(4)
+	target := emulator.Offset(4)
 	id, err := ResetCursors(ctx, cfg, []Cursor{{EventType: "et", Partition: "0", Offset: target, CursorToken: "ignored"}})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func firstOffset(b *Batch) int64 {
 }
 
 func TestPartitionsAndResetErrors(t *testing.T) {
-	srv := newEmulator(t, nakaditest.Options{RetainEvents: 5})
+	srv := newEmulator(t, emulator.Options{RetainEvents: 5})
 	if err := srv.CreateEventType("et", 1, []string{"id"}); err != nil {
 		t.Fatal(err)
 	}
@@ -75,14 +75,14 @@ func TestPartitionsAndResetErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ps) != 1 || ps[0].Partition != "0" || ps[0].Oldest != nakaditest.Offset(7) || ps[0].Newest != nakaditest.Offset(11) {
+	if len(ps) != 1 || ps[0].Partition != "0" || ps[0].Oldest != emulator.Offset(7) || ps[0].Newest != emulator.Offset(11) {
 		t.Fatalf("partitions %+v", ps)
 	}
 	if _, err := Partitions(ctx, cfg, "nope"); !errors.Is(err, ErrNotFound) || errors.Is(err, ErrSubscriptionNotFound) {
 		t.Fatalf("partitions of a missing event type: %v", err)
 	}
 	// An offset that expired is refused (422), naming the operation.
-	_, err = ResetCursors(ctx, cfg, []Cursor{{EventType: "et", Partition: "0", Offset: nakaditest.Offset(2)}})
+	_, err = ResetCursors(ctx, cfg, []Cursor{{EventType: "et", Partition: "0", Offset: emulator.Offset(2)}})
 	var pe *ProblemError
 	if !errors.As(err, &pe) || pe.Status != 422 || pe.Op != opReset {
 		t.Fatalf("reset to an expired offset: %v", err)

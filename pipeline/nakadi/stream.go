@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"materializer/internal/backoff"
 )
 
 // retentionSkipInfo is the info text that means data loss (notes §4.2).
@@ -62,7 +64,7 @@ func (c *Consumer) endStream(st *streamState, err error) {
 	}
 	c.mu.Unlock()
 	c.m.streaming.WithLabelValues(c.label).Set(0)
-	c.log.Info().Str("stream_id", st.id).AnErr("reason", err).Dur("lasted", c.now().Sub(st.opened)).Msg("stream closed")
+	c.log.Info().Str("stream_id", st.id).AnErr("reason", err).Stringer("lasted", c.now().Sub(st.opened)).Msg("stream closed")
 }
 
 // pruneStreams forgets streams that ended long enough ago that no commit
@@ -231,7 +233,7 @@ func (c *Consumer) fetchCommitted(ctx context.Context, key PartitionKey) (*Curso
 			c.log.Warn().Str("partition_event_type", key.EventType).Str("partition", key.Partition).Msg("no committed cursor listed for the partition")
 			return nil, nil
 		}
-		if Fatal(err) || !sleep(ctx, c.cfg.BackoffMin<<attempt) {
+		if Fatal(err) || !backoff.Sleep(ctx, c.cfg.BackoffMin<<attempt) {
 			break
 		}
 	}

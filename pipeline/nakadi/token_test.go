@@ -39,23 +39,3 @@ func TestTokenSourceFollowsFile(t *testing.T) {
 		t.Fatalf("empty file: %v", err)
 	}
 }
-
-func TestBackoffGrowsCapsAndHonoursRetryAfter(t *testing.T) {
-	b := backoff{min: 100 * time.Millisecond, max: time.Second}
-	for i, hi := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
-		d := b.next(0)
-		if hi *= time.Millisecond; d < hi/2 || d > hi {
-			t.Fatalf("attempt %d: %v not in [%v, %v]", i, d, hi/2, hi)
-		}
-	}
-	if d := b.next(3 * time.Second); d != 3*time.Second {
-		t.Fatalf("Retry-After: %v", d)
-	}
-	if d := b.next(time.Hour); d != 5*time.Second {
-		t.Fatalf("Retry-After cap: %v", d)
-	}
-	b.reset()
-	if d := b.next(0); d > 100*time.Millisecond {
-		t.Fatalf("after reset: %v", d)
-	}
-}

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"materializer/internal/natstest"
 	"materializer/pipeline/notify"
-	"materializer/pipeline/notify/natstest"
 )
 
 func benchNotice(i int64) notify.Notice {

@@ -7,7 +7,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
-	"materializer/pipeline/jitter"
+	"materializer/internal/backoff"
 )
 
 // natsOptions are the connection options for a production cluster:
@@ -20,7 +20,7 @@ func natsOptions(o Options, log zerolog.Logger, m *metrics) []nats.Option {
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(func(attempts int) time.Duration { return jitter.Backoff(attempts, o.ReconnectMin, o.ReconnectMax) }),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration { return backoff.Delay(attempts, o.ReconnectMin, o.ReconnectMax) }),
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(20 * time.Second),
 		nats.MaxPingsOutstanding(3),

@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"materializer/internal/natstest"
 	"materializer/pipeline/notify"
-	"materializer/pipeline/notify/natstest"
 )
 
 // TestAckTimeoutRetriesSameMsgID: the server stores the notice but its

@@ -3,7 +3,7 @@ package notify
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"materializer/pipeline/metric"
+	"materializer/internal/metric"
 )
 
 type metrics struct {

@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"materializer/internal/natstest"
 	"materializer/pipeline/notify"
-	"materializer/pipeline/notify/natstest"
 )
 
 func TestEnsureStreamCreates(t *testing.T) {

@@ -113,7 +113,7 @@ func (p *Publisher) checkStream(cfg jetstream.StreamConfig) error {
 			ErrStreamMismatch, cfg.Name, cfg.Subjects, p.subjects())
 	}
 	if cfg.Duplicates < MinDuplicateWindow {
-		p.log.Warn().Str("stream", cfg.Name).Dur("duplicate_window", cfg.Duplicates).
+		p.log.Warn().Str("stream", cfg.Name).Stringer("duplicate_window", cfg.Duplicates).
 			Msg("stream de-duplicates for less than an hour: a notice repeated after a long outage may be stored twice")
 	}
 	if cfg.Storage != jetstream.FileStorage {

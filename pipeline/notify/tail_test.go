@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"materializer/internal/natstest"
 	"materializer/pipeline/notify"
-	"materializer/pipeline/notify/natstest"
 )
 
 type tailRun struct {

@@ -1,4 +1,10 @@
-package pipeline
+// Package outbox drives sealed staging files to their final place: upload
+// to the blob store, then a notice over NATS JetStream, then removal of the
+// outbox entry and the local file. Nothing leaves the outbox before its
+// notice is acknowledged, so a crash anywhere repeats at most an upload (the
+// same bytes to the same key) or a notice (the same bytes and Msg-Id, which
+// JetStream de-duplicates).
+package outbox
 
 import (
 	"context"
@@ -13,8 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"materializer/pipeline/deliver"
-	"materializer/pipeline/failpoint"
+	"materializer/internal/backoff"
+
+	"materializer/internal/failpoint"
+	"materializer/pipeline/blobstore"
 	"materializer/pipeline/notify"
 	"materializer/state"
 )
@@ -25,11 +33,11 @@ type Announcer interface {
 	PublishNotice(ctx context.Context, n notify.Notice) error
 }
 
-// DelivererOptions configure the deliverer.
-type DelivererOptions struct {
+// Options configure the deliverer.
+type Options struct {
 	DB          *state.DB
 	StagingDir  string
-	Store       deliver.Blobstore
+	Store       blobstore.Store
 	Announcer   Announcer     // nil: no notices; a file is done once stored
 	Concurrency int           // uploads in flight; default 4
 	MinBackoff  time.Duration // default 1 s
@@ -39,17 +47,17 @@ type DelivererOptions struct {
 	Registerer  prometheus.Registerer
 }
 
-// Deliverer drives sealed files through the outbox: upload, then notice,
+// Outbox drives sealed files through the outbox: upload, then notice,
 // then removal of the entry and the local file (DESIGN.md §2, §8). Uploads
 // run concurrently; notices of one file stream (event type, table, kind,
 // partition) go out in sequence order. Nothing leaves the outbox until its
 // notice is acknowledged, so a crash anywhere repeats at most an upload (the
 // same bytes to the same key) or a notice (the same bytes and Msg-Id, which
 // JetStream de-duplicates).
-type Deliverer struct {
-	o   DelivererOptions
+type Outbox struct {
+	o   Options
 	log zerolog.Logger
-	m   *deliveryMetrics
+	m   *metrics
 
 	wake chan struct{}
 
@@ -84,8 +92,8 @@ type Delivered struct {
 	At        time.Time `json:"delivered_at"`
 }
 
-// DeliveryStatus is the deliverer's part of /v1/status.
-type DeliveryStatus struct {
+// Status is the deliverer's part of /v1/status.
+type Status struct {
 	PendingFiles int64     `json:"pending_files"`
 	PendingBytes int64     `json:"pending_bytes"`
 	Uploaded     int64     `json:"uploaded_waiting_for_notice"`
@@ -95,8 +103,8 @@ type DeliveryStatus struct {
 	LastAt       time.Time `json:"last_delivered_at,omitzero"`
 }
 
-// NewDeliverer makes a deliverer.
-func NewDeliverer(o DelivererOptions) *Deliverer {
+// New makes a deliverer.
+func New(o Options) *Outbox {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
@@ -109,15 +117,15 @@ func NewDeliverer(o DelivererOptions) *Deliverer {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Deliverer{
-		o: o, log: o.Logger.With().Str("component", "deliverer").Logger(), m: newDeliveryMetrics(o.Registerer),
+	return &Outbox{
+		o: o, log: o.Logger.With().Str("component", "outbox").Logger(), m: newMetrics(o.Registerer),
 		wake: make(chan struct{}, 1), entries: map[string]*pending{}, delivered: map[string]Delivered{},
 		changed: make(chan struct{}),
 	}
 }
 
 // Wake tells the deliverer that the outbox has new entries. It never blocks.
-func (d *Deliverer) Wake() {
+func (d *Outbox) Wake() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -126,7 +134,7 @@ func (d *Deliverer) Wake() {
 
 // Run delivers until ctx ends. Uploads in flight when ctx ends are
 // abandoned (the outbox keeps them).
-func (d *Deliverer) Run(ctx context.Context) error {
+func (d *Outbox) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	done := make(chan string, d.o.Concurrency)
@@ -157,7 +165,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 
 // load merges the outbox in state into memory (new entries only: what is
 // in memory is newer).
-func (d *Deliverer) load() error {
+func (d *Outbox) load() error {
 	all, err := d.o.DB.Outbox()
 	if err != nil {
 		return err
@@ -173,7 +181,7 @@ func (d *Deliverer) load() error {
 }
 
 // startUploads starts up to n uploads of entries not yet stored.
-func (d *Deliverer) startUploads(ctx context.Context, wg *sync.WaitGroup, done chan<- string, n int) int {
+func (d *Outbox) startUploads(ctx context.Context, wg *sync.WaitGroup, done chan<- string, n int) int {
 	now := d.o.Now()
 	d.mu.Lock()
 	var todo []*pending
@@ -202,7 +210,7 @@ func (d *Deliverer) startUploads(ctx context.Context, wg *sync.WaitGroup, done c
 }
 
 // upload stores one sealed file and records that it is stored.
-func (d *Deliverer) upload(ctx context.Context, p *pending) {
+func (d *Outbox) upload(ctx context.Context, p *pending) {
 	start := time.Now()
 	stored, err := d.put(ctx, p)
 	d.mu.Lock()
@@ -229,13 +237,13 @@ func (d *Deliverer) upload(ctx context.Context, p *pending) {
 	// announces without re-reading the outbox.
 }
 
-func (d *Deliverer) put(ctx context.Context, p *pending) (deliver.Stored, error) {
+func (d *Outbox) put(ctx context.Context, p *pending) (blobstore.Stored, error) {
 	f, err := os.Open(filepath.Join(d.o.StagingDir, p.Name))
 	if err != nil {
-		return deliver.Stored{}, fmt.Errorf("%w: sealed file: %w", deliver.ErrPermanent, err)
+		return blobstore.Stored{}, fmt.Errorf("%w: sealed file: %w", blobstore.ErrPermanent, err)
 	}
 	defer f.Close()
-	meta := deliver.PutMeta{ContentType: "text/csv; charset=utf-8"}
+	meta := blobstore.PutMeta{ContentType: "text/csv; charset=utf-8"}
 	if p.Compression == "gzip" {
 		meta.ContentType = "application/gzip"
 	}
@@ -245,14 +253,14 @@ func (d *Deliverer) put(ctx context.Context, p *pending) (deliver.Stored, error)
 // failed schedules a retry with capped exponential backoff. Permanent
 // failures (a conflicting object, denied access) are retried too, slowly:
 // an operator must act, and the file must not be lost meanwhile.
-func (d *Deliverer) failed(p *pending, what string, err error) {
+func (d *Outbox) failed(p *pending, what string, err error) {
 	p.attempts++
-	backoff := min(d.o.MinBackoff<<min(p.attempts-1, 16), d.o.MaxBackoff)
-	permanent := errors.Is(err, deliver.ErrPermanent) || errors.Is(err, notify.ErrPermanent)
+	delay := backoff.Delay(p.attempts, d.o.MinBackoff, d.o.MaxBackoff)
+	permanent := errors.Is(err, blobstore.ErrPermanent) || errors.Is(err, notify.ErrPermanent)
 	if permanent {
-		backoff = max(backoff, 5*time.Minute)
+		delay = max(delay, 5*time.Minute)
 	}
-	p.next = d.o.Now().Add(backoff)
+	p.next = d.o.Now().Add(delay)
 	p.lastErr = fmt.Sprintf("%s: %v", what, err)
 	d.m.failures.WithLabelValues(what, map[bool]string{true: "permanent", false: "retryable"}[permanent]).Inc()
 	// One line per file at the first failure (warn), then every tenth
@@ -266,13 +274,13 @@ func (d *Deliverer) failed(p *pending, what string, err error) {
 	default:
 		return
 	}
-	ev.Err(err).Str("key", p.Key).Int("attempts", p.attempts).Dur("retry_in", backoff).Bool("permanent", permanent).
+	ev.Err(err).Str("key", p.Key).Int("attempts", p.attempts).Stringer("retry_in", delay).Bool("permanent", permanent).
 		Msgf("%s failed; the file stays in the outbox", what)
 }
 
 // announce publishes, per file stream, the notice of the oldest entry once
 // it is stored, then removes it — repeating while that goes well.
-func (d *Deliverer) announce(ctx context.Context) {
+func (d *Outbox) announce(ctx context.Context) {
 	for {
 		p := d.nextNotice()
 		if p == nil {
@@ -293,7 +301,7 @@ func (d *Deliverer) announce(ctx context.Context) {
 
 // nextNotice returns an entry whose notice can go out now: stored, the
 // lowest sequence number of its stream, not backing off.
-func (d *Deliverer) nextNotice() *pending {
+func (d *Outbox) nextNotice() *pending {
 	now := d.o.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -312,7 +320,7 @@ func (d *Deliverer) nextNotice() *pending {
 	return best
 }
 
-func (d *Deliverer) notice(ctx context.Context, p *pending) error {
+func (d *Outbox) notice(ctx context.Context, p *pending) error {
 	d.mu.Lock()
 	announcer := d.o.Announcer
 	d.mu.Unlock()
@@ -331,7 +339,7 @@ func (d *Deliverer) notice(ctx context.Context, p *pending) error {
 
 // noticeOf builds the notice of a stored file (DESIGN.md §8); it depends
 // only on the outbox entry, so a repeated notice is byte-identical.
-func (d *Deliverer) noticeOf(p *pending) notify.Notice {
+func (d *Outbox) noticeOf(p *pending) notify.Notice {
 	n := notify.Notice{
 		ID: p.Key, URL: d.o.Store.URL(p.Key), EventType: p.ID.EventType, Table: p.ID.Table, Kind: p.ID.Kind,
 		Partition: p.ID.Partition, Writer: p.Writer, Seq: p.Seq, Rows: p.Rows, Events: p.Events, Bytes: p.Bytes,
@@ -348,7 +356,7 @@ func (d *Deliverer) noticeOf(p *pending) notify.Notice {
 }
 
 // remove drops a delivered entry from the outbox, then its local file.
-func (d *Deliverer) remove(p *pending) error {
+func (d *Outbox) remove(p *pending) error {
 	b := d.o.DB.NewBatch()
 	defer b.Close()
 	b.DeleteOutbox(p.ID, p.Seq)
@@ -377,7 +385,7 @@ func (d *Deliverer) remove(p *pending) error {
 
 // pruneDelivered forgets deliveries older than an hour (Wait only needs
 // recent ones).
-func (d *Deliverer) pruneDelivered(now time.Time) {
+func (d *Outbox) pruneDelivered(now time.Time) {
 	if len(d.delivered) < 1024 {
 		return
 	}
@@ -390,7 +398,7 @@ func (d *Deliverer) pruneDelivered(now time.Time) {
 
 // SetAnnouncer switches where notices go (a config reload of the notice
 // subject): notices not yet acknowledged go to the new one.
-func (d *Deliverer) SetAnnouncer(a Announcer) {
+func (d *Outbox) SetAnnouncer(a Announcer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.o.Announcer = a
@@ -399,7 +407,7 @@ func (d *Deliverer) SetAnnouncer(a Announcer) {
 // Wait blocks until every file of keys, and every file of the event type
 // (all when "") that is in the outbox now, is delivered. It returns the
 // deliveries of keys.
-func (d *Deliverer) Wait(ctx context.Context, eventType string, keys []string) ([]Delivered, error) {
+func (d *Outbox) Wait(ctx context.Context, eventType string, keys []string) ([]Delivered, error) {
 	d.mu.Lock()
 	waitFor := append([]string{}, keys...)
 	for k, p := range d.entries {
@@ -438,7 +446,7 @@ func (d *Deliverer) Wait(ctx context.Context, eventType string, keys []string) (
 }
 
 // StagedBytes is the size of the sealed files waiting for delivery.
-func (d *Deliverer) StagedBytes() int64 {
+func (d *Outbox) StagedBytes() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.statusLocked().PendingBytes
@@ -446,14 +454,14 @@ func (d *Deliverer) StagedBytes() int64 {
 
 // Status returns the deliverer's status. It is computed from the entries
 // under the lock, so it agrees with what Wait has seen delivered.
-func (d *Deliverer) Status() DeliveryStatus {
+func (d *Outbox) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.statusLocked()
 }
 
-func (d *Deliverer) statusLocked() DeliveryStatus {
-	s := DeliveryStatus{LastKey: d.last.Key, LastAt: d.last.At}
+func (d *Outbox) statusLocked() Status {
+	s := Status{LastKey: d.last.Key, LastAt: d.last.At}
 	for _, p := range d.entries {
 		s.PendingFiles++
 		s.PendingBytes += p.Length
@@ -469,13 +477,13 @@ func (d *Deliverer) statusLocked() DeliveryStatus {
 }
 
 // publishMetrics sets the outbox gauges.
-func (d *Deliverer) publishMetrics() {
+func (d *Outbox) publishMetrics() {
 	s := d.Status()
 	d.m.pendingFiles.Set(float64(s.PendingFiles))
 	d.m.pendingBytes.Set(float64(s.PendingBytes))
 }
 
-type deliveryMetrics struct {
+type metrics struct {
 	uploaded, notices, delivered prometheus.Counter
 	uploadBytes                  prometheus.Counter
 	uploadSeconds, noticeSeconds prometheus.Histogram
@@ -484,9 +492,9 @@ type deliveryMetrics struct {
 	pendingFiles, pendingBytes   prometheus.Gauge
 }
 
-func newDeliveryMetrics(reg prometheus.Registerer) *deliveryMetrics {
+func newMetrics(reg prometheus.Registerer) *metrics {
 	buckets := prometheus.ExponentialBuckets(0.005, 2, 16)
-	m := &deliveryMetrics{
+	m := &metrics{
 		uploaded:      prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_delivery_uploads_total", Help: "Files stored in the target."}),
 		notices:       prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_delivery_notices_total", Help: "Delivery notices acknowledged by JetStream."}),
 		delivered:     prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_delivery_files_total", Help: "Files delivered and announced, removed from the outbox."}),

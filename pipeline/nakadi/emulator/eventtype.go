@@ -1,4 +1,4 @@
-package nakaditest
+package emulator
 
 import (
 	"fmt"

@@ -11,7 +11,7 @@
 // It does not share code with package nakadi on purpose: a bug in one
 // should not hide in both. Stream parameters given in seconds may be
 // fractional ("0.05") so tests can run fast; real Nakadi takes integers.
-package nakaditest
+package emulator
 
 import (
 	"context"
