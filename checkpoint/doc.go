@@ -1,5 +1,5 @@
 // Package checkpoint takes, lists, copies and restores consistent snapshots
-// of a data dir (DESIGN.md §5, §9, §10): the Pebble state, the staging
+// of a data dir (docs/checkpoints.md): the Pebble state, the staging
 // files cut to their committed lengths, the outbox's sealed files, and a
 // manifest naming the per-partition cursors, the event types' fingerprints
 // and counters, and every file with its size and sha256.

@@ -1,5 +1,5 @@
 // Package conf is materializer's TOML configuration: the schema of
-// DESIGN.md §6 with its defaults, a strict decoder (unknown keys and wrong
+// docs/configuration.md with its defaults, a strict decoder (unknown keys and wrong
 // types are errors naming the key) and Validate, which reports every problem
 // at once, each naming the key and the bad value.
 //

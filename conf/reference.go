@@ -83,7 +83,7 @@ var Reference = []KeyDoc{
 	{"event_types.tables.name", "required", "Table name `[a-zA-Z_][a-zA-Z0-9_]*`; `_rejected` is reserved."},
 	{"event_types.tables.columns", "required", "One or more columns, in CSV order."},
 	{"event_types.tables.columns.name", "required", "Column name; unique in the table (case-insensitively)."},
-	{"event_types.tables.columns.path", `""`, "JSON path (DESIGN.md §4): `a.b`, `a[0]`, `a[*]` explodes, `[\"k.x\"]` quotes; required for event columns."},
+	{"event_types.tables.columns.path", `""`, "JSON path (docs/mapping.md): `a.b`, `a[0]`, `a[*]` explodes, `[\"k.x\"]` quotes; required for event columns."},
 	{"event_types.tables.columns.type", `"string"`, "`string`, `int`, `decimal`, `bool`, `timestamp` or `json` (ordinal columns are `int`)."},
 	{"event_types.tables.columns.required", "false", "A missing value rejects the event."},
 	{"event_types.tables.columns.source", `""`, "Empty: the event at `path`; `ordinal` (index of the `[*]` element named by `path`), `partition`, `offset` or `event_type`."},

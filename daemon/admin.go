@@ -20,7 +20,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// adminServer is the admin HTTP API of DESIGN.md §9 on daemon.admin_listen.
+// adminServer is the admin HTTP API of docs/admin-api.md on daemon.admin_listen.
 type adminServer struct {
 	ln       net.Listener
 	srv      *http.Server

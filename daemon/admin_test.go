@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"materializer/checkpoint"
+	"materializer/pipeline"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -35,7 +37,7 @@ func newAdminFixture(t *testing.T, listen, tokenFile string) *adminFixture {
 		t.Fatal(err)
 	}
 	pipe := &placeholderPipeline{}
-	reg := newRegistry(pipe.Ready)
+	reg := newRegistry()
 	a, err := newAdminServer(adminConfig{Listen: listen, Auth: auth, Registry: reg, Log: zerolog.Nop(), Now: time.Now}, pipe)
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +246,7 @@ func nonLoopbackIP() string {
 
 func TestAdminRunStopsOnCancel(t *testing.T) {
 	auth, _ := newAdminAuth("")
-	a, err := newAdminServer(adminConfig{Listen: "127.0.0.1:0", Auth: auth, Registry: newRegistry(func() bool { return false }), Log: zerolog.Nop(), Now: time.Now}, &placeholderPipeline{})
+	a, err := newAdminServer(adminConfig{Listen: "127.0.0.1:0", Auth: auth, Registry: newRegistry(), Log: zerolog.Nop(), Now: time.Now}, &placeholderPipeline{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,10 +270,10 @@ func TestAdminRunStopsOnCancel(t *testing.T) {
 
 func TestStatusOf(t *testing.T) {
 	for err, want := range map[error]int{
-		errNotRunning: 503,
-		fmt.Errorf("flush: %w", errUnknownEventType): 404,
-		context.DeadlineExceeded:                     504,
-		errors.New("boom"):                           500,
+		pipeline.ErrNotRunning:                                503,
+		fmt.Errorf("flush: %w", pipeline.ErrUnknownEventType): 404,
+		context.DeadlineExceeded:                              504,
+		errors.New("boom"):                                    500,
 	} {
 		if got := statusOf(err); got != want {
 			t.Errorf("statusOf(%v) = %d, want %d", err, got, want)
@@ -291,14 +293,22 @@ func (p *placeholderPipeline) Run(ctx context.Context) error {
 
 func (p *placeholderPipeline) Ready() bool { return p.ready.Load() }
 
-func (p *placeholderPipeline) EventTypes(context.Context) (any, error) { return []any{}, nil }
+func (p *placeholderPipeline) Status(context.Context) (pipeline.Status, error) {
+	return pipeline.Status{Ready: p.Ready(), EventTypes: []pipeline.EventTypeStatus{}}, nil
+}
 
-func (p *placeholderPipeline) Flush(context.Context, string) (any, error) { return nil, errNotRunning }
+func (p *placeholderPipeline) Flush(context.Context, string) (pipeline.FlushResult, error) {
+	return pipeline.FlushResult{}, pipeline.ErrNotRunning
+}
 
-func (p *placeholderPipeline) TakeCheckpoint(context.Context) (any, error) { return nil, errNotRunning }
+func (p *placeholderPipeline) TakeCheckpoint(context.Context) (*checkpoint.Result, error) {
+	return nil, pipeline.ErrNotRunning
+}
 
-func (p *placeholderPipeline) Checkpoints(context.Context) (any, error) { return nil, errNotRunning }
+func (p *placeholderPipeline) Checkpoints(context.Context) ([]checkpoint.Info, error) {
+	return nil, pipeline.ErrNotRunning
+}
 
-func (p *placeholderPipeline) Pause(context.Context, string) error { return errNotRunning }
+func (p *placeholderPipeline) Pause(context.Context, string) error { return pipeline.ErrNotRunning }
 
-func (p *placeholderPipeline) Resume(context.Context, string) error { return errNotRunning }
+func (p *placeholderPipeline) Resume(context.Context, string) error { return pipeline.ErrNotRunning }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"materializer/internal/articles"
+	"materializer/internal/e2etest"
 	"materializer/internal/natstest"
 	"materializer/pipeline/nakadi"
 )
@@ -38,13 +40,13 @@ func benchEvents() int {
 // Run it once: go test ./daemon -run '^$' -bench EndToEnd -benchtime 1x
 func BenchmarkEndToEnd(b *testing.B) {
 	n := benchEvents()
-	nk := newArticleEmulator(b, 8)
-	gen := newArticleGen(99, 100_000, time.Now)
+	nk := e2etest.ArticleEmulator(b, 8)
+	gen := articles.New(99, 100_000, time.Now)
 	pad := `"description":"` + strings.Repeat("lorem ipsum ", 56) + `",`
 	var bytes int64
 	batch := make([][]byte, 0, 1000)
 	for i := 0; i < n; i++ {
-		raw := gen.next().Raw
+		raw := gen.Next().Raw
 		ev := append([]byte("{"+pad), raw[1:]...)
 		bytes += int64(len(ev))
 		batch = append(batch, ev)
@@ -140,7 +142,7 @@ url = "file://%s"
 compression = "gzip"
 [notify]
 nats_url = %q
-%s`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL, articleTypeTOML)
+%s`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL, e2etest.ArticleTypeTOML)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		b.Fatal(err)
 	}

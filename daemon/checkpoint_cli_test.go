@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"materializer/checkpoint"
+	"materializer/internal/e2etest"
 )
 
 // The checkpoint commands with the real binary: create asks the running
@@ -20,14 +21,14 @@ import (
 // prompt changes nothing; run refuses a data dir whose restore did not
 // reset the cursors.
 func TestCheckpointCommands(t *testing.T) {
-	nk := newArticleEmulator(t, 2)
+	nk := e2etest.ArticleEmulator(t, 2)
 	root := t.TempDir()
 	remoteDir := filepath.Join(root, "remote")
-	s := ckptSetup{dir: filepath.Join(root, "d"), nakadiURL: nk.URL(), ckptURL: "file://" + remoteDir,
-		admin: freeAddr(t), extra: "on_shutdown = true"}
-	path, cfg := ckptConfig(t, s)
-	events := generate(5, 50, 500)
-	publish(t, nk, events)
+	s := e2etest.Setup{Dir: filepath.Join(root, "d"), NakadiURL: nk.URL(), CheckpointURL: "file://" + remoteDir,
+		Admin: freeAddr(t), Extra: "on_shutdown = true"}
+	path, cfg := e2etest.Config(t, s)
+	events := e2etest.Generate(5, 50, 500)
+	e2etest.Publish(t, nk, events)
 
 	p := startRun(t, path)
 	admin := p.adminURL()
@@ -64,8 +65,8 @@ func TestCheckpointCommands(t *testing.T) {
 	}
 	newest := list[0].ID
 
-	s.dir, s.ordering, s.priceType = filepath.Join(root, "other"), "string", "string"
-	otherPath, _ := ckptConfig(t, s)
+	s.Dir, s.Ordering, s.PriceType = filepath.Join(root, "other"), "string", "string"
+	otherPath, _ := e2etest.Config(t, s)
 	code, _, errOut = runBinary(t, "checkpoint", "restore", "-config", otherPath, "-id", "latest", "-yes")
 	for _, want := range []string{`ordering is "number" in the checkpoint, the config says "string"`,
 		"table article has columns [article_id:int brand:string version:int price:decimal occurred_at:timestamp] in the checkpoint, the config says [article_id:int brand:string version:int price:string occurred_at:timestamp]"} {

@@ -13,6 +13,8 @@ import (
 
 	"materializer/checkpoint"
 	"materializer/conf"
+	"materializer/internal/articles"
+	"materializer/internal/e2etest"
 	"materializer/internal/natstest"
 	"materializer/internal/s3test"
 	"materializer/state"
@@ -25,19 +27,19 @@ import (
 // names), every outbox file is there, and the manifest's cursors are the
 // state's.
 func TestCheckpointUnderLoadIsConsistent(t *testing.T) {
-	nk := newArticleEmulator(t, 4)
+	nk := e2etest.ArticleEmulator(t, 4)
 	dir := t.TempDir()
-	_, cfg := ckptConfig(t, ckptSetup{dir: dir, nakadiURL: nk.URL()})
+	_, cfg := e2etest.Config(t, e2etest.Setup{Dir: dir, NakadiURL: nk.URL()})
 	e, stop := ckptEngine(t, cfg)
-	events := generate(11, 400, 12000)
+	events := e2etest.Generate(11, 400, 12000)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := 0; i < len(events); i += 1000 {
-			publish(t, nk, events[i:i+1000])
+			e2etest.Publish(t, nk, events[i:i+1000])
 		}
 	})
 	var pauses []time.Duration
-	for len(pauses) < 8 || etStatus(t, e).Counters.Received < uint64(len(events)) {
+	for len(pauses) < 8 || e2etest.EventType(t, e, "article.updated").Counters.Received < uint64(len(events)) {
 		res := ckptTake(t, e)
 		checkConsistent(t, res) // older ones are pruned by later takes (keep)
 		pauses = append(pauses, res.Pause)
@@ -137,33 +139,33 @@ func hasCursor(cs []checkpoint.Cursor, partition, offset string) bool {
 func TestRestoreAndContinueEqualsNoFailureRun(t *testing.T) {
 	v := s3test.StartVersity(t)
 	idFile, secretFile := v.CredFiles(t)
-	nk := newArticleEmulator(t, 4)
+	nk := e2etest.ArticleEmulator(t, 4)
 	ns := natstest.Start(t)
 	root := t.TempDir()
 	storage := filepath.Join(root, "storage")
-	setup := func(dir string) ckptSetup {
-		return ckptSetup{dir: dir, nakadiURL: nk.URL(), natsURL: ns.URL(), storage: storage, ckptURL: v.URL("ckpt"),
-			endpoint: v.Endpoint, credFiles: [2]string{idFile, secretFile}}
+	setup := func(dir string) e2etest.Setup {
+		return e2etest.Setup{Dir: dir, NakadiURL: nk.URL(), NATSURL: ns.URL(), Storage: storage, CheckpointURL: v.URL("ckpt"),
+			Endpoint: v.Endpoint, CredFiles: [2]string{idFile, secretFile}}
 	}
-	_, cfgA := ckptConfig(t, setup(filepath.Join(root, "a")))
-	pathB, cfgB := ckptConfig(t, setup(filepath.Join(root, "b")))
-	_, cfgRef := ckptConfig(t, ckptSetup{dir: filepath.Join(root, "ref"), nakadiURL: nk.URL(), group: "reference"})
+	_, cfgA := e2etest.Config(t, setup(filepath.Join(root, "a")))
+	pathB, cfgB := e2etest.Config(t, setup(filepath.Join(root, "b")))
+	_, cfgRef := e2etest.Config(t, e2etest.Setup{Dir: filepath.Join(root, "ref"), NakadiURL: nk.URL(), Group: "reference"})
 
-	gen := newArticleGen(23, 300, time.Now)
-	batches := make([][]article, 3)
+	gen := articles.New(23, 300, time.Now)
+	batches := make([][]articles.Event, 3)
 	for i := range batches {
 		for range 3000 {
-			batches[i] = append(batches[i], gen.next())
+			batches[i] = append(batches[i], gen.Next())
 		}
 	}
-	publish(t, nk, batches[0])
+	e2etest.Publish(t, nk, batches[0])
 	a, stopA := ckptEngine(t, cfgA)
-	waitFor(t, time.Minute, "A received the first part", func() bool { return etStatus(t, a).Counters.Received == 3000 })
+	e2etest.WaitFor(t, time.Minute, "A received the first part", func() bool { return e2etest.EventType(t, a, "article.updated").Counters.Received == 3000 })
 	ckpt := ckptTake(t, a)
-	writerA := a.db.WriterID()
-	publish(t, nk, batches[1])
-	waitFor(t, time.Minute, "A received the second part", func() bool { return etStatus(t, a).Counters.Received == 6000 })
-	ckptFlush(t, a) // A delivers files after the checkpoint, then dies with its disk
+	writerA := ckpt.Writer
+	e2etest.Publish(t, nk, batches[1])
+	e2etest.WaitFor(t, time.Minute, "A received the second part", func() bool { return e2etest.EventType(t, a, "article.updated").Counters.Received == 6000 })
+	e2etest.Flush(t, a) // A delivers files after the checkpoint, then dies with its disk
 	stopA()
 	if err := os.RemoveAll(cfgA.Daemon.DataDir); err != nil {
 		t.Fatal(err)
@@ -174,24 +176,24 @@ func TestRestoreAndContinueEqualsNoFailureRun(t *testing.T) {
 		t.Fatalf("restore: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	t.Logf("restore:\n%s", out)
-	publish(t, nk, batches[2])
+	e2etest.Publish(t, nk, batches[2])
 	b, stopB := ckptEngine(t, cfgB)
-	waitFor(t, time.Minute, "B received everything", func() bool { return etStatus(t, b).Counters.Received == 9000 })
-	ckptFlush(t, b)
-	cb := etStatus(t, b).Counters
+	e2etest.WaitFor(t, time.Minute, "B received everything", func() bool { return e2etest.EventType(t, b, "article.updated").Counters.Received == 9000 })
+	e2etest.Flush(t, b)
+	cb := e2etest.EventType(t, b, "article.updated").Counters
 	stopB()
 
 	ref, stopRef := ckptEngine(t, cfgRef)
-	all := append(append(append([]article{}, batches[0]...), batches[1]...), batches[2]...)
-	waitFor(t, time.Minute, "the reference received everything", func() bool { return etStatus(t, ref).Counters.Received == 9000 })
-	ckptFlush(t, ref)
-	cref := etStatus(t, ref).Counters
+	all := append(append(append([]articles.Event{}, batches[0]...), batches[1]...), batches[2]...)
+	e2etest.WaitFor(t, time.Minute, "the reference received everything", func() bool { return e2etest.EventType(t, ref, "article.updated").Counters.Received == 9000 })
+	e2etest.Flush(t, ref)
+	cref := e2etest.EventType(t, ref, "article.updated").Counters
 	stopRef()
 
 	if cb != cref || !cb.Balanced() || cb.Open != 0 || cb.Redelivered != 0 {
 		t.Errorf("restored daemon's counters %+v, the no-failure run's %+v", cb, cref)
 	}
-	got, want := readDelivered(t, storage), readDelivered(t, filepath.Join(root, "ref", "storage"))
+	got, want := e2etest.ReadDelivered(t, storage), e2etest.ReadDelivered(t, filepath.Join(root, "ref", "storage"))
 	compareNewestWins(t, got, want)
 	writerB := writerOf(t, cfgB)
 	compareRows(t, "main rows of the restored daemon", filterFiles(got, "main", writerB), filterFiles(want, "main", ""), false)
@@ -199,10 +201,10 @@ func TestRestoreAndContinueEqualsNoFailureRun(t *testing.T) {
 	// A rejected row's offset is its batch's cursor when the event's own is
 	// unknown, and batches differ between subscriptions: compare the rest.
 	compareRows(t, "rejected rows", dropColumns(filterFiles(got, "rejected", ""), 2), dropColumns(filterFiles(want, "rejected", ""), 2), true)
-	if x := expect(all); len(x.newest) == 0 {
+	if x := e2etest.Expect(all); len(x.Newest) == 0 {
 		t.Fatal("no articles")
 	}
-	checkNotices(t, ns.URL(), got)
+	e2etest.CheckNotices(t, ns.URL(), got)
 	if writerB == writerA || len(filterFiles(got, "", writerB)) == 0 || len(filterFiles(got, "", writerA)) == 0 {
 		t.Errorf("writers: restored %s, lost %s", writerB, writerA)
 	}
@@ -210,7 +212,7 @@ func TestRestoreAndContinueEqualsNoFailureRun(t *testing.T) {
 
 // compareNewestWins compares, per article, the set of distinct article rows
 // with the highest version over main ∪ correction.
-func compareNewestWins(t *testing.T, got, want []deliveredFile) {
+func compareNewestWins(t *testing.T, got, want []e2etest.File) {
 	t.Helper()
 	g, w := newestRows(t, got), newestRows(t, want)
 	if len(g) != len(w) {
@@ -223,14 +225,14 @@ func compareNewestWins(t *testing.T, got, want []deliveredFile) {
 	}
 }
 
-func newestRows(t *testing.T, files []deliveredFile) map[int][]string {
+func newestRows(t *testing.T, files []e2etest.File) map[int][]string {
 	best := map[int]int{}
 	rows := map[int]map[string]bool{}
 	for _, f := range files {
 		if f.Table != "article" || (f.Kind != "main" && f.Kind != "correction") {
 			continue
 		}
-		ai, vi := f.column(t, "article_id"), f.column(t, "version")
+		ai, vi := f.Column(t, "article_id"), f.Column(t, "version")
 		for _, r := range f.Rows {
 			id, _ := strconv.Atoi(r[ai])
 			v, _ := strconv.Atoi(r[vi])
@@ -254,7 +256,7 @@ func newestRows(t *testing.T, files []deliveredFile) map[int][]string {
 
 // compareRows compares the rows of two file sets per table, as multisets
 // or (distinct) as sets.
-func compareRows(t *testing.T, what string, got, want []deliveredFile, distinct bool) {
+func compareRows(t *testing.T, what string, got, want []e2etest.File, distinct bool) {
 	t.Helper()
 	g, w := rowSet(got, distinct), rowSet(want, distinct)
 	if strings.Join(g, "\n") != strings.Join(w, "\n") {
@@ -262,7 +264,7 @@ func compareRows(t *testing.T, what string, got, want []deliveredFile, distinct 
 	}
 }
 
-func rowSet(files []deliveredFile, distinct bool) []string {
+func rowSet(files []e2etest.File, distinct bool) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, f := range files {
@@ -303,8 +305,8 @@ func firstDiff(a, b []string) []string {
 }
 
 // dropColumns drops the first n columns of every row.
-func dropColumns(files []deliveredFile, n int) []deliveredFile {
-	out := make([]deliveredFile, len(files))
+func dropColumns(files []e2etest.File, n int) []e2etest.File {
+	out := make([]e2etest.File, len(files))
 	for i, f := range files {
 		out[i] = f
 		out[i].Rows = nil
@@ -316,8 +318,8 @@ func dropColumns(files []deliveredFile, n int) []deliveredFile {
 }
 
 // filterFiles keeps files of a kind ("" any) and writer ("" any).
-func filterFiles(files []deliveredFile, kind, writer string) []deliveredFile {
-	var out []deliveredFile
+func filterFiles(files []e2etest.File, kind, writer string) []e2etest.File {
+	var out []e2etest.File
 	for _, f := range files {
 		if (kind == "" || f.Kind == kind) && (writer == "" || strings.Contains(filepath.Base(f.Key), "."+writer+".")) {
 			out = append(out, f)
@@ -349,26 +351,26 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 // local checkpoint is copied to a remote store that lacks it (here: the url
 // was added to the config after it was taken).
 func TestPeriodicCheckpointsAndRemoteSyncAtStart(t *testing.T) {
-	nk := newArticleEmulator(t, 2)
+	nk := e2etest.ArticleEmulator(t, 2)
 	dir := t.TempDir()
 	remote := filepath.Join(dir, "remote")
-	_, cfg := ckptConfig(t, ckptSetup{dir: dir, nakadiURL: nk.URL()})
+	_, cfg := e2etest.Config(t, e2etest.Setup{Dir: dir, NakadiURL: nk.URL()})
 	e, stop := ckptEngine(t, cfg)
 	first := ckptTake(t, e)
 	stop()
 	if first.Upload != nil {
 		t.Fatalf("uploaded without a url: %+v", first.Upload)
 	}
-	_, cfg = ckptConfig(t, ckptSetup{dir: dir, nakadiURL: nk.URL(), ckptURL: "file://" + remote})
+	_, cfg = e2etest.Config(t, e2etest.Setup{Dir: dir, NakadiURL: nk.URL(), CheckpointURL: "file://" + remote})
 	cfg.Checkpoint.Interval = conf.Dur(200 * time.Millisecond)
 	e, _ = ckptEngine(t, cfg)
-	waitFor(t, 30*time.Second, "the local checkpoint copied and two periodic ones", func() bool {
+	e2etest.WaitFor(t, 30*time.Second, "the local checkpoint copied and two periodic ones", func() bool {
 		_, err := os.Stat(filepath.Join(remote, "manifests", first.ID+".json"))
 		local, _ := checkpoint.ListLocal(filepath.Join(cfg.Daemon.DataDir, "checkpoints"))
 		return err == nil && len(local) >= 3
 	})
-	v, err := e.Checkpoints(t.Context())
-	if list := v.([]checkpoint.Info); err != nil || len(list) < 4 || list[len(list)-1].ID != first.ID {
-		t.Errorf("GET /v1/checkpoints: %+v %v", v, err)
+	list, err := e.Checkpoints(t.Context())
+	if err != nil || len(list) < 4 || list[len(list)-1].ID != first.ID {
+		t.Errorf("GET /v1/checkpoints: %+v %v", list, err)
 	}
 }

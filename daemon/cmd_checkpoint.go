@@ -19,8 +19,8 @@ import (
 	"materializer/pipeline"
 )
 
-// cmdCheckpoint is `materializer checkpoint list|create|restore` (DESIGN.md
-// §5, §10): list and restore work with the daemon stopped and the data dir
+// cmdCheckpoint is `materializer checkpoint list|create|restore`
+// (docs/checkpoints.md): list and restore work with the daemon stopped and the data dir
 // gone; create asks the running daemon.
 func cmdCheckpoint(args []string, io stdio) int {
 	subs := map[string]func([]string, stdio) int{

@@ -8,7 +8,7 @@ import (
 )
 
 // cmdDDL is `materializer ddl`: CREATE TABLE statements for every
-// configured table in a warehouse dialect (DESIGN.md §7): per table `{table}`
+// configured table in a warehouse dialect (docs/files-and-notices.md): per table `{table}`
 // (main) and `{table}_correction`, per event type `{event_type}_rejected`.
 func cmdDDL(args []string, io stdio) int {
 	fs := newFlags("ddl", io)

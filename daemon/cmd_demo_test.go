@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"materializer/internal/articles"
+	"materializer/internal/e2etest"
+	"materializer/internal/natstest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,7 +73,7 @@ func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 // `materializer demo -duration` runs the whole product in one process:
 // files roll and are announced during the run, the clean stop flushes the
 // rest, and what was delivered is exactly what the generated events must
-// produce (DESIGN.md §2–§3), with one notice per file.
+// produce (docs/design.md), with one notice per file.
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	cfg := demoTestConfig(t, dir)
@@ -92,9 +95,9 @@ func TestDemo(t *testing.T) {
 	}()
 
 	// While it runs, the banner's status command works.
-	waitFor(t, 60*time.Second, "the banner", func() bool { return strings.Contains(stdout.String(), "Where to look:") })
+	e2etest.WaitFor(t, 60*time.Second, "the banner", func() bool { return strings.Contains(stdout.String(), "Where to look:") })
 	var status string
-	waitFor(t, 30*time.Second, "status of the demo", func() bool {
+	e2etest.WaitFor(t, 30*time.Second, "status of the demo", func() bool {
 		_, status, _ = runBinary(t, "status", "-config", filepath.Join(dir, "var", "demo.toml"))
 		return strings.Contains(status, "article.updated: consuming")
 	})
@@ -118,36 +121,32 @@ func TestDemo(t *testing.T) {
 
 	// Regenerate the events the demo published and compare.
 	n := atoi(gen[1])
-	g := newArticleGen(uint64(atoi(gen[2])), atoi(gen[3]), time.Now)
-	w := articleWindow{Width: atoi(gen[4]), Step: atoi(gen[5])}
-	events := make([]article, n)
+	g := articles.New(uint64(atoi(gen[2])), atoi(gen[3]), time.Now)
+	w := articles.Window{Width: atoi(gen[4]), Step: atoi(gen[5])}
+	events := make([]articles.Event, n)
 	for i := range events {
-		events[i] = g.nextIn(&w)
+		events[i] = g.NextIn(&w)
 	}
-	x := expect(events)
+	x := e2etest.Expect(events)
 	corrections := 0
-	for _, c := range x.corrections {
+	for _, c := range x.Corrections {
 		corrections += c
 	}
-	if atoi(fin[1]) != n || atoi(fin[2]) != n || atoi(fin[5]) != x.duplicates || atoi(fin[6]) != corrections ||
-		atoi(fin[7]) != x.rejected || atoi(fin[8]) != 0 {
+	if atoi(fin[1]) != n || atoi(fin[2]) != n || atoi(fin[5]) != x.Duplicates || atoi(fin[6]) != corrections ||
+		atoi(fin[7]) != x.Rejected || atoi(fin[8]) != 0 {
 		t.Errorf("final counters %q; want %d received, %d duplicate, %d correction, %d rejected, 0 open",
-			fin[0], n, x.duplicates, corrections, x.rejected)
+			fin[0], n, x.Duplicates, corrections, x.Rejected)
 	}
 	if sup, main := atoi(fin[4]), atoi(fin[3]); sup < main {
 		t.Errorf("superseded %d < main %d: the generator's bursts should compact", sup, main)
 	}
-	files := readDelivered(t, filepath.Join(dir, "var", "storage"))
-	checkDelivered(t, files, x)
+	files := e2etest.ReadDelivered(t, filepath.Join(dir, "var", "storage"))
+	e2etest.CheckDelivered(t, files, x)
 	if total := atoi(fin[9]) + atoi(fin[10]) + atoi(fin[11]); total != len(files) || atoi(fin[12]) != len(files) {
 		t.Errorf("final line counts %d files and %s notices; storage holds %d files", total, fin[12], len(files))
 	}
 
 	// The notices are in the demo's JetStream store: one per file.
-	srv, url, err := startNATS(filepath.Join(dir, "var", "nats"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	checkNotices(t, url, files)
+	ns := natstest.Start(t, natstest.WithStoreDir(filepath.Join(dir, "var", "nats")))
+	e2etest.CheckNotices(t, ns.URL(), files)
 }

@@ -11,7 +11,7 @@ import (
 
 // cmdFlatten is `materializer flatten`: NDJSON events on stdin → the CSV the
 // main file of one table would hold, without compaction, on stdout
-// (DESIGN.md §4). Rejected events are reported on stderr as `line N:
+// (docs/mapping.md). Rejected events are reported on stderr as `line N:
 // reason`. Exit 1 when any event was rejected, 2 on usage or config errors.
 func cmdFlatten(args []string, io stdio) int {
 	fs := newFlags("flatten", io)

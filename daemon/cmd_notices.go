@@ -15,7 +15,7 @@ import (
 )
 
 // cmdNotices is `materializer notices`: tail the delivery notices of
-// DESIGN.md §8 as JSON lines, one per notice, until interrupted. It reads
+// docs/files-and-notices.md as JSON lines, one per notice, until interrupted. It reads
 // the stream with an ordered consumer (notify.Tail), so it leaves nothing
 // on the server. The nats CLI equivalent:
 //

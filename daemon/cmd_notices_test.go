@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"materializer/internal/e2etest"
 	"materializer/internal/natstest"
 	"materializer/pipeline/notify"
 )
@@ -63,7 +64,7 @@ func (p *tailProc) next(t *testing.T) string {
 func TestNoticesTailsDeliveredFiles(t *testing.T) {
 	ns := natstest.Start(t)
 	dir := t.TempDir()
-	nk := newArticleEmulator(t, 2)
+	nk := e2etest.ArticleEmulator(t, 2)
 	path := testConfig(t, dir, configOpts{DataDir: filepath.Join(dir, "data"), NakadiURL: nk.URL()})
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -93,15 +94,15 @@ func TestNoticesTailsDeliveredFiles(t *testing.T) {
 		}
 		return info.State.Consumers
 	}
-	waitFor(t, 30*time.Second, "the notice stream", func() bool { return consumers() >= 0 })
+	e2etest.WaitFor(t, 30*time.Second, "the notice stream", func() bool { return consumers() >= 0 })
 	live := startNotices(t, "-config", path)
-	waitFor(t, 30*time.Second, "the tail's consumer", func() bool { return consumers() >= 1 })
-	events := generate(5, 10, 40)
-	publish(t, nk, events)
+	e2etest.WaitFor(t, 30*time.Second, "the tail's consumer", func() bool { return consumers() >= 1 })
+	events := e2etest.Generate(5, 10, 40)
+	e2etest.Publish(t, nk, events)
 	// Wait until the events are in, then flush them into files.
-	waitFor(t, 30*time.Second, "40 events received", func() bool {
+	e2etest.WaitFor(t, 30*time.Second, "40 events received", func() bool {
 		_, body := get(t, base+"/v1/status")
-		return strings.Contains(body, `"Received": 40,`)
+		return strings.Contains(body, `"received": 40,`)
 	})
 	if code, body := do(t, "POST", base+"/v1/flush", ""); code != 200 {
 		t.Fatalf("flush: %d %s", code, body)

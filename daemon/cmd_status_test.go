@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"materializer/internal/e2etest"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -23,14 +24,14 @@ func freeAddr(t *testing.T) string {
 
 func TestStatusOfRunningDaemon(t *testing.T) {
 	dir := t.TempDir()
-	nk := newArticleEmulator(t, 2)
+	nk := e2etest.ArticleEmulator(t, 2)
 	addr := freeAddr(t)
 	path := testConfig(t, dir, configOpts{DataDir: filepath.Join(dir, "data"), AdminListen: addr, NakadiURL: nk.URL()})
 	p := startRun(t, path)
 	p.waitLog("ready")
 
-	events := generate(3, 20, 50)
-	publish(t, nk, events)
+	events := e2etest.Generate(3, 20, 50)
+	e2etest.Publish(t, nk, events)
 	var out string
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out, "received 50 = ") {

@@ -11,7 +11,7 @@ import (
 	"materializer/internal/failpoint"
 )
 
-// Crash tests (DESIGN.md §2 "Crash safety", STYLE.md "Crash and fault
+// Crash tests (docs/design.md, docs/development.md "Crash and fault
 // tests"): the real binary, built with failpoints and the counter-identity
 // check, is killed with SIGKILL — by itself at a named persistence boundary
 // or by the test at a random instant — and restarted on the same data dir,

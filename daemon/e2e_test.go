@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"materializer/internal/e2etest"
 	"materializer/internal/natstest"
 	"materializer/internal/s3test"
+	"materializer/pipeline"
 	"materializer/pipeline/nakadi/emulator"
 )
 
@@ -28,7 +30,7 @@ const e2ePrefix = "dwh"
 func newE2EEnv(t *testing.T, partitions int, storage string) *e2eEnv {
 	t.Helper()
 	env := &e2eEnv{dir: t.TempDir()}
-	env.nk = newArticleEmulator(t, partitions)
+	env.nk = e2etest.ArticleEmulator(t, partitions)
 	env.ns = natstest.Start(t)
 	if storage == "" {
 		env.s3 = s3test.StartVersity(t)
@@ -56,7 +58,7 @@ roll_max_rows = 2000
 roll_max_age = "1h"
 [notify]
 nats_url = %q
-%s`, filepath.Join(env.dir, "data"), env.nk.URL(), storage, env.ns.URL(), articleTypeTOML)
+%s`, filepath.Join(env.dir, "data"), env.nk.URL(), storage, env.ns.URL(), e2etest.ArticleTypeTOML)
 	if err := os.WriteFile(env.conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -65,25 +67,25 @@ nats_url = %q
 
 // delivered reads what the S3 gateway stored (versitygw keeps objects as
 // files under its posix root).
-func (env *e2eEnv) delivered(t *testing.T) []deliveredFile {
-	return readDelivered(t, filepath.Join(env.s3.Dir, env.s3.Bucket, e2ePrefix))
+func (env *e2eEnv) delivered(t *testing.T) []e2etest.File {
+	return e2etest.ReadDelivered(t, filepath.Join(env.s3.Dir, env.s3.Bucket, e2ePrefix))
 }
 
 // status fetches /v1/status.
-func adminStatus(t testing.TB, base string) (eventTypeStatus, bool) {
+func adminStatus(t testing.TB, base string) (pipeline.EventTypeStatus, bool) {
 	t.Helper()
 	code, body := get(t, base+"/v1/status")
 	var st struct {
-		EventTypes []eventTypeStatus `json:"event_types"`
+		EventTypes []pipeline.EventTypeStatus `json:"event_types"`
 	}
 	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || len(st.EventTypes) == 0 {
-		return eventTypeStatus{}, false
+		return pipeline.EventTypeStatus{}, false
 	}
 	return st.EventTypes[0], true
 }
 
 // waitReceived polls /v1/status until n events are received.
-func waitReceived(t *testing.T, base string, n int, timeout time.Duration) eventTypeStatus {
+func waitReceived(t *testing.T, base string, n int, timeout time.Duration) pipeline.EventTypeStatus {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -98,7 +100,7 @@ func waitReceived(t *testing.T, base string, n int, timeout time.Duration) event
 	}
 }
 
-// The full contract against real servers (DESIGN.md §2, §7, §8, §9): a
+// The full contract against real servers: a
 // generated dataset with out-of-order events, duplicates, conflicts and
 // malformed events goes through the real binary into versitygw and NATS;
 // SIGTERM in the middle of the load, then a restart on the same data dir;
@@ -108,30 +110,30 @@ func waitReceived(t *testing.T, base string, n int, timeout time.Duration) event
 // has exactly one notice.
 func TestEndToEnd(t *testing.T) {
 	env := newE2EEnv(t, 8, "")
-	events := generate(42, 500, 20000)
+	events := e2etest.Generate(42, 500, 20000)
 	half := len(events) / 2
 
 	p := startRun(t, env.conf)
 	base := p.adminURL()
 	waitStatus(t, base+"/readyz", 200)
-	publish(t, env.nk, events[:half])
+	e2etest.Publish(t, env.nk, events[:half])
 	waitReceived(t, base, half/2, 60*time.Second)
 	p.stopOK(30*time.Second, "SIGTERM under load") // in the middle of the load
 
 	p = startRun(t, env.conf)
 	base = p.adminURL()
 	waitStatus(t, base+"/readyz", 200)
-	publish(t, env.nk, events[half:])
+	e2etest.Publish(t, env.nk, events[half:])
 	s := waitReceived(t, base, len(events), 120*time.Second)
 	if code, body := do(t, "POST", base+"/v1/flush", ""); code != 200 {
 		t.Fatalf("flush: %d %s", code, body)
 	}
 	s, _ = adminStatus(t, base)
-	x := expect(events)
+	x := e2etest.Expect(events)
 	c := s.Counters
-	if c.Received != uint64(len(events)) || !c.Balanced() || c.Open != 0 || c.Main != uint64(len(x.newest)) ||
-		c.Rejected != uint64(x.rejected) || c.Duplicate != uint64(x.duplicates) {
-		t.Errorf("counters %+v; want received=%d main=%d rejected=%d duplicate=%d", c, len(events), len(x.newest), x.rejected, x.duplicates)
+	if c.Received != uint64(len(events)) || !c.Balanced() || c.Open != 0 || c.Main != uint64(len(x.Newest)) ||
+		c.Rejected != uint64(x.Rejected) || c.Duplicate != uint64(x.Duplicates) {
+		t.Errorf("counters %+v; want received=%d main=%d rejected=%d duplicate=%d", c, len(events), len(x.Newest), x.Rejected, x.Duplicates)
 	}
 	_, metrics := do(t, "GET", base+"/metrics", "")
 	for outcome, want := range map[string]uint64{"received": c.Received, "main": c.Main, "superseded": c.Superseded,
@@ -151,7 +153,7 @@ func TestEndToEnd(t *testing.T) {
 	if len(files) < 10 {
 		t.Fatalf("only %d files delivered", len(files))
 	}
-	checkDelivered(t, files, x)
-	checkNotices(t, env.ns.URL(), files)
+	e2etest.CheckDelivered(t, files, x)
+	e2etest.CheckNotices(t, env.ns.URL(), files)
 	p.stopOK(30*time.Second, "stop")
 }

@@ -2,20 +2,35 @@ package main
 
 import (
 	"io"
+	"os"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // newLogger returns the daemon's root logger writing to w in format
-// ("json" for journald, "console" for humans). Its level is zerolog's global
-// level (see setLogLevel), so that SIGHUP changes every component's logger.
+// ("json" for journald, "console" for humans). Console output has colours
+// only when w is a terminal, so files and pipes get plain text. Durations
+// are logged as Go duration strings (Stringer, never zerolog's Dur, which
+// writes bare numbers). Its level is zerolog's global level (see
+// setLogLevel), so that SIGHUP changes every component's logger.
 func newLogger(format string, w io.Writer) zerolog.Logger {
 	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !isTerminal(w)}
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	return zerolog.New(w).With().Timestamp().Logger()
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // setLogLevel applies a validated daemon.log_level process-wide.

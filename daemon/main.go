@@ -1,6 +1,6 @@
 // Command materializer consumes Nakadi event types, flattens and compacts
 // them into CSV files, delivers the files to S3 and announces them over NATS
-// (DESIGN.md). This package is the binary: subcommand dispatch, the wiring
+// (docs/design.md). This package is the binary: subcommand dispatch, the wiring
 // of `run`, signals, the admin HTTP API and systemd notification.
 //
 // Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
@@ -39,7 +39,7 @@ type command struct {
 	run     func(args []string, io stdio) int
 }
 
-// commands in the order `materializer -h` lists them (DESIGN.md §5). It is
+// commands in the order `materializer -h` lists them (docs/cli.md). It is
 // filled by init because the commands' flag usage refers back to it.
 var commands []command
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"materializer/internal/e2etest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"materializer/pipeline/nakadi/emulator"
 )
 
 // binPath is the materializer binary TestMain builds for the process tests.
@@ -67,18 +66,6 @@ type configOpts struct {
 	NakadiURL                                               string // default: a Nakadi emulator for this test
 }
 
-// newArticleEmulator starts the Nakadi emulator with the article.updated
-// event type (partitioned by article_id).
-func newArticleEmulator(t testing.TB, partitions int) *emulator.Server {
-	t.Helper()
-	nk := emulator.NewServer(emulator.Options{})
-	t.Cleanup(nk.Close)
-	if err := nk.CreateEventType("article.updated", partitions, []string{"article_id"}); err != nil {
-		t.Fatal(err)
-	}
-	return nk
-}
-
 // testConfig writes a valid config (JSON logs, so tests can read them) and
 // returns its path.
 func testConfig(t *testing.T, dir string, o configOpts) string {
@@ -93,7 +80,7 @@ func testConfig(t *testing.T, dir string, o configOpts) string {
 		o.DrainTimeout = "10s"
 	}
 	if o.NakadiURL == "" {
-		o.NakadiURL = newArticleEmulator(t, 2).URL()
+		o.NakadiURL = e2etest.ArticleEmulator(t, 2).URL()
 	}
 	text := fmt.Sprintf(`
 [daemon]

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"materializer/pipeline"
 	"materializer/pipeline/nakadi/emulator"
 )
 
@@ -96,7 +97,7 @@ func TestSIGHUPAppliesSafeChangesAndRefusesLayoutChanges(t *testing.T) {
 	for {
 		code, body := get(t, base+"/v1/status")
 		var st struct {
-			EventTypes []eventTypeStatus `json:"event_types"`
+			EventTypes []pipeline.EventTypeStatus `json:"event_types"`
 		}
 		if code == 200 && json.Unmarshal([]byte(body), &st) == nil && len(st.EventTypes) == 2 && st.EventTypes[1].Counters.Received == 1 {
 			break

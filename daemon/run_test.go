@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"materializer/internal/e2etest"
 	"net"
 	"os"
 	"path/filepath"
@@ -70,7 +71,7 @@ func TestSecondRunOnSameDataDirIsRefused(t *testing.T) {
 	first.waitLog("ready")
 
 	code, _, stderr := runBinary(t, "run", "-config", testConfig(t, t.TempDir(), configOpts{DataDir: dataDir}))
-	want := fmt.Sprintf("materializer: run: daemon: data dir in use: %s is locked by pid %d; only one materializer may use a data dir",
+	want := fmt.Sprintf("materializer: run: data dir in use: %s is locked by pid %d; only one materializer may use a data dir",
 		filepath.Join(dataDir, "LOCK"), first.cmd.Process.Pid)
 	if code != 1 || !strings.Contains(stderr, want) {
 		t.Fatalf("second run: exit %d, want 1 and %q in:\n%s", code, want, stderr)
@@ -112,7 +113,7 @@ func TestRunFailsWhenAdminPortIsTaken(t *testing.T) {
 
 func TestSIGHUPReloadsConfig(t *testing.T) {
 	dir := t.TempDir()
-	opts := configOpts{DataDir: filepath.Join(dir, "data"), NakadiURL: newArticleEmulator(t, 2).URL()}
+	opts := configOpts{DataDir: filepath.Join(dir, "data"), NakadiURL: e2etest.ArticleEmulator(t, 2).URL()}
 	path := testConfig(t, dir, opts)
 	p := startRun(t, path)
 	base := p.adminURL()

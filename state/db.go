@@ -189,7 +189,7 @@ func NewWriterID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// WriterID is the stable id of this data dir's writer (DESIGN.md §7).
+// WriterID is the stable id of this data dir's writer (docs/files-and-notices.md).
 func (db *DB) WriterID() string { return db.writer }
 
 // SetWriterID replaces the writer id; a restored checkpoint takes a new one

@@ -27,7 +27,7 @@
 //	'X' slot deadline key           retention timer: forget hi(k) (also checked when due)
 //	'C' slot                        consumed cursor: applied offset, ring bounds
 //	'R' slot seq                    recent durable batch: end offset, event count, first eid
-//	'N' event_type                  counters (DESIGN.md §2)
+//	'N' event_type                  counters (docs/design.md)
 //	'Q' fileID                      next file sequence number
 //	'G' fileID                      the open staging file (at most one per fileID)
 //	'O' fileID seq                  outbox: a sealed file waiting for upload and notice

@@ -143,7 +143,7 @@ func (r *report) notices(ctx context.Context) (int64, bool) {
 }
 
 // countDelivered counts the files under a file:// storage root by kind
-// ({event_type}/{table}/{kind}/dt=…/name, DESIGN.md §7); dot files are
+// ({event_type}/{table}/{kind}/dt=…/name, docs/files-and-notices.md); dot files are
 // uploads in progress.
 func countDelivered(root string) map[string]int {
 	n := map[string]int{}

@@ -1,4 +1,8 @@
-package main
+// Package e2etest holds what the end-to-end, crash and fleet tests share:
+// the configs and the article emulator they run, and the independent model
+// they check delivered files, notices and counters against. Only tests
+// import it.
+package e2etest
 
 import (
 	"bytes"
@@ -9,6 +13,7 @@ import (
 	"encoding/hex"
 	"io"
 	"io/fs"
+	"materializer/internal/articles"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,8 +28,8 @@ import (
 	"materializer/pipeline/notify"
 )
 
-// deliveredFile is one file found in a file:// target.
-type deliveredFile struct {
+// File is one file found in a file:// target.
+type File struct {
 	Key    string
 	Kind   string // main | correction | rejected
 	Table  string
@@ -34,10 +39,10 @@ type deliveredFile struct {
 	Raw    []byte
 }
 
-// readDelivered reads every file under a file:// target root.
-func readDelivered(t *testing.T, root string) []deliveredFile {
+// ReadDelivered reads every file under a file:// target root.
+func ReadDelivered(t testing.TB, root string) []File {
 	t.Helper()
-	var out []deliveredFile
+	var out []File
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -56,7 +61,7 @@ func readDelivered(t *testing.T, root string) []deliveredFile {
 			return err
 		}
 		key, _ := filepath.Rel(root, path)
-		out = append(out, parseDelivered(t, key, raw))
+		out = append(out, ParseDelivered(t, key, raw))
 		return nil
 	})
 	if err != nil && !os.IsNotExist(err) {
@@ -66,15 +71,15 @@ func readDelivered(t *testing.T, root string) []deliveredFile {
 	return out
 }
 
-// parseDelivered decodes one delivered object: §7 name, gzip, CSV with header.
-func parseDelivered(t *testing.T, key string, raw []byte) deliveredFile {
+// ParseDelivered decodes one delivered object: its key, gzip, CSV with header.
+func ParseDelivered(t testing.TB, key string, raw []byte) File {
 	t.Helper()
 	parts := strings.Split(key, "/")
 	if len(parts) != 5 || !strings.HasPrefix(parts[3], "dt=") {
-		t.Fatalf("object key %q does not follow DESIGN.md §7", key)
+		t.Fatalf("object key %q does not follow {event_type}/{table}/{kind}/dt=…/{name}", key)
 	}
 	name := strings.Split(parts[4], ".")
-	f := deliveredFile{Key: key, Table: parts[1], Kind: parts[2], Raw: raw}
+	f := File{Key: key, Table: parts[1], Kind: parts[2], Raw: raw}
 	for _, p := range name {
 		if len(p) == 10 {
 			f.Seq, _ = strconv.Atoi(p)
@@ -104,7 +109,7 @@ func parseDelivered(t *testing.T, key string, raw []byte) deliveredFile {
 }
 
 // column returns the index of a header column.
-func (f deliveredFile) column(t *testing.T, name string) int {
+func (f File) Column(t testing.TB, name string) int {
 	for i, h := range f.Header {
 		if h == name {
 			return i
@@ -114,39 +119,39 @@ func (f deliveredFile) column(t *testing.T, name string) int {
 	return -1
 }
 
-// expectation is what the generated events must produce (DESIGN.md §2–§3),
+// Expectation is what the generated events must produce,
 // with every session closed (by a flush) at the end.
-type expectation struct {
-	newest      map[int]int    // article → highest valid version
-	corrections map[[2]int]int // (article, version) → count
-	rejected    int
-	duplicates  int
-	received    int
+type Expectation struct {
+	Newest      map[int]int    // article → highest valid version
+	Corrections map[[2]int]int // (article, version) → count
+	Rejected    int
+	Duplicates  int
+	Received    int
 }
 
-func expect(events []article) expectation {
-	x := expectation{newest: map[int]int{}, corrections: map[[2]int]int{}}
+func Expect(events []articles.Event) Expectation {
+	x := Expectation{Newest: map[int]int{}, Corrections: map[[2]int]int{}}
 	for _, a := range events {
-		x.received++
+		x.Received++
 		switch a.Kind {
 		case "new":
-			x.newest[a.Article] = max(x.newest[a.Article], a.Version)
+			x.Newest[a.Article] = max(x.Newest[a.Article], a.Version)
 		case "out-of-order", "conflict":
-			x.corrections[[2]int{a.Article, a.Version}]++
+			x.Corrections[[2]int{a.Article, a.Version}]++
 		case "duplicate":
-			x.duplicates++
+			x.Duplicates++
 		case "malformed":
-			x.rejected++
+			x.Rejected++
 		}
 	}
 	return x
 }
 
-// checkDelivered asserts the §2–§3 outcome on the delivered files: the last
+// CheckDelivered asserts the compaction outcome on the delivered files: the last
 // main row of every article is its newest version, the correction rows are
 // exactly the out-of-order and conflicting events, every malformed event is
 // in a rejected file.
-func checkDelivered(t *testing.T, files []deliveredFile, x expectation) {
+func CheckDelivered(t testing.TB, files []File, x Expectation) {
 	t.Helper()
 	lastMain := map[int][2]int{} // article → (seq, version)
 	corrections := map[[2]int]int{}
@@ -154,7 +159,7 @@ func checkDelivered(t *testing.T, files []deliveredFile, x expectation) {
 	for _, f := range files {
 		switch {
 		case f.Kind == "main" && f.Table == "article":
-			ai, vi := f.column(t, "article_id"), f.column(t, "version")
+			ai, vi := f.Column(t, "article_id"), f.Column(t, "version")
 			for _, r := range f.Rows {
 				id, _ := strconv.Atoi(r[ai])
 				v, _ := strconv.Atoi(r[vi])
@@ -163,7 +168,7 @@ func checkDelivered(t *testing.T, files []deliveredFile, x expectation) {
 				}
 			}
 		case f.Kind == "correction" && f.Table == "article":
-			ai, vi := f.column(t, "article_id"), f.column(t, "version")
+			ai, vi := f.Column(t, "article_id"), f.Column(t, "version")
 			for _, r := range f.Rows {
 				id, _ := strconv.Atoi(r[ai])
 				v, _ := strconv.Atoi(r[vi])
@@ -173,31 +178,31 @@ func checkDelivered(t *testing.T, files []deliveredFile, x expectation) {
 			rejected += len(f.Rows)
 		}
 	}
-	for id, v := range x.newest {
+	for id, v := range x.Newest {
 		if got := lastMain[id][1]; got != v {
 			t.Errorf("article %d: newest main row has version %d, want %d", id, got, v)
 		}
 	}
-	if len(lastMain) != len(x.newest) {
-		t.Errorf("main rows for %d articles, want %d", len(lastMain), len(x.newest))
+	if len(lastMain) != len(x.Newest) {
+		t.Errorf("main rows for %d articles, want %d", len(lastMain), len(x.Newest))
 	}
-	for k, n := range x.corrections {
+	for k, n := range x.Corrections {
 		if corrections[k] != n {
 			t.Errorf("article %d version %d: %d correction rows, want %d", k[0], k[1], corrections[k], n)
 		}
 	}
 	for k, n := range corrections {
-		if x.corrections[k] == 0 {
+		if x.Corrections[k] == 0 {
 			t.Errorf("article %d version %d: %d unexpected correction rows", k[0], k[1], n)
 		}
 	}
-	if rejected != x.rejected {
-		t.Errorf("%d rejected rows, want %d", rejected, x.rejected)
+	if rejected != x.Rejected {
+		t.Errorf("%d rejected rows, want %d", rejected, x.Rejected)
 	}
 }
 
-// checkNotices asserts one notice per delivered file, matching its bytes.
-func checkNotices(t *testing.T, natsURL string, files []deliveredFile) {
+// CheckNotices asserts one notice per delivered file, matching its bytes.
+func CheckNotices(t testing.TB, natsURL string, files []File) {
 	t.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {

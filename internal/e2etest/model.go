@@ -1,61 +1,20 @@
-package main
+package e2etest
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
+	"materializer/internal/articles"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"materializer/state"
 )
 
-// finish runs the daemon once more without a failpoint: it publishes what
-// is left, waits until every event is received, flushes (every session
-// closes, every file is delivered and announced), stops it with SIGTERM,
-// and proves the outcome (DESIGN.md §2): every event accounted for exactly
-// once, no row twice, every file announced once.
-func (r *crashRig) finish() state.Counters {
-	r.t.Helper()
-	start := time.Now()
-	p := r.start()
-	base := p.adminURL()
-	<-r.publishAsync(len(r.events), time.Second)
-	waitReceived(r.t, base, len(r.events), 3*time.Minute)
-	if code, body := do(r.t, "POST", base+"/v1/flush", ""); code != 200 {
-		r.t.Fatalf("flush: %d %s", code, body)
-	}
-	s, ok := adminStatus(r.t, base)
-	if !ok {
-		r.t.Fatal("no status after the flush")
-	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(60 * time.Second); code != 0 {
-		r.t.Fatalf("exit %d after SIGTERM; log tail:\n%s", code, p.crashTail(40))
-	}
-	r.note("run %d (%s): final, flushed, stopped after %v; counters %+v", r.runs, r.config, time.Since(start).Round(time.Millisecond), s.Counters)
-	if s.Delivery.PendingFiles != 0 {
-		r.t.Errorf("%d files still pending after the flush", s.Delivery.PendingFiles)
-	}
-	files := readDelivered(r.t, r.storage)
-	checkCrashCounters(r.t, r.events, s.Counters)
-	checkDelivered(r.t, files, expect(r.events))
-	checkExactlyOnce(r.t, r.events, files, s.Counters)
-	checkNotices(r.t, r.ns.URL(), files)
-	if left, _ := os.ReadDir(filepath.Join(r.dir, "data", "staging")); len(left) != 0 {
-		r.t.Errorf("%d staging files left after the flush: %v", len(left), left)
-	}
-	return s.Counters
-}
-
-// checkCrashCounters: the §2 identity with every bucket what the events
+// CheckCounters: the counter identity with every bucket what the events
 // make it, whatever the sessions did; received counts each event once,
 // redelivered ones are counted apart.
-func checkCrashCounters(t *testing.T, events []article, c state.Counters) {
+func CheckCounters(t testing.TB, events []articles.Event, c state.Counters) {
 	t.Helper()
 	var fresh, dup, corr, bad uint64
 	for _, a := range events {
@@ -77,11 +36,11 @@ func checkCrashCounters(t *testing.T, events []article, c state.Counters) {
 	}
 }
 
-// crashRows tallies the rows of one (table, kind) by event id.
-type crashRows map[string]int
+// rowTally tallies the rows of one (table, kind) by event id.
+type rowTally map[string]int
 
-// checkExactlyOnce proves from the delivered files that no row was written
-// twice and none is missing (DESIGN.md §2): every row has its file's
+// CheckExactlyOnce proves from the delivered files that no row was written
+// twice and none is missing: every row has its file's
 // columns (a file never mixes two mappings); each main row is a "new" event
 // and appears once, and per article the main rows' versions strictly rise
 // in file order (one row per session, each session newer than the last);
@@ -89,23 +48,23 @@ type crashRows map[string]int
 // once each; the rejected rows exactly the malformed ones, once each; the
 // child table has exactly each parent row's array elements; the row counts
 // equal the counters.
-func checkExactlyOnce(t *testing.T, events []article, files []deliveredFile, c state.Counters) {
+func CheckExactlyOnce(t testing.TB, events []articles.Event, files []File, c state.Counters) {
 	t.Helper()
-	byEID := map[string]article{} // a duplicate has the eid of the event it repeats
+	byEID := map[string]articles.Event{} // a duplicate has the eid of the event it repeats
 	for _, a := range events {
 		if _, ok := byEID[a.EID]; !ok {
 			byEID[a.EID] = a
 		}
 	}
-	rows := map[string]crashRows{}
+	rows := map[string]rowTally{}
 	tally := func(kind, table, eid string) {
 		k := kind + "/" + table
 		if rows[k] == nil {
-			rows[k] = crashRows{}
+			rows[k] = rowTally{}
 		}
 		rows[k][eid]++
 	}
-	crashSortByStream(files)
+	sortByStream(files)
 	versions := map[int][]int{} // article → versions of its main rows, in file order
 	for _, f := range files {
 		for i, r := range f.Rows {
@@ -116,19 +75,19 @@ func checkExactlyOnce(t *testing.T, events []article, files []deliveredFile, c s
 		}
 		switch f.Table {
 		case "article", "article_size":
-			ei := f.column(t, "eid")
+			ei := f.Column(t, "eid")
 			for _, r := range f.Rows {
 				tally(f.Kind, f.Table, r[ei])
 				if f.Kind == "main" && f.Table == "article" {
-					id, _ := strconv.Atoi(r[f.column(t, "article_id")])
-					v, _ := strconv.Atoi(r[f.column(t, "version")])
+					id, _ := strconv.Atoi(r[f.Column(t, "article_id")])
+					v, _ := strconv.Atoi(r[f.Column(t, "version")])
 					versions[id] = append(versions[id], v)
 				}
 			}
 		case "_rejected":
-			ri := f.column(t, "raw_event")
+			ri := f.Column(t, "raw_event")
 			for _, r := range f.Rows {
-				tally(f.Kind, f.Table, crashRawEID(r[ri]))
+				tally(f.Kind, f.Table, RawEID(r[ri]))
 			}
 		}
 	}
@@ -149,8 +108,8 @@ func checkExactlyOnce(t *testing.T, events []article, files []deliveredFile, c s
 			t.Errorf("main row of event %s (%s, article %d v%d) written %d times", eid, a.Kind, a.Article, a.Version, n)
 		}
 	}
-	if uint64(len(main)) != c.Main || crashSum(main) != c.Main {
-		t.Errorf("%d main rows of %d events; counters say main=%d", crashSum(main), len(main), c.Main)
+	if uint64(len(main)) != c.Main || sum(main) != c.Main {
+		t.Errorf("%d main rows of %d events; counters say main=%d", sum(main), len(main), c.Main)
 	}
 	for id, vs := range versions {
 		for i := 1; i < len(vs); i++ {
@@ -160,17 +119,17 @@ func checkExactlyOnce(t *testing.T, events []article, files []deliveredFile, c s
 			}
 		}
 	}
-	crashExactSet(t, "correction/article", rows["correction/article"], want("out-of-order", "conflict"))
-	crashExactSet(t, "rejected/_rejected", rows["rejected/_rejected"], want("malformed"))
+	exactSet(t, "correction/article", rows["correction/article"], want("out-of-order", "conflict"))
+	exactSet(t, "rejected/_rejected", rows["rejected/_rejected"], want("malformed"))
 	for _, kind := range []string{"main", "correction"} {
-		crashChildRows(t, kind, rows[kind+"/article"], rows[kind+"/article_size"], byEID)
+		childRows(t, kind, rows[kind+"/article"], rows[kind+"/article_size"], byEID)
 	}
 }
 
-// crashSortByStream orders files by partition and sequence number (their key
+// sortByStream orders files by partition and sequence number (their key
 // also holds the date they were sealed).
-func crashSortByStream(files []deliveredFile) {
-	part := func(f deliveredFile) string {
+func sortByStream(files []File) {
+	part := func(f File) string {
 		name := f.Key[strings.LastIndexByte(f.Key, '/')+1:]
 		return strings.Split(name, ".")[4] // article.updated.TABLE.KIND.pN.WRITER.SEQ.csv.gz
 	}
@@ -182,7 +141,7 @@ func crashSortByStream(files []deliveredFile) {
 	})
 }
 
-func crashSum(rows crashRows) uint64 {
+func sum(rows rowTally) uint64 {
 	var n uint64
 	for _, v := range rows {
 		n += uint64(v)
@@ -190,9 +149,9 @@ func crashSum(rows crashRows) uint64 {
 	return n
 }
 
-// crashExactSet: every wanted event has exactly one row, and no other
+// exactSet: every wanted event has exactly one row, and no other
 // event has any.
-func crashExactSet(t *testing.T, what string, got crashRows, want map[string]bool) {
+func exactSet(t testing.TB, what string, got rowTally, want map[string]bool) {
 	t.Helper()
 	for eid := range want {
 		if got[eid] != 1 {
@@ -206,12 +165,12 @@ func crashExactSet(t *testing.T, what string, got crashRows, want map[string]boo
 	}
 }
 
-// crashChildRows: article_size holds, for each event with an article row
+// childRows: article_size holds, for each event with an article row
 // of that kind, exactly one row per element of its sizes array.
-func crashChildRows(t *testing.T, kind string, parents, children crashRows, byEID map[string]article) {
+func childRows(t testing.TB, kind string, parents, children rowTally, byEID map[string]articles.Event) {
 	t.Helper()
 	for eid := range parents {
-		if want := crashSizes(t, byEID[eid]); children[eid] != want {
+		if want := sizes(t, byEID[eid]); children[eid] != want {
 			t.Errorf("%s/article_size: event %s has %d rows, want %d", kind, eid, children[eid], want)
 		}
 	}
@@ -222,7 +181,7 @@ func crashChildRows(t *testing.T, kind string, parents, children crashRows, byEI
 	}
 }
 
-func crashSizes(t *testing.T, a article) int {
+func sizes(t testing.TB, a articles.Event) int {
 	var ev struct {
 		Sizes []json.RawMessage `json:"sizes"`
 	}
@@ -232,8 +191,8 @@ func crashSizes(t *testing.T, a article) int {
 	return len(ev.Sizes)
 }
 
-// crashRawEID is metadata.eid of a rejected row's raw event.
-func crashRawEID(raw string) string {
+// RawEID is metadata.eid of a rejected row's raw event.
+func RawEID(raw string) string {
 	var ev struct {
 		Metadata struct {
 			EID string `json:"eid"`

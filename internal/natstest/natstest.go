@@ -64,6 +64,12 @@ func WithUser(user, password string) Option {
 	}
 }
 
+// WithStoreDir keeps JetStream's store in dir (to read what another
+// server stored there) instead of a fresh t.TempDir().
+func WithStoreDir(dir string) Option {
+	return func(s *Server) { s.storeDir, s.opts.StoreDir = dir, dir }
+}
+
 // URL is the client URL (tls:// with TLS). With WithUser it carries no
 // credentials; use URLWithUser.
 func (s *Server) URL() string {

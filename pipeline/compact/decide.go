@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Outcome is what one event does to its key (DESIGN.md §3).
+// Outcome is what one event does to its key (docs/design.md).
 type Outcome uint8
 
 // Outcomes of Decide.

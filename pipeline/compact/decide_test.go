@@ -20,7 +20,7 @@ var win = Window{Gap: time.Minute, Max: 10 * time.Minute, Retention: time.Hour}
 
 func sec(s int) int64 { return int64(s) * int64(time.Second) }
 
-// Every row of the decision table of DESIGN.md §3.
+// Every row of the decision table of docs/design.md.
 func TestDecideTable(t *testing.T) {
 	type step struct {
 		at   int
@@ -105,7 +105,7 @@ func TestDeadline(t *testing.T) {
 	}
 }
 
-// The pure core must not import I/O packages (STYLE.md).
+// The pure core must not import I/O packages (docs/architecture.md).
 func TestNoIOImports(t *testing.T) {
 	banned := []string{"os", "net", "net/http", "syscall", "io/fs", "github.com/cockroachdb/pebble", "github.com/aws", "github.com/nats-io", "github.com/rs/zerolog", "time/tzdata"}
 	files, _ := filepath.Glob("*.go")

@@ -1,4 +1,4 @@
-// Package compact holds the pure compaction logic of DESIGN.md §3: ordering
+// Package compact holds the pure compaction logic of docs/design.md: ordering
 // values encoded so that bytes.Compare orders them, the per-key state, and the
 // decision table that classifies each event. It imports no I/O package; the
 // engine in package pipeline applies its results to Pebble and files.
@@ -14,7 +14,7 @@ import (
 // Ordering is how an event type's ordering key is compared.
 type Ordering uint8
 
-// Ordering kinds (DESIGN.md §6 `ordering`).
+// Ordering kinds (docs/configuration.md `ordering`).
 const (
 	Number    Ordering = iota + 1 // numerically, arbitrary precision
 	String                        // bytewise on the decoded string
@@ -195,7 +195,7 @@ func AppendTimestamp(dst, text []byte) ([]byte, error) {
 }
 
 // ParseTimestamp parses RFC 3339 text into seconds since the epoch and
-// nanoseconds, accepting the variants of DESIGN.md §4.
+// nanoseconds, accepting the variants of docs/mapping.md.
 func ParseTimestamp(s []byte) (sec int64, nsec int32, ok bool) {
 	// YYYY-MM-DD?hh:mm:ss[.f+](Z|±hh:mm)
 	if len(s) < 20 || s[4] != '-' || s[7] != '-' || s[13] != ':' || s[16] != ':' {

@@ -58,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// countersCollector exports the §2 counters of every event type from the
+// countersCollector exports the counters of every event type from the
 // engine's published status, so /metrics and /v1/status never disagree.
 type countersCollector struct {
 	status atomic.Pointer[func() Status] // set by New
@@ -66,7 +66,7 @@ type countersCollector struct {
 
 var (
 	eventsDesc = prometheus.NewDesc("materializer_events_total",
-		"Events per outcome (DESIGN.md §2): received = main + superseded + duplicate + correction + rejected + open; redelivered is outside the identity.",
+		"Events per outcome (docs/design.md): received = main + superseded + duplicate + correction + rejected + open; redelivered is outside the identity.",
 		[]string{"event_type", "outcome"}, nil)
 	openDesc = prometheus.NewDesc("materializer_open_sessions",
 		"Open sessions (the events counted as open: the best of each session).", []string{"event_type"}, nil)

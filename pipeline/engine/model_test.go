@@ -29,8 +29,8 @@ import (
 // jumps around session_gap/session_max/key_retention, flushes, lost
 // partitions, engine restarts, and Nakadi reconnects that resend everything
 // after the committed cursor with other batch boundaries — and compares it,
-// step by step, with an independent in-memory implementation of DESIGN.md
-// §3 that applies every event exactly once.
+// step by step, with an independent in-memory implementation of
+// the compaction rules (docs/design.md) that applies every event exactly once.
 //
 // MATERIALIZER_MODEL_SEED=N replays one sequence; MATERIALIZER_SOAK=1 runs
 // thousands.
@@ -61,7 +61,7 @@ type refKey struct {
 	best                       int // n of the open session's best event
 }
 
-// reference is DESIGN.md §3 written as plainly as possible.
+// reference is docs/design.md written as plainly as possible.
 type reference struct {
 	keys     map[string]*refKey
 	part     map[string]string // key → partition

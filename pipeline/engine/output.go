@@ -8,7 +8,7 @@ import (
 	"materializer/state"
 )
 
-// rejectedTable describes rejected files (DESIGN.md §7): flatten's
+// rejectedTable describes rejected files (docs/files-and-notices.md): flatten's
 // columns, all strings.
 func rejectedTable(csv flatten.CSV) tableInfo {
 	t := tableInfo{name: files.RejectedTable, header: flatten.RejectedHeader(csv), mapping: "rejected"}
@@ -69,7 +69,7 @@ func (e *Engine) rejectAtEmit(st *step, sl *slot, raw []byte, offset string, cau
 	return e.appendRejected(st, sl, offset, cause.Error(), raw)
 }
 
-// appendRejected writes one rejected event (DESIGN.md §7).
+// appendRejected writes one rejected event (docs/files-and-notices.md).
 func (e *Engine) appendRejected(st *step, sl *slot, offset, reason string, raw []byte) error {
 	id := state.FileID{EventType: sl.et.Name, Table: files.RejectedTable, Kind: files.KindRejected, Partition: sl.part.Partition}
 	e.rejBuf = flatten.AppendRejectedRow(e.rejBuf[:0], e.opts.CSV, sl.part.Partition, offset, reason, raw)

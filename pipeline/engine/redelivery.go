@@ -10,7 +10,7 @@ import (
 
 // slot is the engine's view of one (event type, partition).
 //
-// Redelivery (DESIGN.md §2): Nakadi resends everything after its committed
+// Redelivery (docs/design.md): Nakadi resends everything after its committed
 // cursor C, which can be behind the last batch we applied (A). A batch cursor
 // names only the batch's last offset and offsets can have gaps, so the events
 // to skip are counted: the ring keeps, per recent durable batch, its offset

@@ -425,7 +425,7 @@ func (e *Engine) dueExpiries(st *step, sl *slot, budget int) (int, error) {
 }
 
 // partitionLost closes the partition's sessions and then seals its files,
-// so the partition's new owner needs no handover (DESIGN.md §10). The
+// so the partition's new owner needs no handover (docs/design.md). The
 // sessions close in this and the following steps (runTimers).
 func (e *Engine) partitionLost(st *step, sl *slot, b *nakadi.Batch) error {
 	e.log.Info().Str("event_type", sl.part.EventType).Str("partition", sl.part.Partition).

@@ -27,7 +27,7 @@ import (
 	"materializer/state"
 )
 
-// Kinds of files (DESIGN.md §7).
+// Kinds of files (docs/files-and-notices.md).
 const (
 	KindMain       = "main"
 	KindCorrection = "correction"
@@ -66,7 +66,7 @@ type file struct {
 	header  []byte
 }
 
-// Name is the file name of DESIGN.md §7 without the directories.
+// Name is the file name of docs/files-and-notices.md without the directories.
 func Name(id state.FileID, writer string, seq uint64, compression string) string {
 	n := fmt.Sprintf("%s.%s.%s.p%s.%s.%010d.csv", id.EventType, id.Table, id.Kind, id.Partition, writer, seq)
 	if compression == "gzip" {

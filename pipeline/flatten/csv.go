@@ -2,7 +2,7 @@ package flatten
 
 import "bytes"
 
-// csvOut writes CSV fields per DESIGN.md §4: a field is quoted ('"' doubled
+// csvOut writes CSV fields per docs/mapping.md: a field is quoted ('"' doubled
 // inside) only when it contains the delimiter, a quote, CR or LF, or starts or
 // ends with a space. For PostgreSQL's COPY … CSV to read every value back
 // exactly, two more values are quoted: a value equal to the null marker (so

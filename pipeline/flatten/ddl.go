@@ -61,7 +61,7 @@ var dialects = map[string]dialect{
 // warehouse dialect (postgres, redshift, oracle): per table `{table}` for
 // main rows and `{table}_correction` with the same columns, then
 // `{event_type}_rejected` ('.' → '_') with partition, offset, error and
-// raw_event (DESIGN.md §7). Columns keep config order, so the files load
+// raw_event (docs/files-and-notices.md). Columns keep config order, so the files load
 // positionally. Identifiers are always quoted; Oracle's are upper-cased
 // (quoted upper case is what unquoted Oracle SQL refers to). The error is
 // ErrDialect, the Problems of Compile, or one naming an identifier the

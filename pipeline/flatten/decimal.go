@@ -1,6 +1,6 @@
 package flatten
 
-// Decimals (DESIGN.md §4): a JSON number is written with its text exactly,
+// Decimals (docs/mapping.md): a JSON number is written with its text exactly,
 // except that exponent forms are normalized to plain notation exactly,
 // keeping every digit of the mantissa (1.50e1 → 15.0, 1e3 → 1000, -0e5 → -0,
 // 1.5e-3 → 0.0015). A JSON string holding a plain decimal literal

@@ -178,7 +178,7 @@ func (v Value) AppendText(dst []byte) []byte {
 // Text returns AppendText as a string (it allocates).
 func (v Value) Text() string { return string(v.AppendText(nil)) }
 
-// AppendJSON appends the value as compact JSON (DESIGN.md §4): keys in input
+// AppendJSON appends the value as compact JSON (docs/mapping.md): keys in input
 // order, numbers with their input text, no whitespace, minimal escaping.
 // Of duplicate keys the first position is kept with the last value, as
 // JavaScript's JSON.parse then JSON.stringify would. Missing appends nothing.

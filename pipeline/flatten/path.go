@@ -37,7 +37,7 @@ func keyHash[S string | []byte](k S) uint16 {
 	return uint16(len(k))*31 ^ uint16(k[0])<<8 ^ uint16(k[len(k)-1])
 }
 
-// Path is a parsed JSON path (DESIGN.md §4): dotted object keys, [N] array
+// Path is a parsed JSON path (docs/mapping.md): dotted object keys, [N] array
 // indexes, [*] explodes, ["k"] keys in JSON string syntax. The zero Path is
 // empty; it addresses nothing. A Path is immutable and safe to share.
 type Path struct {
@@ -58,7 +58,7 @@ func (e *PathError) Error() string {
 // maxIndex bounds [N] so that indexes fit in every int and in the tape.
 const maxIndex = 1<<31 - 1
 
-// ParsePath parses the path grammar of DESIGN.md §4:
+// ParsePath parses the path grammar of docs/mapping.md:
 //
 //	path    = first rest*
 //	first   = key | quoted

@@ -2,11 +2,11 @@ package flatten
 
 import "unicode/utf8"
 
-// rejectedColumns are the columns of a rejected file (DESIGN.md §7).
+// rejectedColumns are the columns of a rejected file (docs/files-and-notices.md).
 var rejectedColumns = [...]string{"partition", "offset", "error", "raw_event"}
 
-// RejectedColumns returns the column names of a rejected file (DESIGN.md
-// §7), all of type string.
+// RejectedColumns returns the column names of a rejected file
+// (docs/files-and-notices.md), all of type string.
 func RejectedColumns() []string { return append([]string(nil), rejectedColumns[:]...) }
 
 // RejectedHeader returns the header line of a rejected file.

@@ -26,7 +26,7 @@ const maxLevels = 16
 
 // AppendRows appends the CSV rows (no header) of table ti for the event to
 // dst and returns the extended buffer and the number of rows; zero rows is
-// not an error. Rows follow DESIGN.md §4: array order, outer array first;
+// not an error. Rows follow docs/mapping.md: array order, outer array first;
 // fields quoted only when needed; "\n" line ends. If a column rejects the
 // event, dst is returned unchanged with a *RejectError. It does not
 // allocate beyond growing dst.

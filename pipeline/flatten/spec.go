@@ -1,5 +1,5 @@
 // Package flatten turns one JSON event into rows of one or more flat CSV
-// tables (DESIGN.md §4). It is pure: no I/O, no clock, no globals.
+// tables (docs/mapping.md). It is pure: no I/O, no clock, no globals.
 package flatten
 
 import (
@@ -10,7 +10,7 @@ import (
 // Type is the CSV rendering and validation rule of a column.
 type Type string
 
-// Column types (DESIGN.md §4).
+// Column types (docs/mapping.md).
 const (
 	TypeString    Type = "string"
 	TypeInt       Type = "int"

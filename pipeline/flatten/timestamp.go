@@ -1,6 +1,6 @@
 package flatten
 
-// Timestamps (DESIGN.md §4): input is RFC 3339 — date, 'T' or 't' or ' ',
+// Timestamps (docs/mapping.md): input is RFC 3339 — date, 'T' or 't' or ' ',
 // time with optional fraction of any length, 'Z' or 'z' or ±hh:mm — output
 // is UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ, the fraction truncated (never
 // rounded) or zero-padded to 6 digits. Rejected: leap seconds (:60, since

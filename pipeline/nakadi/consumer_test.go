@@ -346,7 +346,9 @@ func TestDrainCommitsAfterCancel(t *testing.T) {
 	h := startConsumer(t, cfg)
 	b := h.next()
 	h.cancel()
-	time.Sleep(50 * time.Millisecond)
+	// The stream closes when ctx ends: from then on only the drain commits
+	// (the commit interval is longer than the rest of the test).
+	waitFor(t, "the stream closed by the cancel", func() bool { return !h.c.Streaming() })
 	h.c.Durable(b)
 	if err := h.stop(); err != nil {
 		t.Fatalf("Run: %v", err)

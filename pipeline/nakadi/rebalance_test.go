@@ -3,7 +3,6 @@ package nakadi
 import (
 	"slices"
 	"testing"
-	"time"
 
 	"materializer/pipeline/nakadi/emulator"
 )
@@ -31,9 +30,12 @@ func TestConcurrentConsumersSplitAndRebalance(t *testing.T) {
 	b := startConsumer(t, testConfig(t, srv, "et"))
 	sb := b.sink()
 	waitFor(t, "B streaming", b.c.Streaming)
-	time.Sleep(300 * time.Millisecond)
-	if got := srv.Assignment(sub); len(got) != 4 || countValue(got, streamA) != 4 {
-		t.Fatalf("handed over before A committed: %v", got)
+	// B's stream opened after the emulator decided the split: two
+	// partitions wait for A's commit to move, and A cannot commit what it
+	// holds.
+	if got, moving := srv.Assignment(sub), srv.Reassigning(sub); len(got) != 4 || countValue(got, streamA) != 4 ||
+		countValue(moving, b.c.Status().StreamID) != 2 {
+		t.Fatalf("handed over before A committed: owners %v, moving %v", got, moving)
 	}
 	sa.release(a.c)
 	waitFor(t, "2 + 2 split", func() bool {

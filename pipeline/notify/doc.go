@@ -1,5 +1,5 @@
-// Package notify announces delivered files over NATS JetStream (DESIGN.md
-// §8): one Notice per stored object, on subject {prefix}.{event_type},
+// Package notify announces delivered files over NATS JetStream
+// (docs/files-and-notices.md): one Notice per stored object, on subject {prefix}.{event_type},
 // with Nats-Msg-Id = the object key so JetStream drops repeats inside the
 // stream's duplicate window. Publish waits for the JetStream ack and
 // retries an ack timeout with the same Msg-Id; while NATS is unreachable it

@@ -11,7 +11,7 @@ import (
 const NoticeVersion = 1
 
 // TimeFormat is how notice times are written: UTC, microseconds, like the
-// CSV timestamp columns (DESIGN.md §4).
+// CSV timestamp columns (docs/mapping.md).
 const TimeFormat = "2006-01-02T15:04:05.000000Z"
 
 // Column is one CSV column as the DWH sees it.
@@ -20,7 +20,7 @@ type Column struct {
 	Type string `json:"type"`
 }
 
-// Notice is the delivery notice of one stored file (DESIGN.md §8).
+// Notice is the delivery notice of one stored file (docs/files-and-notices.md).
 type Notice struct {
 	Version     int    // 0 is written as NoticeVersion
 	ID          string // the object key; also the Nats-Msg-Id
@@ -46,7 +46,7 @@ type Notice struct {
 	CreatedAt     time.Time // when the file was sealed
 }
 
-// wireNotice fixes the JSON field order of DESIGN.md §8.
+// wireNotice fixes the JSON field order of docs/files-and-notices.md.
 type wireNotice struct {
 	Version       int      `json:"version"`
 	ID            string   `json:"id"`

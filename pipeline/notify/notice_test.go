@@ -44,7 +44,7 @@ func TestNoticeMarshal(t *testing.T) {
 	}
 }
 
-// TestNoticeFieldOrder checks the key order against DESIGN.md §8.
+// TestNoticeFieldOrder checks the key order against docs/files-and-notices.md.
 func TestNoticeFieldOrder(t *testing.T) {
 	want := []string{"version", "id", "url", "event_type", "table", "kind", "partition", "writer", "seq",
 		"rows", "events", "bytes", "sha256", "compression", "header", "columns",

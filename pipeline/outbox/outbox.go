@@ -48,7 +48,7 @@ type Options struct {
 }
 
 // Outbox drives sealed files through the outbox: upload, then notice,
-// then removal of the entry and the local file (DESIGN.md §2, §8). Uploads
+// then removal of the entry and the local file (docs/design.md, docs/files-and-notices.md). Uploads
 // run concurrently; notices of one file stream (event type, table, kind,
 // partition) go out in sequence order. Nothing leaves the outbox until its
 // notice is acknowledged, so a crash anywhere repeats at most an upload (the
@@ -337,7 +337,7 @@ func (d *Outbox) notice(ctx context.Context, p *pending) error {
 	return nil
 }
 
-// noticeOf builds the notice of a stored file (DESIGN.md §8); it depends
+// noticeOf builds the notice of a stored file (docs/files-and-notices.md); it depends
 // only on the outbox entry, so a repeated notice is byte-identical.
 func (d *Outbox) noticeOf(p *pending) notify.Notice {
 	n := notify.Notice{

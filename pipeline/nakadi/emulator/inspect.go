@@ -106,6 +106,20 @@ func (s *Server) Assignment(subID string) map[string]string {
 	return out
 }
 
+// Reassigning maps "event_type/partition" to the id of the stream a
+// partition moves to once its owner committed what it was sent (§6.2).
+func (s *Server) Reassigning(subID string) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	if sub := s.subs[subID]; sub != nil {
+		for k, t := range sub.target {
+			out[k.String()] = t.id
+		}
+	}
+	return out
+}
+
 // SentEvents counts the events of a partition sent on streams, re-sends
 // included.
 func (s *Server) SentEvents(eventType string, partition int) int {

@@ -384,9 +384,10 @@ func TestClosingWindowAndHandover(t *testing.T) {
 	}
 	// A second stream joins: one partition is reassigning until st1 commits it.
 	st2 := openStream(t, s, sub, "batch_flush_timeout=0.05&batch_limit=10")
-	time.Sleep(50 * time.Millisecond)
-	if a := s.Assignment(sub); a["et/0"] != st1.id || a["et/1"] != st1.id {
-		t.Fatalf("handed over before commit: %v", a)
+	// The split was decided when st2 opened: one partition waits for
+	// st1's commit; nothing moved yet.
+	if a, moving := s.Assignment(sub), s.Reassigning(sub); a["et/0"] != st1.id || a["et/1"] != st1.id || len(moving) != 1 {
+		t.Fatalf("handed over before commit: owners %v, moving %v", a, moving)
 	}
 	_, _, stats := do(t, "GET", s.URL()+"/subscriptions/"+sub+"/stats", nil)
 	if !strings.Contains(string(stats), `"reassigning"`) {

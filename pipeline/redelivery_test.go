@@ -1,7 +1,6 @@
-package main
+package pipeline_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -13,12 +12,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"materializer/conf"
+	"materializer/internal/articles"
+	"materializer/internal/e2etest"
 	"materializer/internal/natstest"
+	"materializer/pipeline"
 	"materializer/pipeline/nakadi/emulator"
 	"materializer/state"
 )
 
-// Redelivery is recognized, not re-applied (DESIGN.md §2). The same events
+// Redelivery is recognized, not re-applied. The same events
 // go once through a pipeline that sees no fault, and once through one whose
 // Nakadi resends what it had already applied: duplicated batches, streams
 // cut or closed (with and without the closing window), forced commit
@@ -28,7 +30,7 @@ import (
 // redelivered), the same newest main row per article, the same correction
 // and rejected rows, every event counted once.
 func TestRedeliveryIsSkippedExactly(t *testing.T) {
-	events := generate(uint64(time.Now().UnixNano()), 200, 3000)
+	events := e2etest.Generate(uint64(time.Now().UnixNano()), 200, 3000)
 	ref := runRD(t, events, false)
 	got := runRD(t, events, true)
 	t.Logf("reference %+v\nwith faults %+v (%v lost partitions)", ref.counters, got.counters, got.lost)
@@ -50,23 +52,23 @@ func TestRedeliveryIsSkippedExactly(t *testing.T) {
 	rdCompare(t, "newest main row per article", rdNewestMain(t, ref.files), rdNewestMain(t, got.files))
 	rdCompare(t, "correction rows", rdRowsOf(t, ref.files, "correction"), rdRowsOf(t, got.files, "correction"))
 	rdCompare(t, "rejected events", rdRowsOf(t, ref.files, "rejected"), rdRowsOf(t, got.files, "rejected"))
-	checkDelivered(t, got.files, expect(events))
+	e2etest.CheckDelivered(t, got.files, e2etest.Expect(events))
 }
 
 // rdRun is the outcome of one pipeline run over the events.
 type rdRun struct {
 	counters         state.Counters
-	files            []deliveredFile
+	files            []e2etest.File
 	mismatches, lost float64
 }
 
 // runRD runs the events through a fresh pipeline, with or without
 // faults, and flushes.
-func runRD(t *testing.T, events []article, faults bool) rdRun {
+func runRD(t *testing.T, events []articles.Event, faults bool) rdRun {
 	t.Helper()
-	nk := newArticleEmulator(t, 3)
+	nk := e2etest.ArticleEmulator(t, 3)
 	dir := t.TempDir()
-	cfg := pipelineConfig(t, dir, nk.URL(), natstest.Start(t).URL())
+	_, cfg := e2etest.Config(t, e2etest.Setup{Dir: dir, NakadiURL: nk.URL(), NATSURL: natstest.Start(t).URL()})
 	cfg.Nakadi.MaxUncommittedEvents = 400
 	cfg.Nakadi.CommitTimeout = conf.Dur(4 * time.Second) // a closing window is over soon
 	f := &rdFaults{t: t, nk: nk, cfg: cfg, rng: rand.New(rand.NewPCG(uint64(len(events)), 7))}
@@ -74,19 +76,15 @@ func runRD(t *testing.T, events []article, faults bool) rdRun {
 	if faults {
 		f.run(events)
 	} else {
-		publish(t, nk, events)
+		e2etest.Publish(t, nk, events)
 	}
-	waitFor(t, 90*time.Second, "every event received", func() bool { return f.p.counters(t).Received >= uint64(len(events)) })
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := f.p.e.Flush(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
+	e2etest.WaitFor(t, 90*time.Second, "every event received", func() bool { return f.p.counters(t).Received >= uint64(len(events)) })
+	e2etest.Flush(t, f.p.p)
 	out := rdRun{counters: f.p.counters(t)}
 	f.p.stop()
 	out.mismatches = f.mismatches + f.p.metric(t, "redelivery_mismatch_total")
 	out.lost = f.lost + f.p.metric(t, "partitions_lost_total")
-	out.files = readDelivered(t, filepath.Join(dir, "storage"))
+	out.files = e2etest.ReadDelivered(t, filepath.Join(dir, "storage"))
 	return out
 }
 
@@ -101,7 +99,7 @@ type rdFaults struct {
 	mismatches, lost float64 // of pipelines stopped before
 }
 
-func (f *rdFaults) run(events []article) {
+func (f *rdFaults) run(events []articles.Event) {
 	faults := []func(){
 		// Early, before the first commit: Nakadi resends from the
 		// subscription's initial cursor.
@@ -119,16 +117,16 @@ func (f *rdFaults) run(events []article) {
 		part := events[i*per : (i+1)*per]
 		for len(part) > 0 { // small publishes: the pipeline reads while they come
 			k := min(1+f.rng.IntN(40), len(part))
-			publish(f.t, f.nk, part[:k])
+			e2etest.Publish(f.t, f.nk, part[:k])
 			part = part[k:]
 		}
 		// Let the pipeline apply (part of) it, so Nakadi's committed cursor
 		// is behind the applied one when the fault hits.
 		target := uint64((i + 1) * per / 2)
-		waitFor(f.t, 60*time.Second, "events applied", func() bool { return f.p.counters(f.t).Received >= target })
+		e2etest.WaitFor(f.t, 60*time.Second, "events applied", func() bool { return f.p.counters(f.t).Received >= target })
 		fault()
 	}
-	publish(f.t, f.nk, events[len(faults)*per:])
+	e2etest.Publish(f.t, f.nk, events[len(faults)*per:])
 }
 
 // duplicateBatches makes Nakadi send the next batch of every partition twice.
@@ -146,7 +144,7 @@ func (f *rdFaults) endStream(end func(sid string) error) {
 		f.t.Fatalf("subscriptions %v", subs)
 	}
 	var sids []string
-	waitFor(f.t, 30*time.Second, "a stream", func() bool { sids = f.nk.Streams(subs[0]); return len(sids) > 0 })
+	e2etest.WaitFor(f.t, 30*time.Second, "a stream", func() bool { sids = f.nk.Streams(subs[0]); return len(sids) > 0 })
 	if err := end(sids[len(sids)-1]); err != nil {
 		f.t.Fatal(err)
 	}
@@ -171,7 +169,7 @@ func (f *rdFaults) restart() {
 
 // rdPipe is a pipeline running in this process that the test can stop.
 type rdPipe struct {
-	e    *engine
+	p    *pipeline.Pipeline
 	reg  *prometheus.Registry
 	stop func()
 }
@@ -179,11 +177,11 @@ type rdPipe struct {
 func startRDPipe(t *testing.T, cfg *conf.Config) *rdPipe {
 	t.Helper()
 	p := &rdPipe{reg: prometheus.NewRegistry()}
-	p.e, p.stop = startEngine(t, cfg, p.reg)
+	p.p, p.stop = e2etest.StartPipeline(t, cfg, p.reg)
 	return p
 }
 
-func (p *rdPipe) counters(t *testing.T) state.Counters { return etStatus(t, p.e).Counters }
+func (p *rdPipe) counters(t *testing.T) state.Counters { return status(t, p.p).Counters }
 
 // metric sums the values of the metric whose name ends with suffix.
 func (p *rdPipe) metric(t *testing.T, suffix string) float64 {
@@ -205,14 +203,14 @@ func (p *rdPipe) metric(t *testing.T, suffix string) float64 {
 
 // rdNewestMain maps each article to its newest main row (the DWH's merge:
 // newest ordering value wins).
-func rdNewestMain(t *testing.T, files []deliveredFile) map[string]int {
+func rdNewestMain(t *testing.T, files []e2etest.File) map[string]int {
 	t.Helper()
 	newest := map[int][]string{}
 	for _, f := range files {
 		if f.Kind != "main" || f.Table != "article" {
 			continue
 		}
-		ai, vi := f.column(t, "article_id"), f.column(t, "version")
+		ai, vi := f.Column(t, "article_id"), f.Column(t, "version")
 		for _, r := range f.Rows {
 			id, _ := strconv.Atoi(r[ai])
 			if prev := newest[id]; prev == nil || rdVersion(r[vi]) > rdVersion(prev[vi]) {
@@ -235,7 +233,7 @@ func rdVersion(s string) int {
 // rdRowsOf counts the rows of one kind over every table; a rejected row is
 // named by its event's eid (the raw event carries Nakadi's received_at,
 // which differs between runs).
-func rdRowsOf(t *testing.T, files []deliveredFile, kind string) map[string]int {
+func rdRowsOf(t *testing.T, files []e2etest.File, kind string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for _, f := range files {
@@ -245,7 +243,7 @@ func rdRowsOf(t *testing.T, files []deliveredFile, kind string) map[string]int {
 		for _, r := range f.Rows {
 			key := f.Table + ":" + strings.Join(r, ",")
 			if kind == "rejected" {
-				key = crashRawEID(r[f.column(t, "raw_event")])
+				key = e2etest.RawEID(r[f.Column(t, "raw_event")])
 			}
 			out[key]++
 		}

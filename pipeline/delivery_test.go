@@ -1,9 +1,10 @@
-package main
+package pipeline_test
 
 import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,9 +14,12 @@ import (
 	"time"
 
 	"materializer/conf"
+	"materializer/internal/articles"
+	"materializer/internal/e2etest"
 	"materializer/internal/natstest"
 	"materializer/internal/pgtest"
 	"materializer/internal/s3test"
+	"materializer/pipeline"
 	"materializer/pipeline/flatten"
 	"materializer/pipeline/nakadi/emulator"
 )
@@ -31,9 +35,9 @@ type deliveryEnv struct {
 func newDeliveryEnv(t *testing.T) *deliveryEnv {
 	t.Helper()
 	env := &deliveryEnv{dir: t.TempDir()}
-	env.nk = newArticleEmulator(t, 4)
+	env.nk = e2etest.ArticleEmulator(t, 4)
 	env.ns = natstest.Start(t)
-	env.cfg = pipelineConfig(t, env.dir, env.nk.URL(), env.ns.URL())
+	_, env.cfg = e2etest.Config(t, e2etest.Setup{Dir: env.dir, NakadiURL: env.nk.URL(), NATSURL: env.ns.URL()})
 	return env
 }
 
@@ -46,13 +50,34 @@ func (env *deliveryEnv) useFakeS3(t *testing.T) *s3test.Fake {
 	return fake
 }
 
-func generate(seed uint64, articles, n int) []article {
-	gen := newArticleGen(seed, articles, time.Now)
-	events := make([]article, n)
-	for i := range events {
-		events[i] = gen.next()
-	}
-	return events
+// start runs the pipeline and publishes events; it returns once the
+// pipeline received them all.
+func (env *deliveryEnv) start(t *testing.T, events []articles.Event) *pipeline.Pipeline {
+	t.Helper()
+	p, _ := e2etest.StartPipeline(t, env.cfg, nil)
+	e2etest.Publish(t, env.nk, events)
+	waitReceived(t, p, len(events))
+	return p
+}
+
+// status is the article.updated entry of the pipeline's status.
+func status(t *testing.T, p *pipeline.Pipeline) pipeline.EventTypeStatus {
+	t.Helper()
+	return e2etest.EventType(t, p, "article.updated")
+}
+
+func waitReceived(t *testing.T, p *pipeline.Pipeline, n int) {
+	t.Helper()
+	e2etest.WaitFor(t, 2*time.Minute, fmt.Sprintf("%d events received", n), func() bool { return status(t, p).Counters.Received == uint64(n) })
+}
+
+// flushWithin flushes and returns the error (a flush that must not finish
+// gets a short budget).
+func flushWithin(p *pipeline.Pipeline, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, err := p.Flush(ctx, "")
+	return err
 }
 
 func isPut(r s3test.Request) bool { return r.Method == "PUT" && r.Query.Get("partNumber") == "" }
@@ -63,26 +88,15 @@ func TestS3OutageFilesWaitThenArriveOnce(t *testing.T) {
 	env := newDeliveryEnv(t)
 	fake := env.useFakeS3(t)
 	fake.Down(s3test.SlowDown)
-	e := runEngine(t, env.cfg)
-	events := generate(3, 200, 3000)
-	publish(t, env.nk, events)
-	waitFor(t, 60*time.Second, "events received", func() bool { return etStatus(t, e).Counters.Received == uint64(len(events)) })
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_, err := e.Flush(ctx, "")
-	cancel()
-	if err == nil {
+	p := env.start(t, e2etest.Generate(3, 200, 3000))
+	if err := flushWithin(p, 2*time.Second); err == nil {
 		t.Fatal("a flush finished while S3 was down")
 	}
-	if pending := etStatus(t, e).Delivery; pending.PendingFiles == 0 || pending.Uploaded != 0 {
+	if pending := status(t, p).Delivery; pending.PendingFiles == 0 || pending.Uploaded != 0 {
 		t.Fatalf("delivery status while S3 is down: %+v", pending)
 	}
 	fake.Up()
-	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := e.Flush(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
+	e2etest.Flush(t, p)
 	puts := map[string]int{}
 	for _, r := range fake.Requests() {
 		if isPut(r) && r.Status == 200 {
@@ -97,7 +111,7 @@ func TestS3OutageFilesWaitThenArriveOnce(t *testing.T) {
 			t.Errorf("%s stored %d times", key, n)
 		}
 	}
-	if s := etStatus(t, e).Delivery; s.PendingFiles != 0 {
+	if s := status(t, p).Delivery; s.PendingFiles != 0 {
 		t.Errorf("outbox after the flush: %+v", s)
 	}
 }
@@ -106,29 +120,22 @@ func TestS3OutageFilesWaitThenArriveOnce(t *testing.T) {
 // is back — exactly one per file.
 func TestNATSOutageNoticesArriveLater(t *testing.T) {
 	env := newDeliveryEnv(t)
-	e := runEngine(t, env.cfg)
+	p, _ := e2etest.StartPipeline(t, env.cfg, nil)
 	env.ns.Shutdown()
-	events := generate(4, 200, 3000)
-	publish(t, env.nk, events)
-	waitFor(t, 60*time.Second, "events received", func() bool { return etStatus(t, e).Counters.Received == uint64(len(events)) })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_, err := e.Flush(ctx, "")
-	cancel()
-	if err == nil {
+	events := e2etest.Generate(4, 200, 3000)
+	e2etest.Publish(t, env.nk, events)
+	waitReceived(t, p, len(events))
+	if err := flushWithin(p, 2*time.Second); err == nil {
 		t.Fatal("a flush finished while NATS was down")
 	}
-	waitFor(t, 30*time.Second, "uploads while NATS is down", func() bool {
-		return etStatus(t, e).Delivery.Uploaded > 0 && len(readDelivered(t, filepath.Join(env.dir, "storage"))) > 0
+	e2etest.WaitFor(t, 30*time.Second, "uploads while NATS is down", func() bool {
+		return status(t, p).Delivery.Uploaded > 0 && len(e2etest.ReadDelivered(t, filepath.Join(env.dir, "storage"))) > 0
 	})
 	env.ns.Restart()
-	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := e.Flush(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
-	files := readDelivered(t, filepath.Join(env.dir, "storage"))
-	checkDelivered(t, files, expect(events))
-	checkNotices(t, env.ns.URL(), files)
+	e2etest.Flush(t, p)
+	files := e2etest.ReadDelivered(t, filepath.Join(env.dir, "storage"))
+	e2etest.CheckDelivered(t, files, e2etest.Expect(events))
+	e2etest.CheckNotices(t, env.ns.URL(), files)
 }
 
 // A file rolls on time even when no event arrives: correction rows of a
@@ -136,12 +143,9 @@ func TestNATSOutageNoticesArriveLater(t *testing.T) {
 func TestRollOnTimeWithoutTraffic(t *testing.T) {
 	env := newDeliveryEnv(t)
 	env.cfg.Storage.RollMaxAge = conf.Dur(time.Second)
-	e := runEngine(t, env.cfg)
-	events := generate(5, 20, 400) // corrections among them are written at once
-	publish(t, env.nk, events)
-	waitFor(t, 60*time.Second, "events received", func() bool { return etStatus(t, e).Counters.Received == uint64(len(events)) })
-	waitFor(t, 30*time.Second, "a correction file delivered by age", func() bool {
-		for _, f := range readDelivered(t, filepath.Join(env.dir, "storage")) {
+	env.start(t, e2etest.Generate(5, 20, 400)) // corrections among them are written at once
+	e2etest.WaitFor(t, 30*time.Second, "a correction file delivered by age", func() bool {
+		for _, f := range e2etest.ReadDelivered(t, filepath.Join(env.dir, "storage")) {
 			if f.Kind == "correction" {
 				return true
 			}
@@ -159,29 +163,29 @@ func TestBackpressurePausesAndResumes(t *testing.T) {
 	env.cfg.Storage.RollMaxBytes = conf.Bytes(1 << 10)
 	env.cfg.Storage.RollMaxRows = 20
 	fake.Down(s3test.InternalError)
-	e := runEngine(t, env.cfg)
-	events := generate(6, 100, 3000)
-	publish(t, env.nk, events)
-	waitFor(t, 60*time.Second, "backpressure", func() bool { return etStatus(t, e).State == "backpressure" })
-	time.Sleep(500 * time.Millisecond) // let the stream stop: received must stand still
-	held := etStatus(t, e).Counters.Received
-	if held >= uint64(len(events)) {
-		t.Fatalf("all %d events were consumed despite backpressure", held)
+	p, _ := e2etest.StartPipeline(t, env.cfg, nil)
+	events := e2etest.Generate(6, 100, 3000)
+	e2etest.Publish(t, env.nk, events)
+	// Backpressure closes the stream, and the consumer opens none until it
+	// is released: Nakadi then sends nothing more.
+	e2etest.WaitFor(t, 60*time.Second, "backpressure with the stream closed", func() bool {
+		s := status(t, p)
+		return s.State == "backpressure" && env.nk.OpenStreams(s.Subscription) == 0
+	})
+	sent := 0
+	for part := range 4 {
+		sent += env.nk.SentEvents("article.updated", part)
 	}
-	if s := etStatus(t, e); s.Counters.Received > held+uint64(2*env.cfg.Nakadi.BatchLimit*4) {
-		t.Fatalf("still consuming under backpressure: %d → %d", held, s.Counters.Received)
+	if sent >= len(events) || status(t, p).Counters.Received > uint64(sent) {
+		t.Fatalf("under backpressure Nakadi sent %d of %d events, %d received", sent, len(events), status(t, p).Counters.Received)
 	}
 	fake.Up()
-	waitFor(t, 2*time.Minute, "every event after backpressure", func() bool { return etStatus(t, e).Counters.Received == uint64(len(events)) })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := e.Flush(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
+	waitReceived(t, p, len(events))
+	e2etest.Flush(t, p)
 	// The flush stages new files (closed sessions) and may engage
 	// backpressure once more; it must let go once they are delivered.
-	waitFor(t, time.Minute, "consuming again", func() bool { return etStatus(t, e).State == "consuming" })
-	if s := etStatus(t, e); !s.Counters.Balanced() || s.Counters.Open != 0 {
+	e2etest.WaitFor(t, time.Minute, "consuming again", func() bool { return status(t, p).State == "consuming" })
+	if s := status(t, p); !s.Counters.Balanced() || s.Counters.Open != 0 {
 		t.Fatalf("after backpressure: %+v", s.Counters)
 	}
 }
@@ -191,15 +195,10 @@ func TestBackpressurePausesAndResumes(t *testing.T) {
 func TestDeliveredFilesLoadIntoPostgreSQL(t *testing.T) {
 	pg := pgtest.Start(t)
 	env := newDeliveryEnv(t)
-	e := runEngine(t, env.cfg)
-	events := generate(8, 100, 2000)
-	publish(t, env.nk, events)
-	waitFor(t, 60*time.Second, "events received", func() bool { return etStatus(t, e).Counters.Received == uint64(len(events)) })
+	p := env.start(t, e2etest.Generate(8, 100, 2000))
+	e2etest.Flush(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := e.Flush(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
 	et := env.cfg.EventTypes[0]
 	ddl, err := flatten.DDL(flatten.DialectPostgres, et.Name, et.TableSpecs())
 	if err != nil {
@@ -207,7 +206,7 @@ func TestDeliveredFilesLoadIntoPostgreSQL(t *testing.T) {
 	}
 	pg.MustExec(t, ddl)
 	rows := map[string]int{}
-	for _, f := range readDelivered(t, filepath.Join(env.dir, "storage")) {
+	for _, f := range e2etest.ReadDelivered(t, filepath.Join(env.dir, "storage")) {
 		table := f.Table
 		switch f.Kind {
 		case "correction":
