@@ -154,7 +154,7 @@ func (c *Consumer) loop(ctx context.Context, in chan<- *Batch) error {
 }
 
 // setup creates or gets the subscription and initializes its cursors so
-// that read_from applies now, not at the first stream (notes §3.2).
+// that read_from applies now, not at the first stream (docs/nakadi.md §3.2).
 func (c *Consumer) setup(ctx context.Context) error {
 	sub, created, err := c.api.createSubscription(ctx, c.cfg.subscription())
 	if err != nil {

@@ -1,5 +1,5 @@
 // Package nakadi is materializer's client for the Nakadi subscription API
-// (the "high-level API"), written to ../shared/nakadi/CONSUMER-NOTES.md.
+// (the "high-level API"), written to docs/nakadi.md.
 //
 // A Consumer creates (or gets) one subscription, initializes its cursors with
 // an empty PATCH so that read_from takes effect at once, and then streams

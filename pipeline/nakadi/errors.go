@@ -39,7 +39,7 @@ const (
 	opEventType = "get partitions"
 )
 
-// ProblemError is an HTTP error answer of Nakadi (Problem JSON, notes §1.3).
+// ProblemError is an HTTP error answer of Nakadi (Problem JSON, docs/nakadi.md §1.3).
 type ProblemError struct {
 	Op     string // what the client was doing
 	Status int

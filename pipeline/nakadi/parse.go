@@ -219,7 +219,7 @@ func (p *parser) stringField(line []byte, i int, dst *string, intern bool) (int,
 	return end, err
 }
 
-// internString returns a shared string equal to b (names repeat per line).
+// internString returns an interned string equal to b (names repeat per line).
 func (p *parser) internString(b []byte) string {
 	if s, ok := p.intern[string(b)]; ok {
 		return s

@@ -27,7 +27,7 @@ func render(b *Batch) string {
 }
 
 // TestGoldenLines parses lines built from the spec's examples (wire layout of
-// notes §4.2; metadata example values of the OpenAPI EventMetadata and
+// docs/nakadi.md §4.2; metadata example values of the OpenAPI EventMetadata and
 // DataChangeEvent definitions) and compares with reviewed .want files.
 func TestGoldenLines(t *testing.T) {
 	lines, err := filepath.Glob("testdata/golden/*.line")

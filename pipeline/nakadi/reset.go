@@ -48,7 +48,7 @@ func ResetCursors(ctx context.Context, cfg Config, cursors []Cursor) (string, er
 	if err != nil {
 		return "", err
 	}
-	// The reset takes no cursor token (notes §7.3).
+	// The reset takes no cursor token (docs/nakadi.md §7.3).
 	type item struct {
 		EventType string `json:"event_type"`
 		Partition string `json:"partition"`

@@ -13,7 +13,7 @@ import (
 	"materializer/internal/backoff"
 )
 
-// retentionSkipInfo is the info text that means data loss (notes §4.2).
+// retentionSkipInfo is the info text that means data loss (docs/nakadi.md §4.2).
 const retentionSkipInfo = "skipped events due to retention time passed"
 
 // openStream opens a stream and registers it as current.

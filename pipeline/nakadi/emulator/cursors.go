@@ -14,7 +14,7 @@ type commitResult struct {
 	Result string `json:"result"`
 }
 
-// handleCommit is POST /subscriptions/{id}/cursors (notes §5).
+// handleCommit is POST /subscriptions/{id}/cursors (docs/nakadi.md §5).
 func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Items []Cursor `json:"items"`
@@ -112,7 +112,7 @@ func (s *Server) afterCommit(sess *session) {
 	}
 }
 
-// handlePatchCursors is PATCH /subscriptions/{id}/cursors (notes §7.3):
+// handlePatchCursors is PATCH /subscriptions/{id}/cursors (docs/nakadi.md §7.3):
 // {"items":[]} only initializes; a reset closes every stream, waits for
 // them, then writes the offsets (backwards too).
 func (s *Server) handlePatchCursors(w http.ResponseWriter, r *http.Request) {

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Categories of event types (notes §2.1).
+// Categories of event types (docs/nakadi.md §2.1).
 const (
 	CategoryBusiness  = "business"
 	CategoryData      = "data"

@@ -107,7 +107,7 @@ func (s *Server) Assignment(subID string) map[string]string {
 }
 
 // Reassigning maps "event_type/partition" to the id of the stream a
-// partition moves to once its owner committed what it was sent (§6.2).
+// partition moves to once its owner committed what it was sent (docs/nakadi.md §6.2).
 func (s *Server) Reassigning(subID string) map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

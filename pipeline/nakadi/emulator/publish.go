@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// BatchItemResponse is the per-event answer of a 207 or 422 publish (notes
-// §10).
+// BatchItemResponse is the per-event answer of a 207 or 422 publish
+// (docs/nakadi.md §10).
 type BatchItemResponse struct {
 	EID              string `json:"eid,omitempty"`
 	PublishingStatus string `json:"publishing_status"`
@@ -220,7 +220,7 @@ func isRFC3339(s string) bool {
 	return err == nil
 }
 
-// enrich sets the metadata Nakadi owns (notes §2.2).
+// enrich sets the metadata Nakadi owns (docs/nakadi.md §2.2).
 func enrich(t *eventType, top []member, part int, flowID string, now time.Time) ([]member, error) {
 	for i := range top {
 		if top[i].key != "metadata" {

@@ -1,12 +1,12 @@
 // Package nakaditest is an in-memory Nakadi for tests and the demo: a real
 // HTTP server implementing the consumer-facing subset of the Nakadi API that
-// ../../shared/nakadi/CONSUMER-NOTES.md §10.1 lists: publishing with hash
-// partitioning and metadata enrichment, subscriptions, streaming with every
-// stream parameter, commits, cursor GET/PATCH, /stats, several consumers per
-// subscription with rebalancing (handover after commit, notes §6.2), the
-// closing window (§4.5), at-least-once re-sending of uncommitted events, and
-// fault hooks (cut, delay, fail, duplicate, gaps, forced commit timeout,
-// close on demand, bearer tokens).
+// docs/nakadi.md §10.1 lists: publishing with hash partitioning and metadata
+// enrichment, subscriptions, streaming with every stream parameter, commits,
+// cursor GET/PATCH, /stats, several consumers per subscription with
+// rebalancing (handover after commit, docs/nakadi.md §6.2), the closing
+// window (docs/nakadi.md §4.5), at-least-once re-sending of uncommitted
+// events, and fault hooks (cut, delay, fail, duplicate, gaps, forced commit
+// timeout, close on demand, bearer tokens).
 //
 // It does not share code with package nakadi on purpose: a bug in one
 // should not hide in both. Stream parameters given in seconds may be
@@ -239,7 +239,7 @@ func (s *Server) janitor() {
 	}
 }
 
-// problem is the Problem JSON body (notes §1.3).
+// problem is the Problem JSON body (docs/nakadi.md §1.3).
 type problem struct {
 	Type   string `json:"type,omitempty"`
 	Title  string `json:"title"`

@@ -14,7 +14,7 @@ const (
 	stateGone
 )
 
-// params are the stream parameters (notes §4.1).
+// params are the stream parameters (docs/nakadi.md §4.1).
 type params struct {
 	batchLimit     int
 	flush          time.Duration
@@ -35,7 +35,7 @@ type session struct {
 	parts map[pkey]*sessPart
 	// commitClock starts when the stream goes from all committed to
 	// something uncommitted and restarts on every commit that moves an
-	// offset (notes §5); zero while nothing is uncommitted.
+	// offset (docs/nakadi.md §5); zero while nothing is uncommitted.
 	commitClock  time.Time
 	noPartsSince time.Time
 	infos        []lineSpec // info lines to send before anything else
@@ -96,8 +96,8 @@ func (s *Server) give(sub *subscription, k pkey, sess *session, now time.Time) {
 }
 
 // rebalance spreads the partitions evenly over the streaming sessions,
-// keeping current owners within their share (notes §6.1). Partitions that
-// must move are marked reassigning and handed over once committed (§6.2).
+// keeping current owners within their share (docs/nakadi.md §6.1). Partitions that
+// must move are marked reassigning and handed over once committed (docs/nakadi.md §6.2).
 func (s *Server) rebalance(sub *subscription, now time.Time) {
 	parts := s.partitions(sub)
 	var active []*session
@@ -182,7 +182,7 @@ func (s *Server) handover(sub *subscription, now time.Time) {
 
 // closeWithWindow stops sending data. If events are uncommitted, the
 // session stays (closing) for the rest of its commit timeout and commits
-// are accepted; otherwise it is gone at once (notes §4.5).
+// are accepted; otherwise it is gone at once (docs/nakadi.md §4.5).
 func (s *Server) closeWithWindow(sess *session, info string) {
 	if sess.state != stateStreaming {
 		return

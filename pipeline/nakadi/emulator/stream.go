@@ -33,7 +33,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	s.serveStream(w, rc, r, sess)
 }
 
-// openSession registers a stream, or answers 404/409 (notes §4.4, §4.6).
+// openSession registers a stream, or answers 404/409 (docs/nakadi.md §4.4, §4.6).
 func (s *Server) openSession(subID string, prm params) (*session, int, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -109,7 +109,7 @@ func (s *Server) clientGone(sess *session) {
 	s.mu.Unlock()
 }
 
-// writeLine writes one batch line in the byte layout of notes §4.2.
+// writeLine writes one batch line in the byte layout of docs/nakadi.md §4.2.
 func writeLine(b *bytes.Buffer, l lineSpec) {
 	b.WriteString(`{"cursor":{"partition":"`)
 	b.WriteString(strconv.Itoa(l.k.p))
@@ -139,7 +139,7 @@ func writeLine(b *bytes.Buffer, l lineSpec) {
 }
 
 // parseParams reads the stream parameters from the query (GET) or the JSON
-// body (POST). Non-numbers give 400, bad values 422 (notes §4.1, §14).
+// body (POST). Non-numbers give 400, bad values 422 (docs/nakadi.md §4.1, §14).
 func (s *Server) parseParams(r *http.Request) (params, int, string) {
 	vals := map[string]string{}
 	for k := range r.URL.Query() {

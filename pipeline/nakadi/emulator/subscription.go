@@ -40,7 +40,7 @@ type Cursor struct {
 
 func (sub *subscription) reads(et string) bool { return slices.Contains(sub.EventTypes, et) }
 
-// subKey is the identity of a subscription (notes §3.1).
+// subKey is the identity of a subscription (docs/nakadi.md §3.1).
 func subKey(app, group string, ets []string) string {
 	return app + "\x00" + group + "\x00" + strings.Join(ets, "\x00")
 }
@@ -164,8 +164,8 @@ func (s *Server) cursorTarget(sub *subscription, c Cursor) (pkey, int64, int, st
 	return k, off, 0, ""
 }
 
-// initialize applies read_from lazily, on the first stream or PATCH (notes
-// §3.2). Called with s.mu held.
+// initialize applies read_from lazily, on the first stream or PATCH
+// (docs/nakadi.md §3.2). Called with s.mu held.
 func (s *Server) initialize(sub *subscription) {
 	if sub.initialized {
 		return
