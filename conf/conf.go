@@ -192,7 +192,7 @@ func (c *Config) applyEventTypeDefaults() {
 	}
 }
 
-// defaultDuration is a Duration written as in the README's reference.
+// defaultDuration is a Duration written as in the configuration reference (docs/configuration.md).
 func defaultDuration(text string) Duration {
 	var d Duration
 	if err := d.setTOML(text); err != nil || d.err != nil {

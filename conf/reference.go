@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// KeyDoc documents one config key for the README's reference table.
+// KeyDoc documents one config key for the reference table of docs/configuration.md.
 type KeyDoc struct {
 	Key     string // dotted, arrays of tables without index: "event_types.tables.name"
 	Default string // TOML syntax, or "required", or a rule like "required unless ..."
@@ -14,7 +14,7 @@ type KeyDoc struct {
 }
 
 // Reference documents every key of the schema, in file order. A test checks
-// it against the Config structs and Default, and README.md against it.
+// it against the Config structs and Default, and docs/configuration.md against it.
 var Reference = []KeyDoc{
 	{"daemon.data_dir", "required", "Directory for Pebble state, staging files and local checkpoints (EBS). Created with mode 0750; locked with `LOCK` (flock) so only one daemon uses it."},
 	{"daemon.admin_listen", `"127.0.0.1:8080"`, "host:port of the admin HTTP API (`/healthz`, `/readyz`, `/metrics`, `/v1/...`)."},
@@ -22,7 +22,7 @@ var Reference = []KeyDoc{
 	{"daemon.log_level", `"info"`, "trace, debug, info, warn, error, fatal, panic or disabled. Applied again on SIGHUP."},
 	{"daemon.log_format", `"json"`, "`json` (one object per line, for journald) or `console` (for humans)."},
 	{"daemon.drain_timeout", `"30s"`, "Budget for a clean stop on SIGTERM/SIGINT; the unit's `TimeoutStopSec` must be larger."},
-	{"daemon.key_cache_bytes", `"16MiB"`, "Memory for the committed states of recently used keys, so their events need no state lookup (about 100 bytes a key; README, Performance). At least 4KiB; fixed: it does not grow with the number of keys; memory the host cannot map stops the start with an error. Takes effect on restart."},
+	{"daemon.key_cache_bytes", `"16MiB"`, "Memory for the committed states of recently used keys, so their events need no state lookup (about 100 bytes a key; docs/performance.md). At least 4KiB; fixed: it does not grow with the number of keys; memory the host cannot map stops the start with an error. Takes effect on restart."},
 
 	{"nakadi.url", "required (not for `demo`)", "Base URL of Nakadi (`http(s)://`, no credentials in it)."},
 	{"nakadi.token_file", `""`, "File holding the OAuth bearer token; re-read when it changes. Empty: no `Authorization` header."},
@@ -89,7 +89,7 @@ var Reference = []KeyDoc{
 	{"event_types.tables.columns.source", `""`, "Empty: the event at `path`; `ordinal` (index of the `[*]` element named by `path`), `partition`, `offset` or `event_type`."},
 }
 
-// ReferenceMarkdown renders Reference as the README's Markdown table.
+// ReferenceMarkdown renders Reference as the Markdown table of docs/configuration.md.
 func ReferenceMarkdown() string {
 	var b strings.Builder
 	b.WriteString("| key | default | meaning |\n|---|---|---|\n")

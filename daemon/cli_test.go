@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -135,5 +136,19 @@ func TestVersion(t *testing.T) {
 	code, stdout, _ := runBinary(t, "version")
 	if code != 0 || !strings.HasPrefix(stdout, "materializer dev (go") {
 		t.Fatalf("exit %d, %q", code, stdout)
+	}
+}
+
+// The binary links no test helper of ours: packages that ship have product
+// names (the demo's emulator is pipeline/nakadi/emulator).
+func TestBinaryLinksNoTestPackage(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "materializer/") && strings.HasSuffix(dep, "test") {
+			t.Errorf("the binary links %s", dep)
+		}
 	}
 }

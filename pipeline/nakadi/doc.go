@@ -20,5 +20,5 @@
 // ranges of the events and the info text in one pass, without decoding the
 // events. Events are sub-slices of one buffer owned by the batch.
 //
-// The emulator for tests and the demo is in package nakaditest.
+// The emulator for tests and the demo is in package emulator.
 package nakadi

@@ -64,7 +64,7 @@ func (s *Server) CreateEventType(name string, partitions int, partitionKeyFields
 // AddEventType creates an event type.
 func (s *Server) AddEventType(et EventType) error {
 	if et.Name == "" || et.Partitions < 1 {
-		return fmt.Errorf("nakaditest: event type needs a name and at least one partition")
+		return fmt.Errorf("emulator: event type needs a name and at least one partition")
 	}
 	if et.Category == "" {
 		et.Category = CategoryBusiness
@@ -72,7 +72,7 @@ func (s *Server) AddEventType(et EventType) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.eventTypes[et.Name]; ok {
-		return fmt.Errorf("nakaditest: event type %q exists", et.Name)
+		return fmt.Errorf("emulator: event type %q exists", et.Name)
 	}
 	t := &eventType{EventType: et, parts: make([]*partition, et.Partitions)}
 	for i := range t.parts {
@@ -86,7 +86,7 @@ func (s *Server) AddEventType(et EventType) error {
 func (s *Server) partition(eventType string, p int) (*partition, error) {
 	t := s.eventTypes[eventType]
 	if t == nil || p < 0 || p >= len(t.parts) {
-		return nil, fmt.Errorf("nakaditest: no partition %s/%d", eventType, p)
+		return nil, fmt.Errorf("emulator: no partition %s/%d", eventType, p)
 	}
 	return t.parts[p], nil
 }

@@ -161,5 +161,5 @@ func (s *Server) withSession(streamID string, f func(*session)) error {
 			}
 		}
 	}
-	return fmt.Errorf("nakaditest: no open stream %q", streamID)
+	return fmt.Errorf("emulator: no open stream %q", streamID)
 }

@@ -32,11 +32,11 @@ func (e *PublishError) Error() string {
 	if len(e.Items) > 0 {
 		for _, it := range e.Items {
 			if it.PublishingStatus == "failed" {
-				return fmt.Sprintf("nakaditest: publish: %d: %s: %s", e.Status, it.Step, it.Detail)
+				return fmt.Sprintf("emulator: publish: %d: %s: %s", e.Status, it.Step, it.Detail)
 			}
 		}
 	}
-	return fmt.Sprintf("nakaditest: publish: %d: %s", e.Status, e.Detail)
+	return fmt.Sprintf("emulator: publish: %d: %s", e.Status, e.Detail)
 }
 
 // Publish publishes events (raw JSON objects) as POST
@@ -234,7 +234,7 @@ func enrich(t *eventType, top []member, part int, flowID string, now time.Time) 
 		mm = set(mm, "partition", quote(fmt.Sprint(part)))
 		mm = set(mm, "event_type", quote(t.Name))
 		mm = set(mm, "version", quote("1.0.0"))
-		mm = set(mm, "published_by", quote("nakaditest"))
+		mm = set(mm, "published_by", quote("materializer-emulator"))
 		if _, ok := lookup(mm, "flow_id"); !ok {
 			mm = set(mm, "flow_id", quote(flowID))
 		}

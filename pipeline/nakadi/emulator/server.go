@@ -1,4 +1,4 @@
-// Package nakaditest is an in-memory Nakadi for tests and the demo: a real
+// Package emulator is an in-memory Nakadi for tests and the demo: a real
 // HTTP server implementing the consumer-facing subset of the Nakadi API that
 // docs/nakadi.md §10.1 lists: publishing with hash partitioning and metadata
 // enrichment, subscriptions, streaming with every stream parameter, commits,
@@ -100,7 +100,7 @@ func New(opts Options) *Server {
 func NewServer(opts Options) *Server {
 	s := New(opts)
 	if err := s.Start("127.0.0.1:0"); err != nil {
-		panic(fmt.Sprintf("nakaditest: %v", err))
+		panic(fmt.Sprintf("emulator: %v", err))
 	}
 	return s
 }
@@ -110,7 +110,7 @@ func NewServer(opts Options) *Server {
 func (s *Server) Start(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("nakaditest: listen: %w", err)
+		return fmt.Errorf("emulator: listen: %w", err)
 	}
 	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.url = "http://" + ln.Addr().String()

@@ -153,7 +153,7 @@ func (s *Server) parseParams(r *http.Request) (params, int, string) {
 		for k, v := range body {
 			if k == "partitions" {
 				if string(v) != "[]" && string(v) != "null" {
-					return params{}, http.StatusUnprocessableEntity, "direct partition assignment is not supported by nakaditest"
+					return params{}, http.StatusUnprocessableEntity, "direct partition assignment is not supported by the emulator"
 				}
 				continue
 			}
