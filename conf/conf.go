@@ -11,13 +11,22 @@ import "time"
 
 // Config is one materializer TOML file.
 type Config struct {
+	// Include names files (glob patterns, relative to this file's
+	// directory) whose [[event_types]] are added to this file's.
+	Include    []string    `toml:"include"`
 	Daemon     Daemon      `toml:"daemon"`
 	Nakadi     Nakadi      `toml:"nakadi"`
 	Storage    Storage     `toml:"storage"`
 	CSV        CSV         `toml:"csv"`
+	Limits     Limits      `toml:"limits"`
 	Notify     Notify      `toml:"notify"`
 	Checkpoint Checkpoint  `toml:"checkpoint"`
+	Load       Loader      `toml:"load"`
 	EventTypes []EventType `toml:"event_types"`
+
+	// includes records, per event type taken from an included file, the
+	// file and its index there (problems name them); empty without include.
+	includes []origin
 }
 
 // Daemon is the [daemon] section.
@@ -28,8 +37,20 @@ type Daemon struct {
 	LogLevel       string   `toml:"log_level"`
 	LogFormat      string   `toml:"log_format"`
 	DrainTimeout   Duration `toml:"drain_timeout"`
+	OnStop         string   `toml:"on_stop"`
+	MemoryLimit    ByteSize `toml:"memory_limit"`
 	KeyCacheBytes  ByteSize `toml:"key_cache_bytes"`
 }
+
+// What a stop (SIGTERM) does with open sessions and unsealed files.
+const (
+	// OnStopHandover closes every session, seals and delivers every file,
+	// commits, then exits: nothing stays in the data dir.
+	OnStopHandover = "handover"
+	// OnStopKeep commits what is durable and exits; sessions and open files
+	// stay in the data dir for the next start on the same disk.
+	OnStopKeep = "keep"
+)
 
 // Nakadi is the [nakadi] section: the subscription API client.
 type Nakadi struct {
@@ -70,6 +91,16 @@ type CSV struct {
 	Null      string `toml:"null"`
 }
 
+// Limits is the [limits] section: what one event may cost (hostile input
+// is bounded).
+type Limits struct {
+	MaxEventBytes       ByteSize `toml:"max_event_bytes"`
+	MaxRowsPerEvent     int      `toml:"max_rows_per_event"`
+	MaxEventOutputBytes ByteSize `toml:"max_event_output_bytes"`
+	MaxFieldBytes       ByteSize `toml:"max_field_bytes"`
+	MaxRejectedRawBytes ByteSize `toml:"max_rejected_raw_bytes"`
+}
+
 // Notify is the [notify] section: delivery notices over NATS JetStream.
 type Notify struct {
 	NATSURL         string   `toml:"nats_url"`
@@ -81,6 +112,7 @@ type Notify struct {
 	TLSKeyFile      string   `toml:"tls_key_file"`
 	DuplicateWindow Duration `toml:"duplicate_window"`
 	PublishTimeout  Duration `toml:"publish_timeout"`
+	StreamReplicas  int      `toml:"stream_replicas"`
 }
 
 // Checkpoint is the [checkpoint] section.
@@ -89,6 +121,18 @@ type Checkpoint struct {
 	Keep       int      `toml:"keep"`
 	URL        string   `toml:"url"`
 	OnShutdown bool     `toml:"on_shutdown"`
+}
+
+// Loader is the [load] section, read only by `materializer load` (the DWH
+// loader).
+type Loader struct {
+	DSNFile     string `toml:"dsn_file"`
+	Schema      string `toml:"schema"`
+	Durable     string `toml:"durable"`
+	History     bool   `toml:"history"`
+	AdminListen string `toml:"admin_listen"`
+	BatchFiles  int    `toml:"batch_files"`
+	MaxAttempts int    `toml:"max_attempts"`
 }
 
 // EventType is one [[event_types]] entry: what to consume and how to compact.
@@ -137,7 +181,9 @@ func Default() Config {
 			LogLevel:      "info",
 			LogFormat:     "json",
 			DrainTimeout:  defaultDuration("30s"),
-			KeyCacheBytes: Bytes(16 << 20),
+			OnStop:        OnStopHandover,
+			MemoryLimit:   Bytes(512 << 20),
+			KeyCacheBytes: Bytes(0),
 		},
 		Nakadi: Nakadi{
 			ConsumerGroup:        "default",
@@ -157,13 +203,25 @@ func Default() Config {
 			UploadConcurrency: 4,
 		},
 		CSV: CSV{Delimiter: ",", Header: true},
+		Limits: Limits{
+			MaxEventBytes:       Bytes(8 << 20),
+			MaxRowsPerEvent:     10000,
+			MaxEventOutputBytes: Bytes(16 << 20),
+			MaxFieldBytes:       Bytes(1 << 20),
+			MaxRejectedRawBytes: Bytes(64 << 10),
+		},
 		Notify: Notify{
 			SubjectPrefix:   "materializer.files",
 			Stream:          "MATERIALIZER_FILES",
 			DuplicateWindow: defaultDuration("2h"),
 			PublishTimeout:  defaultDuration("10s"),
+			StreamReplicas:  1,
 		},
 		Checkpoint: Checkpoint{Interval: defaultDuration("10m"), Keep: 6},
+		Load: Loader{
+			Schema: "ods", Durable: "dwh-loader", AdminListen: "127.0.0.1:8081",
+			BatchFiles: 16, MaxAttempts: 5,
+		},
 	}
 }
 

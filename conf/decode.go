@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
@@ -21,6 +22,9 @@ const (
 	// ForDemo allows what `materializer demo` fills in itself: nakadi.url
 	// (the demo starts an embedded Nakadi emulator).
 	ForDemo
+	// ForLoad is what `materializer load` needs: [load], [notify] and the
+	// event types, but no data dir and no Nakadi.
+	ForLoad
 )
 
 // ErrRead is wrapped by Load when the file cannot be read.
@@ -33,7 +37,7 @@ func Load(path string, mode Mode) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRead, pathError(err))
 	}
-	return Parse(data, mode)
+	return parse(data, mode, filepath.Dir(path))
 }
 
 // pathError drops the "open" verb from *os.PathError for a shorter message.
@@ -49,7 +53,10 @@ func pathError(err error) error {
 // types are problems), applies event-type defaults and validates. It returns
 // the config together with Problems when anything is wrong, so a caller can
 // still inspect what was understood.
-func Parse(data []byte, mode Mode) (*Config, error) {
+func Parse(data []byte, mode Mode) (*Config, error) { return parse(data, mode, ".") }
+
+// parse is Parse with relative include patterns resolved in dir.
+func parse(data []byte, mode Mode, dir string) (*Config, error) {
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		return nil, Problems{syntaxProblem(err)}
@@ -57,6 +64,7 @@ func Parse(data []byte, mode Mode) (*Config, error) {
 	cfg := Default()
 	var ps problems
 	decodeTable(&ps, "", raw, reflect.ValueOf(&cfg).Elem())
+	cfg.readIncludes(&ps, dir)
 	cfg.applyEventTypeDefaults()
 	for _, p := range cfg.validate(mode) {
 		if !ps.list.covers(p.Key) { // a key that did not decode is reported once

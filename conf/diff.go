@@ -39,7 +39,9 @@ func flattenValue(m map[string]string, key string, v reflect.Value) {
 		m[key] = v.Interface().(fmt.Stringer).String()
 	case v.Kind() == reflect.Struct:
 		for i := range v.NumField() {
-			flattenValue(m, join(key, v.Type().Field(i).Tag.Get("toml")), v.Field(i))
+			if tag := v.Type().Field(i).Tag.Get("toml"); tag != "" {
+				flattenValue(m, join(key, tag), v.Field(i))
+			}
 		}
 	case v.Kind() == reflect.Slice:
 		m[key+".#"] = strconv.Itoa(v.Len()) // a length change is reported at key

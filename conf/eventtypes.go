@@ -26,9 +26,9 @@ func (c *Config) validateEventTypes(ps *problems) {
 	seen := map[string]int{}
 	for i := range c.EventTypes {
 		et := &c.EventTypes[i]
-		key := fmt.Sprintf("event_types[%d]", i)
+		key := c.eventTypeKey(i)
 		if prev, dup := seen[et.Name]; dup && et.Name != "" {
-			ps.bad(key+".name", et.Name, "is the name of event_types[%d] already", prev)
+			ps.bad(key+".name", et.Name, "is the name of %s already", c.eventTypeKey(prev))
 		}
 		seen[et.Name] = i
 		et.validate(ps, key, c.CSV)

@@ -16,13 +16,16 @@ type KeyDoc struct {
 // Reference documents every key of the schema, in file order. A test checks
 // it against the Config structs and Default, and docs/configuration.md against it.
 var Reference = []KeyDoc{
+	{"include", "[]", "Glob patterns (relative to this file's directory) of more files holding `[[event_types]]` only, e.g. `[\"/etc/materializer/event-types.d/*.toml\"]`; their event types are added to this file's. A problem names the file and the key in it. A SIGHUP reload reads the patterns again (added files start their event types)."},
 	{"daemon.data_dir", "required", "Directory for Pebble state, staging files and local checkpoints (EBS). Created with mode 0750; locked with `LOCK` (flock) so only one daemon uses it."},
 	{"daemon.admin_listen", `"127.0.0.1:8080"`, "host:port of the admin HTTP API (`/healthz`, `/readyz`, `/metrics`, `/v1/...`)."},
 	{"daemon.admin_token_file", `""`, "File holding the bearer token for the mutating `POST` endpoints. Empty: those endpoints accept loopback clients only."},
 	{"daemon.log_level", `"info"`, "trace, debug, info, warn, error, fatal, panic or disabled. Applied again on SIGHUP."},
 	{"daemon.log_format", `"json"`, "`json` (one object per line, for journald) or `console` (for humans)."},
 	{"daemon.drain_timeout", `"30s"`, "Budget for a clean stop on SIGTERM/SIGINT; the unit's `TimeoutStopSec` must be larger."},
-	{"daemon.key_cache_bytes", `"16MiB"`, "Memory for the committed states of recently used keys, so their events need no state lookup (about 100 bytes a key; docs/performance.md). At least 4KiB; fixed: it does not grow with the number of keys; memory the host cannot map stops the start with an error. Takes effect on restart."},
+	{"daemon.on_stop", `"handover"`, "What SIGTERM does: `handover` stops reading, closes every open session, seals and delivers every file, commits and exits 0 (nothing stays in the data dir; if storage or NATS is down it keeps everything, logs what stays and exits 1); `keep` commits what is durable and leaves open sessions and files for the next start on the same disk."},
+	{"daemon.memory_limit", `"512MiB"`, "The process's memory budget (at least 128MiB): Pebble's block cache and memtables, the key cache, consumer and staging buffers and Go's soft heap limit (GOMEMLIMIT) are derived from it; `check` prints the split. Takes effect on restart."},
+	{"daemon.key_cache_bytes", `"0B"`, "Override of the key cache's share of `memory_limit` (the committed states of recently used keys, about 100 bytes a key; docs/performance.md); `0B`: derived from `memory_limit`. Otherwise at least 4KiB and at most half of `memory_limit`. Takes effect on restart."},
 
 	{"nakadi.url", "required (not for `demo`)", "Base URL of Nakadi (`http(s)://`, no credentials in it)."},
 	{"nakadi.token_file", `""`, "File holding the OAuth bearer token; re-read when it changes. Empty: no `Authorization` header."},
@@ -54,6 +57,12 @@ var Reference = []KeyDoc{
 	{"csv.header", "true", "Start every file with the header line."},
 	{"csv.null", `""`, "Text of a missing value, e.g. `\"\\\\N\"`; must not contain the delimiter, `\"`, CR or LF."},
 
+	{"limits.max_event_bytes", `"8MiB"`, "An event larger than this is rejected unparsed (its reason names the limit)."},
+	{"limits.max_rows_per_event", "10000", "An event whose tables would get more rows than this is rejected (checked while the rows are built)."},
+	{"limits.max_event_output_bytes", `"16MiB"`, "An event whose rows would take more CSV bytes than this is rejected (checked while the rows are built)."},
+	{"limits.max_field_bytes", `"1MiB"`, "An event with a field (a column's value as written, e.g. an expanded decimal) longer than this is rejected."},
+	{"limits.max_rejected_raw_bytes", `"64KiB"`, "A rejected file keeps the raw event up to this size; a longer one is kept as its prefix, and the error column gives its full length and sha256."},
+
 	{"notify.nats_url", `""`, "Comma-separated `nats://` or `tls://` URLs of the NATS cluster; empty: no notices. No credentials in it."},
 	{"notify.subject_prefix", `"materializer.files"`, "Notices go to `{subject_prefix}.{event_type}`; a NATS subject without wildcards."},
 	{"notify.stream", `"MATERIALIZER_FILES"`, "JetStream stream holding the notices; created if missing."},
@@ -63,11 +72,20 @@ var Reference = []KeyDoc{
 	{"notify.tls_key_file", `""`, "Client private key for mutual TLS."},
 	{"notify.duplicate_window", `"2h"`, "JetStream de-duplication window of the stream (>= 1h); repeated notices inside it are dropped by id."},
 	{"notify.publish_timeout", `"10s"`, "Longest wait for JetStream to acknowledge a notice."},
+	{"notify.stream_replicas", "1", "Replicas of the stream the daemon creates (1..5; 3 on a NATS cluster). An existing stream with fewer replicas is reported at start."},
 
 	{"checkpoint.interval", `"10m"`, "Time between checkpoints; `\"0s\"`: no periodic checkpoints."},
 	{"checkpoint.keep", "6", "Checkpoints kept (>= 1), locally and in the remote copy."},
 	{"checkpoint.url", `""`, "Remote copy of each checkpoint for disaster recovery: `s3://` (with the `[storage]` region, endpoint, credentials and encryption) or `file://`; empty: local only. One URL per daemon."},
 	{"checkpoint.on_shutdown", "false", "Take a checkpoint during a clean stop."},
+
+	{"load.dsn_file", `""`, "`materializer load` only (required there): file holding the PostgreSQL connection string (it holds a password)."},
+	{"load.schema", `"ods"`, "Schema of the loader's tables."},
+	{"load.durable", `"dwh-loader"`, "JetStream durable consumer of the loader (one per warehouse)."},
+	{"load.history", "false", "Also append every loaded main and correction row to `{table}_history`."},
+	{"load.admin_listen", `"127.0.0.1:8081"`, "host:port of the loader's admin HTTP API."},
+	{"load.batch_files", "16", "Most files applied in one PostgreSQL transaction (1..1000)."},
+	{"load.max_attempts", "5", "Attempts of a file that cannot be loaded before its notice is parked in `materializer_failed_files` (1..1000)."},
 
 	{"event_types", "required", "One or more `[[event_types]]`, each consumed through its own Nakadi subscription."},
 	{"event_types.name", "required", "Nakadi event type (pattern `[a-zA-Z][-0-9a-zA-Z_]*(\\.[0-9a-zA-Z][-0-9a-zA-Z_]*)*`); unique."},
@@ -117,6 +135,9 @@ func SchemaKeys() []string {
 func schemaKeys(keys *[]string, prefix string, t reflect.Type) {
 	for i := range t.NumField() {
 		f := t.Field(i)
+		if f.Tag.Get("toml") == "" {
+			continue // not a key of the file
+		}
 		key := join(prefix, f.Tag.Get("toml"))
 		ft := f.Type
 		if prefix != "" || ft.Kind() != reflect.Struct {

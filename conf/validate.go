@@ -23,12 +23,16 @@ func (c *Config) ValidateFor(mode Mode) error {
 
 func (c *Config) validate(mode Mode) Problems {
 	var ps problems
-	c.Daemon.validate(&ps)
+	c.Daemon.validate(&ps, mode)
 	c.Nakadi.validate(&ps, mode)
 	c.Storage.validate(&ps)
 	c.CSV.validate(&ps)
-	c.Notify.validate(&ps)
+	c.Limits.validate(&ps)
+	c.Notify.validate(&ps, mode)
 	c.Checkpoint.validate(&ps)
+	if mode == ForLoad || c.Load.DSNFile != "" {
+		c.Load.validate(&ps)
+	}
 	c.validateEventTypes(&ps)
 	return ps.list
 }
@@ -38,8 +42,8 @@ var (
 	logFormats = []string{"json", "console"}
 )
 
-func (d *Daemon) validate(ps *problems) {
-	if d.DataDir == "" {
+func (d *Daemon) validate(ps *problems, mode Mode) {
+	if d.DataDir == "" && mode != ForLoad {
 		ps.missing("daemon.data_dir")
 	}
 	if _, port, err := net.SplitHostPort(d.AdminListen); err != nil || !validPort(port) {
@@ -48,10 +52,24 @@ func (d *Daemon) validate(ps *problems) {
 	oneOf(ps, "daemon.log_level", d.LogLevel, logLevels)
 	oneOf(ps, "daemon.log_format", d.LogFormat, logFormats)
 	positive(ps, "daemon.drain_timeout", d.DrainTimeout)
-	if positiveBytes(ps, "daemon.key_cache_bytes", d.KeyCacheBytes) && d.KeyCacheBytes.n < 4<<10 {
-		ps.bad("daemon.key_cache_bytes", d.KeyCacheBytes.text, "must be at least 4KiB")
+	oneOf(ps, "daemon.on_stop", d.OnStop, []string{OnStopHandover, OnStopKeep})
+	if positiveBytes(ps, "daemon.memory_limit", d.MemoryLimit) && d.MemoryLimit.n < MinMemoryLimit {
+		ps.bad("daemon.memory_limit", d.MemoryLimit.text, "must be at least %s", formatBytes(MinMemoryLimit))
+	}
+	switch k := d.KeyCacheBytes; {
+	case !k.IsSet() || k.err != nil:
+		positiveBytes(ps, "daemon.key_cache_bytes", k)
+	case k.n == 0: // derived from memory_limit
+	case k.n < 4<<10:
+		ps.bad("daemon.key_cache_bytes", k.text, "must be 0 (derived from daemon.memory_limit) or at least 4KiB")
+	case d.MemoryLimit.err == nil && k.n > d.MemoryLimit.n/2:
+		ps.bad("daemon.key_cache_bytes", k.text, "must be at most half of daemon.memory_limit (%s)", d.MemoryLimit.text)
 	}
 }
+
+// MinMemoryLimit is the smallest daemon.memory_limit: the fixed costs of
+// the process (Go runtime, Pebble's smallest memtables, buffers) need it.
+const MinMemoryLimit = 128 << 20
 
 func validPort(s string) bool {
 	n, err := strconv.ParseUint(s, 10, 16)
@@ -60,7 +78,7 @@ func validPort(s string) bool {
 
 func (n *Nakadi) validate(ps *problems, mode Mode) {
 	switch {
-	case n.URL == "" && mode == ForDemo:
+	case n.URL == "" && (mode == ForDemo || mode == ForLoad):
 	case n.URL == "":
 		ps.missing("nakadi.url")
 	default:
@@ -187,10 +205,14 @@ func (c *CSV) validate(ps *problems) {
 	}
 }
 
-func (n *Notify) validate(ps *problems) {
-	if n.NATSURL != "" {
+func (n *Notify) validate(ps *problems, mode Mode) {
+	switch {
+	case n.NATSURL != "":
 		natsURLs(ps, "notify.nats_url", n.NATSURL)
+	case mode == ForLoad:
+		ps.add("notify.nats_url", "", "is required by `materializer load`: it reads the notices")
 	}
+	intBetween(ps, "notify.stream_replicas", n.StreamReplicas, 1, 5)
 	if !validSubject(n.SubjectPrefix) {
 		ps.bad("notify.subject_prefix", n.SubjectPrefix, "is not a NATS subject (dot-separated tokens, no spaces, no * or > wildcards)")
 	}
@@ -235,6 +257,43 @@ func validSubject(s string) bool {
 func validStreamName(s string) bool {
 	return s != "" && len(s) <= 255 && !strings.ContainsAny(s, " \t\r\n.*>/\\")
 }
+
+func (l *Limits) validate(ps *problems) {
+	atLeastBytes(ps, "limits.max_event_bytes", l.MaxEventBytes, 1<<10)
+	if l.MaxRowsPerEvent < 1 {
+		ps.add("limits.max_rows_per_event", strconv.Itoa(l.MaxRowsPerEvent), "must be >= 1")
+	}
+	atLeastBytes(ps, "limits.max_event_output_bytes", l.MaxEventOutputBytes, 1<<10)
+	atLeastBytes(ps, "limits.max_field_bytes", l.MaxFieldBytes, 64)
+	atLeastBytes(ps, "limits.max_rejected_raw_bytes", l.MaxRejectedRawBytes, 256)
+}
+
+// atLeastBytes checks a set, parseable size of at least lo.
+func atLeastBytes(ps *problems, key string, b ByteSize, lo int64) {
+	if positiveBytes(ps, key, b) && b.n < lo {
+		ps.bad(key, b.text, "must be at least %s", formatBytes(lo))
+	}
+}
+
+func (l *Loader) validate(ps *problems) {
+	if l.DSNFile == "" {
+		ps.add("load.dsn_file", "", "is required by `materializer load`: a file holding the PostgreSQL connection string")
+	}
+	if !sqlIdent.MatchString(l.Schema) {
+		ps.bad("load.schema", l.Schema, "is not a schema name ([a-z_][a-z0-9_]*, at most 63 characters)")
+	}
+	if !validStreamName(l.Durable) {
+		ps.bad("load.durable", l.Durable, "is not a JetStream consumer name (1-255 characters, no spaces, '.', '*', '>', '/' or '\\')")
+	}
+	if _, port, err := net.SplitHostPort(l.AdminListen); err != nil || !validPort(port) {
+		ps.bad("load.admin_listen", l.AdminListen, `is not a host:port address (like "127.0.0.1:8081")`)
+	}
+	intBetween(ps, "load.batch_files", l.BatchFiles, 1, 1000)
+	intBetween(ps, "load.max_attempts", l.MaxAttempts, 1, 1000)
+}
+
+// sqlIdent is a PostgreSQL identifier that needs no quoting.
+var sqlIdent = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 func (c *Checkpoint) validate(ps *problems) {
 	if c.Interval.err == nil && c.Interval.d < 0 {

@@ -32,7 +32,7 @@ var daemonRules = []ruleCase{
 	{"drain_timeout zero", e("daemon.drain_timeout", `"0s"`), "daemon.drain_timeout", `"0s" must be > 0`},
 	{"drain_timeout negative", e("daemon.drain_timeout", `"-1s"`), "daemon.drain_timeout", `"-1s" must be > 0`},
 	{"drain_timeout unparseable", e("daemon.drain_timeout", `"soon"`), "daemon.drain_timeout", `"soon" is not a duration`},
-	{"key_cache_bytes too small", e("daemon.key_cache_bytes", `"1KiB"`), "daemon.key_cache_bytes", `"1KiB" must be at least 4KiB`},
+	{"key_cache_bytes too small", e("daemon.key_cache_bytes", `"1KiB"`), "daemon.key_cache_bytes", `"1KiB" must be 0 (derived from daemon.memory_limit) or at least 4KiB`},
 }
 
 var nakadiRules = []ruleCase{

@@ -26,8 +26,10 @@ var ErrReloadRefused = errors.New("reload refused: these changes would change th
 // liveKey is one config key that changes without a restart: keep copies
 // its new value into the running config (so the next reload compares
 // against what runs), apply makes the running pipeline use it. A nil apply
-// means the daemon applies it (the process-wide log level, the admin
-// server's token file, which it re-reads on every SIGHUP).
+// means nothing in the pipeline changes: the daemon applies it (the
+// process-wide log level, the admin server's token file, which it re-reads
+// on every SIGHUP), or its effect comes with other keys (the event types
+// an include pattern adds).
 type liveKey struct {
 	key   string
 	keep  func(run, cur *conf.Config)
@@ -36,6 +38,7 @@ type liveKey struct {
 
 // liveKeys is every key a reload applies.
 var liveKeys = []liveKey{
+	{"include", func(run, cur *conf.Config) { run.Include = cur.Include }, nil},
 	{"daemon.log_level", func(run, cur *conf.Config) { run.Daemon.LogLevel = cur.Daemon.LogLevel }, nil},
 	{"daemon.admin_token_file", func(run, cur *conf.Config) { run.Daemon.AdminTokenFile = cur.Daemon.AdminTokenFile }, nil},
 	{"storage.roll_max_bytes", func(run, cur *conf.Config) { run.Storage.RollMaxBytes = cur.Storage.RollMaxBytes }, applyRoll},
