@@ -12,10 +12,11 @@ import (
 	"sync/atomic"
 )
 
-// adminAuth guards the mutating POST endpoints: with a token file, a request
-// needs `Authorization: Bearer <token>`; without one, only loopback clients
-// are accepted. The token is kept only as its SHA-256, compared in constant
-// time, and never logged.
+// adminAuth guards the admin API: with a token file, every /v1 request
+// and /debug/pprof needs `Authorization: Bearer <token>`; without one, the
+// mutating POST endpoints and the profiler accept loopback clients only.
+// The token is kept only as its SHA-256, compared in constant time, and
+// never logged.
 type adminAuth struct {
 	tokenFile string
 	token     atomic.Pointer[[sha256.Size]byte] // nil: loopback only
@@ -59,13 +60,29 @@ func pathError(err error) error {
 	return err
 }
 
-// require wraps a mutating handler with the check.
-func (a *adminAuth) require(next http.HandlerFunc) http.HandlerFunc {
+// readable wraps a handler that only reads: the token when one is set.
+func (a *adminAuth) readable(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if want := a.token.Load(); want != nil && !bearerMatches(r, want) {
+			unauthorized(w)
+			return
+		}
+		next(w, r)
+	}
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="materializer"`)
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+}
+
+// guard wraps a mutating handler (or the profiler): the token, or a
+// loopback client when no token is set.
+func (a *adminAuth) guard(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if want := a.token.Load(); want != nil {
 			if !bearerMatches(r, want) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="materializer"`)
-				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+				unauthorized(w)
 				return
 			}
 		} else if !fromLoopback(r) {

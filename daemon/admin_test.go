@@ -38,10 +38,11 @@ func newAdminFixture(t *testing.T, listen, tokenFile string) *adminFixture {
 	}
 	pipe := &placeholderPipeline{}
 	reg := newRegistry()
-	a, err := newAdminServer(adminConfig{Listen: listen, Auth: auth, Registry: reg, Log: zerolog.Nop(), Now: time.Now}, pipe)
+	a, err := newAdminServer(adminConfig{Listen: listen, Auth: auth, Registry: reg, Log: zerolog.Nop(), Now: time.Now, Ready: pipe.Ready})
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.servePipeline(pipe)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -162,9 +163,20 @@ func TestAdminBearerToken(t *testing.T) {
 			t.Errorf("token %q: %d, want %d", tc.token, code, tc.code)
 		}
 	}
-	// GET endpoints stay open.
-	if code, _ := get(t, f.base+"/v1/status"); code != 200 {
-		t.Errorf("/v1/status with a token configured: %d", code)
+	// With a token, reading needs it too — /v1 and the profiler — but
+	// health, readiness and metrics stay open.
+	for _, path := range []string{"/v1/status", "/v1/checkpoints", "/debug/pprof/"} {
+		if code, _ := get(t, f.base+path); code != 401 {
+			t.Errorf("GET %s without the token: %d, want 401", path, code)
+		}
+	}
+	if code, _ := do(t, "GET", f.base+"/v1/status", "first-token"); code != 200 {
+		t.Errorf("GET /v1/status with the token: %d", code)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if code, _ := get(t, f.base+path); code != 200 {
+			t.Errorf("GET %s with a token configured: %d, want 200", path, code)
+		}
 	}
 	// Rotation: Reload picks up the new token; the old one stops working.
 	if err := os.WriteFile(tokenFile, []byte("second-token"), 0o600); err != nil {
@@ -246,7 +258,8 @@ func nonLoopbackIP() string {
 
 func TestAdminRunStopsOnCancel(t *testing.T) {
 	auth, _ := newAdminAuth("")
-	a, err := newAdminServer(adminConfig{Listen: "127.0.0.1:0", Auth: auth, Registry: newRegistry(), Log: zerolog.Nop(), Now: time.Now}, &placeholderPipeline{})
+	a, err := newAdminServer(adminConfig{Listen: "127.0.0.1:0", Auth: auth, Registry: newRegistry(), Log: zerolog.Nop(), Now: time.Now,
+		Ready: func() bool { return false }})
 	if err != nil {
 		t.Fatal(err)
 	}

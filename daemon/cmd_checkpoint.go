@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -203,34 +201,4 @@ func checkpointCreate(args []string, io stdio) int {
 		return exitFailure
 	}
 	return exitOK
-}
-
-// adminPost POSTs to the running daemon's admin API (daemon.admin_listen,
-// loopback when it listens on every address) with the bearer token of
-// daemon.admin_token_file, and decodes the JSON answer into out.
-func adminPost(ctx context.Context, cfg *conf.Config, path string, out any) error {
-	base, err := adminBaseURL(cfg.Daemon.AdminListen)
-	if err != nil {
-		return err
-	}
-	var token string
-	if f := cfg.Daemon.AdminTokenFile; f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("daemon.admin_token_file: %w", pathError(err))
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	resp, body, err := adminDo(ctx, http.MethodPost, base, path, token)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s: %s", resp.Status, e.Error)
-		}
-		return fmt.Errorf("%s", resp.Status)
-	}
-	return json.Unmarshal(body, out)
 }

@@ -75,10 +75,11 @@ func (h *demoHost) Serve(ctx context.Context, cfg *conf.Config, p *pipeline.Pipe
 		return "", err
 	}
 	a, err := newAdminServer(adminConfig{Listen: cfg.Daemon.AdminListen, Auth: auth, Registry: h.reg,
-		Log: h.Logger(cfg), Now: time.Now}, p)
+		Log: h.Logger(cfg), Now: time.Now, Ready: p.Ready})
 	if err != nil {
 		return "", err
 	}
+	a.servePipeline(p)
 	go func() { _ = a.Run(ctx) }()
 	return a.Addr(), nil
 }

@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"materializer/pipeline"
 	"materializer/pipeline/outbox"
-	"net"
 	"net/http"
-	"os"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -30,14 +26,14 @@ func cmdStatus(args []string, io stdio) int {
 	if !ok {
 		return exitUsage
 	}
-	base, err := adminBaseURL(cfg.Daemon.AdminListen)
+	client, err := newAdminClient(cfg)
 	if err != nil {
 		fmt.Fprintf(io.err, "materializer status: %v\n", err)
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, body, err := fetchStatus(ctx, base)
+	st, body, err := fetchStatus(ctx, client)
 	if err != nil {
 		fmt.Fprintf(io.err, "materializer status: %v\n", err)
 		return exitFailure
@@ -45,7 +41,7 @@ func cmdStatus(args []string, io stdio) int {
 	if *raw {
 		_, err = io.out.Write(body)
 	} else {
-		err = printStatus(io.out, st, base, time.Now())
+		err = printStatus(io.out, st, client.base, time.Now())
 	}
 	if err != nil {
 		fmt.Fprintf(io.err, "materializer status: %v\n", err)
@@ -54,77 +50,23 @@ func cmdStatus(args []string, io stdio) int {
 	return exitOK
 }
 
-// adminBaseURL turns daemon.admin_listen into the URL a local client
-// uses: a wildcard host becomes loopback.
-func adminBaseURL(listen string) (string, error) {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "", fmt.Errorf("daemon.admin_listen %q: %w", listen, err)
-	}
-	if port == "0" {
-		return "", fmt.Errorf("daemon.admin_listen %q has port 0: the daemon picked a port at start (see its log line \"admin server listening\")", listen)
-	}
-	switch ip := net.ParseIP(host); {
-	case host == "" || (ip != nil && ip.IsUnspecified() && ip.To4() != nil):
-		host = "127.0.0.1"
-	case ip != nil && ip.IsUnspecified():
-		host = "::1"
-	}
-	return "http://" + net.JoinHostPort(host, port), nil
-}
-
 // statusView is GET /v1/status as a client decodes it.
 type statusView = statusDoc
 
-// fetchStatus gets and decodes base/v1/status; body is the raw answer.
-func fetchStatus(ctx context.Context, base string) (*statusView, []byte, error) {
-	resp, body, err := adminDo(ctx, http.MethodGet, base, "/v1/status", "")
+// fetchStatus gets and decodes /v1/status; body is the raw answer.
+func fetchStatus(ctx context.Context, c *adminClient) (*statusView, []byte, error) {
+	resp, body, err := c.do(ctx, http.MethodGet, "/v1/status")
 	if err != nil {
 		return nil, nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, body, fmt.Errorf("GET %s/v1/status: %s: %s", base, resp.Status, strings.TrimSpace(string(body)))
+		return nil, body, fmt.Errorf("GET %s/v1/status: %s: %s", c.base, resp.Status, strings.TrimSpace(string(body)))
 	}
 	var st statusView
 	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, body, fmt.Errorf("GET %s/v1/status: not a status document: %w", base, err)
+		return nil, body, fmt.Errorf("GET %s/v1/status: not a status document: %w", c.base, err)
 	}
 	return &st, body, nil
-}
-
-// adminDo sends one request to the admin API at base (with the bearer
-// token unless empty) and reads the answer. A daemon that does not answer
-// is a one-line notAnswering error; the caller judges the status.
-func adminDo(ctx context.Context, method, base, path, token string) (*http.Response, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, nil, notAnswering(base, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s%s: %w", method, base, path, err)
-	}
-	return resp, body, nil
-}
-
-// notAnswering names the usual cause of a failed request in one line.
-func notAnswering(base string, err error) error {
-	addr := strings.TrimPrefix(base, "http://")
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("no daemon is running on %s (connection refused): start it with `materializer run`, or check daemon.admin_listen", addr)
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("the daemon on %s did not answer in time", addr)
-	}
-	return fmt.Errorf("cannot reach the daemon on %s: %w", addr, err)
 }
 
 // printStatus writes the human view of a status document.

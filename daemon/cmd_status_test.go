@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"materializer/internal/e2etest"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -26,7 +27,12 @@ func TestStatusOfRunningDaemon(t *testing.T) {
 	dir := t.TempDir()
 	nk := e2etest.ArticleEmulator(t, 2)
 	addr := freeAddr(t)
-	path := testConfig(t, dir, configOpts{DataDir: filepath.Join(dir, "data"), AdminListen: addr, NakadiURL: nk.URL()})
+	// With a token, `status` sends it (GET /v1/status needs it then).
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("status-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := testConfig(t, dir, configOpts{DataDir: filepath.Join(dir, "data"), AdminListen: addr, NakadiURL: nk.URL(), TokenFile: token})
 	p := startRun(t, path)
 	p.waitLog("ready")
 
@@ -66,6 +72,11 @@ func TestStatusOfRunningDaemon(t *testing.T) {
 		doc.EventTypes[0].Counters.Received != 50 {
 		t.Errorf("status -json: exit %d, stderr %q, body:\n%s", code, stderr, raw)
 	}
+	var tree any
+	if err := json.Unmarshal([]byte(raw), &tree); err != nil {
+		t.Fatal(err)
+	}
+	checkSnakeCase(t, "", tree)
 
 	p.stopOK(30*time.Second, "run")
 	code, stdout, stderr := runBinary(t, "status", "-config", path)
@@ -90,5 +101,24 @@ func TestAdminBaseURL(t *testing.T) {
 	}
 	if _, err := adminBaseURL("127.0.0.1:0"); err == nil {
 		t.Error("port 0: no error")
+	}
+}
+
+// checkSnakeCase fails for every JSON object key that is not snake_case.
+func checkSnakeCase(t *testing.T, at string, v any) {
+	t.Helper()
+	snake := regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if !snake.MatchString(k) {
+				t.Errorf("/v1/status key %s%s is not snake_case", at, k)
+			}
+			checkSnakeCase(t, at+k+".", x)
+		}
+	case []any:
+		for _, x := range v {
+			checkSnakeCase(t, at, x)
+		}
 	}
 }

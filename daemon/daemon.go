@@ -96,9 +96,13 @@ func (d *daemon) build(opts runOptions, root zerolog.Logger) error {
 		return err
 	}
 	d.admin, err = newAdminServer(adminConfig{
-		Listen: d.cfg.Daemon.AdminListen, Auth: d.auth, Registry: reg, Log: root, Now: opts.Now,
-	}, d.pipe)
-	return err
+		Listen: d.cfg.Daemon.AdminListen, Auth: d.auth, Registry: reg, Log: root, Now: opts.Now, Ready: d.pipe.Ready,
+	})
+	if err != nil {
+		return err
+	}
+	d.admin.servePipeline(d.pipe)
+	return nil
 }
 
 func (d *daemon) logAdmin() {
