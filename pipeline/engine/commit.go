@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
@@ -17,17 +18,15 @@ import (
 // commit writes the step's rows, seals what must roll, and commits the
 // step's state batch synced; then it marks the step's Nakadi batches durable.
 func (e *Engine) commit(st *step) error {
-	// Written in key order — best events, then key states (their tags sort
-	// so) — because Pebble inserts a batch into its memtable in batch order,
-	// and a skiplist insert next to the previous one finds its place in
-	// cache-warm nodes.
+	// Written in key order — key states, then session records (their tags
+	// sort so; sessions by deadline) — because Pebble inserts a batch into
+	// its memtable in batch order, and a skiplist insert next to the
+	// previous one finds its place in cache-warm nodes.
 	sortKeys(st.order)
-	for _, ke := range st.order {
-		e.putBest(st, ke)
-	}
 	for _, ke := range st.order {
 		e.putKey(st, ke)
 	}
+	e.putSessions(st)
 	for et := range st.types {
 		if invariants && !et.counters.Balanced() {
 			panic(fmt.Sprintf("engine: counters of %s out of balance: %+v", et.Name, et.counters))
@@ -89,12 +88,23 @@ func sortKeys(order []*keyEntry) {
 	}
 }
 
-func (e *Engine) putBest(st *step, ke *keyEntry) {
-	switch {
-	case ke.bestDirty:
-		st.batch.PutBest(ke.slot.id, ke.key, ke.bestOffset, ke.best)
-	case ke.bestGone:
-		st.batch.DeleteBest(ke.slot.id, ke.key)
+// putSessions writes the record of every open session whose best event
+// changed in this step (opened, replaced, or moved to a later deadline),
+// filed under its deadline, in (slot, deadline, key) order. A record
+// already at that deadline is overwritten.
+func (e *Engine) putSessions(st *step) {
+	var open []*keyEntry
+	for _, ke := range st.order {
+		if ke.bestDirty && ke.st.Open {
+			open = append(open, ke)
+		}
+	}
+	slices.SortFunc(open, func(a, b *keyEntry) int {
+		return cmp.Or(cmp.Compare(a.slot.id, b.slot.id), cmp.Compare(a.st.Filed, b.st.Filed), bytes.Compare(a.key, b.key))
+	})
+	for _, ke := range open {
+		st.head = appendSessionHead(st.head[:0], &ke.st, ke.bestOffset)
+		st.batch.PutSession(ke.slot.id, ke.st.Filed, ke.key, st.head, ke.best)
 	}
 }
 

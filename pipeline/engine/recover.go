@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"materializer/pipeline/compact"
 	"materializer/pipeline/files"
 	"materializer/state"
 )
@@ -31,6 +32,9 @@ func (e *Engine) recover() error {
 	}
 	e.cache.clear()
 	if err := e.checkFingerprints(); err != nil {
+		return err
+	}
+	if err := e.db.UpgradeFrom1(upgradeSession); err != nil {
 		return err
 	}
 	open, err := e.db.Files()
@@ -61,6 +65,17 @@ func (e *Engine) recover() error {
 		e.log.Warn().Int("files", len(e.forceSeal)).Msg("staging files opened under another table mapping are sealed before new rows are written")
 	}
 	return e.loadSlots()
+}
+
+// upgradeSession files an open session of state format 1 under its timer's
+// deadline (state.UpgradeFrom1); a closed key's timer was stale.
+func upgradeSession(deadline int64, stateV1 []byte, offset string) (newState, head []byte, ok bool, err error) {
+	var ks compact.KeyState
+	if err := ks.Decode(stateV1); err != nil || !ks.Open {
+		return nil, nil, false, err
+	}
+	ks.Filed = deadline
+	return ks.AppendEncoded(nil), appendSessionHead(nil, &ks, offset), true, nil
 }
 
 // mappingCurrent reports whether an open file was written with the columns
