@@ -53,13 +53,14 @@ type Overrides struct {
 
 // Pipeline is one running pipeline over one data dir.
 type Pipeline struct {
-	cfg  *conf.Config
-	log  zerolog.Logger // root logger, handed to the components
-	plog zerolog.Logger // this wiring's own logs
-	reg  prometheus.Registerer
-	now  func() time.Time
-	opts Overrides
-	lock *datadir.Lock
+	cfg    *conf.Config
+	log    zerolog.Logger // root logger, handed to the components
+	plog   zerolog.Logger // this wiring's own logs
+	reg    prometheus.Registerer
+	now    func() time.Time
+	opts   Overrides
+	lock   *datadir.Lock
+	budget conf.Budget
 
 	db        *state.DB
 	eng       *engine.Engine
@@ -107,7 +108,11 @@ func New(o Options) (*Pipeline, error) {
 		return nil, err
 	}
 	p.lock = lock
+	p.budget = p.cfg.Daemon.MemoryBudget()
 	p.bp = newBackpressure(p, o.Registry)
+	if o.Registry != nil {
+		o.Registry.MustRegister(memoryCollector{p})
+	}
 	return p, nil
 }
 
@@ -122,7 +127,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err := checkpoint.CheckNoPending(dataDir); err != nil {
 		return err
 	}
-	db, err := state.Open(datadir.State(dataDir), state.Options{Logger: p.log})
+	db, err := state.Open(datadir.State(dataDir), state.Options{Logger: p.log, CacheSize: p.budget.BlockCache,
+		MemTableSize: uint64(p.budget.MemTableSize), MemTables: conf.MemTablesInMemory})
 	if err != nil {
 		return err
 	}
@@ -205,7 +211,7 @@ func (p *Pipeline) build(ctx context.Context) (err error) {
 		RollMaxBytes: c.Storage.RollMaxBytes.Bytes(), RollMaxRows: int64(c.Storage.RollMaxRows),
 		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: p.csv, MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
 		Tick: p.opts.Tick, Now: p.now, Logger: p.log, Metrics: engine.NewMetrics(p.reg), Sealed: p.outbox.Wake,
-		KeyCacheBytes: c.Daemon.KeyCacheBytes.Bytes(),
+		KeyCacheBytes: p.budget.KeyCache,
 	}, types)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 // snake_case.
 type Status struct {
 	Ready      bool              `json:"ready"`
+	Memory     MemoryStatus      `json:"memory"`
 	EventTypes []EventTypeStatus `json:"event_types"`
 }
 
@@ -46,7 +47,7 @@ type PartitionStatus struct {
 
 // Status returns a snapshot of every event type.
 func (p *Pipeline) Status(context.Context) (Status, error) {
-	s := Status{Ready: p.Ready(), EventTypes: []EventTypeStatus{}}
+	s := Status{Ready: p.Ready(), Memory: MemoryStatus{Budget: p.budget, InUse: p.memoryInUse()}, EventTypes: []EventTypeStatus{}}
 	if !p.recovered.Load() {
 		return s, nil
 	}

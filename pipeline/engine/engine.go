@@ -109,8 +109,9 @@ type Engine struct {
 
 	trace func(format string, args ...any) // tests: narrates decisions
 
-	recovered atomic.Bool
-	heartbeat atomic.Int64 // unix ns of the loop's last turn
+	recovered     atomic.Bool
+	heartbeat     atomic.Int64 // unix ns of the loop's last turn
+	keyCacheBytes atomic.Int64 // the key cache's memory in use, as of the last step
 
 	mu     sync.Mutex // guards status
 	status Status
