@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,9 @@ type Pipeline struct {
 	opts   Overrides
 	lock   *datadir.Lock
 	budget conf.Budget
+	// transport is the consumers' HTTP transport: each stream holds a
+	// connection, commits, cursor and stats requests share a small pool.
+	transport *http.Transport
 
 	db        *state.DB
 	eng       *engine.Engine
@@ -79,6 +83,11 @@ type Pipeline struct {
 	names     []string
 	paused    map[string]bool // paused by an operator (admin API)
 }
+
+// stagingHandles is how many staging files hold an OS handle at most; with
+// Pebble's table cache (state) and one connection per Nakadi stream, a
+// daemon with a thousand event types stays under 2,048 descriptors.
+const stagingHandles = 256
 
 // Errors of the control methods; the admin API maps them to HTTP statuses.
 var (
@@ -109,6 +118,8 @@ func New(o Options) (*Pipeline, error) {
 	}
 	p.lock = lock
 	p.budget = p.cfg.Daemon.MemoryBudget()
+	p.transport = http.DefaultTransport.(*http.Transport).Clone()
+	p.transport.MaxIdleConnsPerHost = 32
 	p.bp = newBackpressure(p, o.Registry)
 	if o.Registry != nil {
 		o.Registry.MustRegister(memoryCollector{p})
@@ -211,7 +222,7 @@ func (p *Pipeline) build(ctx context.Context) (err error) {
 		RollMaxBytes: c.Storage.RollMaxBytes.Bytes(), RollMaxRows: int64(c.Storage.RollMaxRows),
 		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: p.csv, MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
 		Tick: p.opts.Tick, Now: p.now, Logger: p.log, Metrics: engine.NewMetrics(p.reg), Sealed: p.outbox.Wake,
-		KeyCacheBytes: p.budget.KeyCache,
+		KeyCacheBytes: p.budget.KeyCache, MaxOpenFiles: stagingHandles,
 	}, types)
 	if err != nil {
 		return err

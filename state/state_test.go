@@ -70,7 +70,7 @@ func TestRoundTrips(t *testing.T) {
 		t.Fatalf("key state %q %v %v", got, ok, err)
 	}
 	var due []string
-	if err := db.Timers(SessionTimer, 7, 100, func(d int64, k, v []byte) (bool, error) {
+	if err := db.Timers(SessionTimer, 7, math.MinInt64, 100, func(d int64, k, v []byte) (bool, error) {
 		due = append(due, fmt.Sprintf("%d %s %s", d, k, v))
 		return true, nil
 	}); err != nil {
@@ -79,10 +79,13 @@ func TestRoundTrips(t *testing.T) {
 	if want := []string{"-100 neg n", `100 k1 head|{"a":1}`}; !slices.Equal(due, want) {
 		t.Fatalf("due sessions %q, want %q", due, want)
 	}
-	if d, ok, _ := db.NextTimer(SessionTimer, 7); !ok || d != -100 {
+	if d, ok, _ := db.NextTimer(SessionTimer, 7, math.MinInt64); !ok || d != -100 {
 		t.Fatalf("next session %d %v", d, ok)
 	}
-	if d, ok, _ := db.NextTimer(ExpiryTimer, 7); !ok || d != 50 {
+	if d, ok, _ := db.NextTimer(SessionTimer, 7, 0); !ok || d != 100 {
+		t.Fatalf("next session from 0: %d %v", d, ok)
+	}
+	if d, ok, _ := db.NextTimer(ExpiryTimer, 7, math.MinInt64); !ok || d != 50 {
 		t.Fatalf("next expiry %d %v", d, ok)
 	}
 	if c, _ := db.Cursor(7); c.Offset != "x" || c.RingNext != 4 {
@@ -185,7 +188,7 @@ func TestUpgradeFrom1(t *testing.T) {
 		t.Fatalf("upgrade: %v, format %d", err, db.Format())
 	}
 	var got []string
-	_ = db.Timers(SessionTimer, 3, math.MaxInt64, func(d int64, k, v []byte) (bool, error) {
+	_ = db.Timers(SessionTimer, 3, math.MinInt64, math.MaxInt64, func(d int64, k, v []byte) (bool, error) {
 		got = append(got, fmt.Sprintf("%d %s %s", d, k, v))
 		return true, nil
 	})

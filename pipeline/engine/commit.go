@@ -207,7 +207,11 @@ func (e *Engine) afterCommit(st *step) error {
 }
 
 func (e *Engine) nextTimer(kind state.TimerKind, sl *slot) (int64, error) {
-	d, ok, err := e.db.NextTimer(kind, sl.id)
+	from := sl.sessionFloor
+	if kind == state.ExpiryTimer {
+		from = sl.expiryFloor
+	}
+	d, ok, err := e.db.NextTimer(kind, sl.id, from)
 	if err != nil || !ok {
 		return math.MaxInt64, err
 	}

@@ -71,6 +71,7 @@ type Options struct {
 	StepEvents     int           // most events per step; default 8192
 	Workers        int           // parse/validate goroutines; default GOMAXPROCS
 	KeyCacheBytes  int64         // committed key states kept in memory; default 16 MiB; < 0: none
+	MaxOpenFiles   int           // staging files holding an OS handle at most; default 256
 	Tick           time.Duration // how often due timers and file ages are checked; default 250 ms
 	Now            func() time.Time
 	Logger         zerolog.Logger
@@ -102,6 +103,7 @@ type Engine struct {
 	encoded    []byte                  // the last step's key-state arena, reused
 	lastSealed []state.Outbox          // what the last committed step sealed (Flush returns it)
 	more       bool                    // the last step left due timers for the next
+	lastNow    int64                   // the last step's time (a clock that goes back resets the timer floors)
 	seqs       map[state.FileID]uint64 // next file seq, once read or allocated
 	forceSeal  map[state.FileID]bool   // open files to seal in the next step
 	rows       []rowBuf                // per-table row buffers of emit

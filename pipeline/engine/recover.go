@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -49,7 +50,8 @@ func (e *Engine) recover() error {
 	for i, o := range outbox {
 		keep[i] = o.Name
 	}
-	stage, err := files.Open(files.Options{Dir: e.opts.StagingDir, Compression: e.opts.Compression, Level: e.opts.CompressionLevel}, open, keep)
+	stage, err := files.Open(files.Options{Dir: e.opts.StagingDir, Compression: e.opts.Compression, Level: e.opts.CompressionLevel,
+		MaxOpenFiles: e.opts.MaxOpenFiles}, open, keep)
 	if err != nil {
 		return err
 	}
@@ -177,7 +179,7 @@ func (e *Engine) loadSlotsOf(et *eventType, all map[state.Partition]state.Slot, 
 		if p.EventType != et.Name {
 			continue
 		}
-		sl := &slot{id: id, part: p, et: et}
+		sl := &slot{id: id, part: p, et: et, sessionFloor: math.MinInt64, expiryFloor: math.MinInt64}
 		if sl.cur, err = e.db.Cursor(id); err != nil {
 			return err
 		}

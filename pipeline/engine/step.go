@@ -71,8 +71,16 @@ type keyEntry struct {
 
 // newStep starts a step for about events events (a size hint).
 func (e *Engine) newStep(events int) *step {
+	now := e.now()
+	if now < e.lastNow {
+		// The clock went back: new timers may come before the floors.
+		for _, sl := range e.slotList() {
+			sl.sessionFloor, sl.expiryFloor = math.MinInt64, math.MinInt64
+		}
+	}
+	e.lastNow = now
 	return &step{
-		now:     e.now(),
+		now:     now,
 		batch:   e.db.NewStepBatch(),
 		encoded: e.encoded[:0],
 		keys:    make(map[string]*keyEntry, events),
@@ -364,9 +372,11 @@ func (e *Engine) closed(st *step, sl *slot) {
 // reports that none was left.
 func (e *Engine) dueSessions(st *step, sl *slot, budget int, until int64, force bool) (n int, done bool, err error) {
 	done = true
-	err = e.db.Timers(state.SessionTimer, sl.id, until, func(deadline int64, key, val []byte) (bool, error) {
+	floor := st.now // every timer up to now is handled, and new ones come later
+	err = e.db.Timers(state.SessionTimer, sl.id, sl.sessionFloor, until, func(deadline int64, key, val []byte) (bool, error) {
 		if n >= budget {
 			done = false
+			floor = min(floor, deadline)
 			return false, nil
 		}
 		n++
@@ -400,6 +410,9 @@ func (e *Engine) dueSessions(st *step, sl *slot, budget int, until int64, force 
 		}
 		return true, e.closeSession(st, ke, raw, offset)
 	})
+	if err == nil {
+		sl.sessionFloor = max(sl.sessionFloor, floor)
+	}
 	return n, done, err
 }
 
@@ -434,8 +447,10 @@ func decodeSessionBody(rest []byte) (offset string, raw []byte, err error) {
 
 func (e *Engine) dueExpiries(st *step, sl *slot, budget int) (int, error) {
 	n := 0
-	err := e.db.Timers(state.ExpiryTimer, sl.id, st.now, func(deadline int64, key, _ []byte) (bool, error) {
+	floor := st.now
+	err := e.db.Timers(state.ExpiryTimer, sl.id, sl.expiryFloor, st.now, func(deadline int64, key, _ []byte) (bool, error) {
 		if n >= budget {
+			floor = min(floor, deadline)
 			return false, nil
 		}
 		n++
@@ -453,6 +468,9 @@ func (e *Engine) dueExpiries(st *step, sl *slot, budget int) (int, error) {
 		}
 		return true, nil
 	})
+	if err == nil {
+		sl.expiryFloor = max(sl.expiryFloor, floor)
+	}
 	return n, err
 }
 
