@@ -26,7 +26,9 @@ func (e *Engine) commit(st *step) error {
 	for _, ke := range st.order {
 		e.putKey(st, ke)
 	}
-	e.putSessions(st)
+	if err := e.putSessions(st); err != nil {
+		return err
+	}
 	for et := range st.types {
 		if invariants && !et.counters.Balanced() {
 			panic(fmt.Sprintf("engine: counters of %s out of balance: %+v", et.Name, et.counters))
@@ -40,8 +42,14 @@ func (e *Engine) commit(st *step) error {
 	if err != nil {
 		return err
 	}
-	for i := range recs {
-		st.batch.PutFile(&recs[i])
+	logs, err := e.sessions.flush()
+	if err != nil {
+		return err
+	}
+	for _, rs := range [][]state.File{recs, logs} {
+		for i := range rs {
+			st.batch.PutFile(&rs[i])
+		}
 	}
 	if err := e.roll(st); err != nil {
 		return err
@@ -89,13 +97,14 @@ func sortKeys(order []*keyEntry) {
 }
 
 // putSessions writes the record of every open session whose best event
-// changed in this step (opened, replaced, or moved to a later deadline),
-// filed under its deadline, in (slot, deadline, key) order. A record
-// already at that deadline is overwritten.
-func (e *Engine) putSessions(st *step) {
+// changed in this step (opened or replaced: the event goes to the session
+// log) or that moved to a later deadline, filed under its deadline, in
+// (slot, deadline, key) order. A record already at that deadline is
+// overwritten.
+func (e *Engine) putSessions(st *step) error {
 	var open []*keyEntry
 	for _, ke := range st.order {
-		if ke.bestDirty && ke.st.Open {
+		if (ke.bestDirty || ke.moved) && ke.st.Open {
 			open = append(open, ke)
 		}
 	}
@@ -103,9 +112,31 @@ func (e *Engine) putSessions(st *step) {
 		return cmp.Or(cmp.Compare(a.slot.id, b.slot.id), cmp.Compare(a.st.Filed, b.st.Filed), bytes.Compare(a.key, b.key))
 	})
 	for _, ke := range open {
-		st.head = appendSessionHead(st.head[:0], &ke.st, ke.bestOffset)
-		st.batch.PutSession(ke.slot.id, ke.st.Filed, ke.key, st.head, ke.best)
+		offset, body := ke.bodyOffset, ke.body
+		if ke.bestDirty {
+			loc, err := e.sessions.append(ke.best)
+			if err != nil {
+				return err
+			}
+			offset, st.body = ke.bestOffset, appendLocBody(st.body[:0], loc)
+			body = st.body
+		}
+		if _, loc, inLog, err := parseBody(body); err != nil {
+			return err
+		} else if inLog {
+			st.filed = append(st.filed, filedNote{loc.seg, ke.slot, ke.st.Filed})
+		}
+		st.head = appendSessionHead(st.head[:0], &ke.st, offset)
+		st.batch.PutSession(ke.slot.id, ke.st.Filed, ke.key, st.head, body)
 	}
+	return nil
+}
+
+// filedNote: a record of slot filed under deadline points into seg.
+type filedNote struct {
+	seg      uint64
+	slot     *slot
+	deadline int64
 }
 
 func (e *Engine) putKey(st *step, ke *keyEntry) {
@@ -178,6 +209,13 @@ func (e *Engine) afterCommit(st *step) error {
 	}
 	for _, o := range st.sealed {
 		delete(e.forceSeal, o.ID)
+	}
+	for _, n := range st.filed {
+		e.sessions.filed(n.seg, n.slot, n.deadline)
+	}
+	if err := e.sessions.remove(e.sessions.dead()); err != nil {
+		// The segment's file stays; recovery removes it as a stray.
+		e.sessions.warn(err)
 	}
 	for _, ke := range st.order {
 		switch {

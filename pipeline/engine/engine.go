@@ -72,6 +72,7 @@ type Options struct {
 	Workers        int           // parse/validate goroutines; default GOMAXPROCS
 	KeyCacheBytes  int64         // committed key states kept in memory; default 16 MiB; < 0: none
 	MaxOpenFiles   int           // staging files holding an OS handle at most; default 256
+	LogSegmentSize int64         // when a session log segment is full; default 64 MiB (tests make it small)
 	Tick           time.Duration // how often due timers and file ages are checked; default 250 ms
 	Now            func() time.Time
 	Logger         zerolog.Logger
@@ -94,6 +95,7 @@ type Engine struct {
 
 	// Owned by the Run goroutine.
 	stage      *files.Stage
+	sessions   *sessionLog // best events of open sessions
 	slots      map[state.Partition]*slot
 	slotOrder  []*slot
 	nextSlot   state.Slot
@@ -147,6 +149,9 @@ func New(opts Options, types []EventType) (*Engine, error) {
 	}
 	if opts.Tick <= 0 {
 		opts.Tick = 250 * time.Millisecond
+	}
+	if opts.LogSegmentSize <= 0 {
+		opts.LogSegmentSize = 64 << 20
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

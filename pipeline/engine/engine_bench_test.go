@@ -90,6 +90,7 @@ func BenchmarkStep(b *testing.B) {
 	for _, keys := range []int{1_000_000, 10_000_000} {
 		b.Run(fmt.Sprintf("event=1KB/keys=%dM/budget=512MiB", keys/1_000_000), func(b *testing.B) { benchStep(b, 1000, keys, budget) })
 	}
+	b.Run("event=200B/keys=1M/budget=512MiB", func(b *testing.B) { benchStep(b, 200, 1_000_000, budget) })
 }
 
 // BenchmarkStepFloor runs the floors of BenchmarkStep (see there); -bench

@@ -33,10 +33,12 @@ type step struct {
 	sealAll string                // seal every open file of this event type ("*": of all)
 	sealed  []state.Outbox
 	events  int
-	more    bool   // timers left for another step
-	encoded []byte // arena of the encoded states of the step's dirty keys
-	kept    []byte // arena of best events read from moved session records
-	head    []byte // a session record's head, reused
+	more    bool        // timers left for another step
+	encoded []byte      // arena of the encoded states of the step's dirty keys
+	kept    []byte      // arena of best events read from moved session records
+	head    []byte      // a session record's head, reused
+	body    []byte      // a session record's body, reused
+	filed   []filedNote // the session log's notes, applied after the commit
 	// emitWaits holds, per session closed in this step, the time from its
 	// first event's arrival to the close (observed once the step is durable).
 	emitWaits []int64
@@ -64,9 +66,15 @@ type keyEntry struct {
 	dirty      bool
 	ref        cacheRef // where the key cache found st (zero: st did not come from it); the new state is put there
 	enc        []byte   // st encoded at commit (nil: deleted); valid after putKey
-	best       []byte   // best event set in this step (valid until commit); its session record is written at commit
+	best       []byte   // best event set in this step (valid until commit); appended to the session log at commit
 	bestOffset string
 	bestDirty  bool
+	// From the key's session record, when a timer scan met it: the best
+	// event's offset and the record's body (where the event is); moved:
+	// the record is written again, with this body, under a later deadline.
+	bodyOffset string
+	body       []byte
+	moved      bool
 }
 
 // newStep starts a step for about events events (a size hint).
@@ -383,10 +391,9 @@ func (e *Engine) dueSessions(st *step, sl *slot, budget int, until int64, force 
 		ke, fresh := st.entry(sl, key)
 		var rec compact.KeyState
 		rest, err := rec.DecodePrefix(val)
-		if err != nil {
-			return false, fmt.Errorf("session record of slot %d: %w", sl.id, err)
+		if err == nil {
+			ke.bodyOffset, ke.body, err = splitHead(rest)
 		}
-		offset, raw, err := decodeSessionBody(rest)
 		if err != nil {
 			return false, fmt.Errorf("session record of slot %d: %w", sl.id, err)
 		}
@@ -399,14 +406,21 @@ func (e *Engine) dueSessions(st *step, sl *slot, budget int, until int64, force 
 		if !ke.st.Open || ke.st.Filed != deadline {
 			return true, nil // stale: another record is the session's
 		}
-		if ke.bestDirty {
-			raw, offset = ke.best, ke.bestOffset
-		}
 		if real := ke.st.Deadline(sl.et.Window); real > st.now && !force {
 			// The session got more events: file it under its real deadline.
 			ke.st.Filed = real
-			ke.setBest(st.keep(raw), offset)
+			ke.dirty = true
+			if !ke.bestDirty {
+				ke.body, ke.moved = st.keep(ke.body), true
+			}
 			return true, nil
+		}
+		raw, offset := ke.best, ke.bestOffset
+		if !ke.bestDirty {
+			if raw, err = e.bestOf(st, ke.body); err != nil {
+				return false, err
+			}
+			offset = ke.bodyOffset
 		}
 		return true, e.closeSession(st, ke, raw, offset)
 	})
@@ -428,21 +442,43 @@ func (st *step) keep(b []byte) []byte {
 }
 
 // appendSessionHead appends the head of a session record: the key state,
-// then the best event's offset; the best event follows it.
+// then the best event's offset; the body follows it: the event's place in
+// the session log (or, upgraded from state format 1, the event itself).
 func appendSessionHead(dst []byte, ks *compact.KeyState, offset string) []byte {
 	dst = ks.AppendEncoded(dst)
 	dst = binary.AppendUvarint(dst, uint64(len(offset)))
 	return append(dst, offset...)
 }
 
-// decodeSessionBody splits what follows the key state in a session record:
-// the best event's offset and the event (both alias rest).
-func decodeSessionBody(rest []byte) (offset string, raw []byte, err error) {
+// splitHead splits what follows the key state in a session record: the
+// best event's offset and the body (aliasing rest).
+func splitHead(rest []byte) (offset string, body []byte, err error) {
 	n, k := binary.Uvarint(rest)
 	if k <= 0 || uint64(len(rest)-k) < n {
 		return "", nil, compact.ErrCorrupt
 	}
 	return string(rest[k : k+int(n)]), rest[k+int(n):], nil
+}
+
+// bestOf returns the best event a record body names, read into the step's
+// arena (a body is valid only during its scan's callback).
+func (e *Engine) bestOf(st *step, body []byte) ([]byte, error) {
+	inline, loc, inLog, err := parseBody(body)
+	switch {
+	case err != nil:
+		return nil, err
+	case !inLog:
+		return st.keep(inline), nil
+	}
+	n := len(st.kept)
+	if cap(st.kept)-n < int(loc.len) {
+		st.kept = make([]byte, 0, max(64<<10, 2*cap(st.kept), int(loc.len)))
+		n = 0
+	}
+	if st.kept, err = e.sessions.read(st.kept, loc); err != nil {
+		return nil, err
+	}
+	return st.kept[n:len(st.kept):len(st.kept)], nil
 }
 
 func (e *Engine) dueExpiries(st *step, sl *slot, budget int) (int, error) {
