@@ -59,6 +59,7 @@ func streamMsgs(t *testing.T, nc *nats.Conn, stream string) []*nats.Msg {
 	return out
 }
 
+// counter sums the counters (or gauges) named name whose labels match.
 func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -77,10 +78,16 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[str
 					continue metric
 				}
 			}
-			total += m.GetCounter().GetValue()
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return total
+}
+
+// gauge is counter for a gauge, for readability.
+func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	return counter(t, reg, name, labels)
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
