@@ -2,6 +2,7 @@ package natstest_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -27,12 +28,18 @@ func leaderMoves(t *testing.T, crash bool) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
-	publish := func(n int) {
+	sent := 0
+	publish := func(n int) { // each message until acknowledged; a repeat has the same Msg-Id
 		for range n {
+			sent++
 			for {
-				if _, err := js.Publish(ctx, "s.a", []byte("x")); err == nil {
+				actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := js.Publish(actx, "s.a", []byte("x"), jetstream.WithMsgID(strconv.Itoa(sent)))
+				acancel()
+				if err == nil {
 					break
-				} else if ctx.Err() != nil {
+				}
+				if ctx.Err() != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(20 * time.Millisecond)
