@@ -47,7 +47,7 @@ func TestNoticesThroughNATSClusterLeaderMoves(t *testing.T) {
 	chunk := len(events) / len(moves)
 	for i, m := range moves {
 		e2etest.Publish(t, nk, events[i*chunk:(i+1)*chunk])
-		before := gathered(t, reg, "materializer_delivery_notices_total")
+		before := e2etest.Metric(t, reg, "materializer_delivery_notices_total", nil)
 		var leader *natstest.Server
 		if m.stop != nil {
 			leader = c.StreamLeader(notify.DefaultStream)
@@ -55,7 +55,7 @@ func TestNoticesThroughNATSClusterLeaderMoves(t *testing.T) {
 		}
 		start := time.Now()
 		e2etest.Flush(t, p)
-		if gathered(t, reg, "materializer_delivery_notices_total") == before {
+		if e2etest.Metric(t, reg, "materializer_delivery_notices_total", nil) == before {
 			t.Fatalf("after %s: no notice went out", m.what)
 		}
 		t.Logf("after %s: a flush delivered and announced everything in %v", m.what, time.Since(start).Round(time.Millisecond))
@@ -75,9 +75,9 @@ func TestNoticesThroughNATSClusterLeaderMoves(t *testing.T) {
 	e2etest.CheckNotices(t, c.URL(), files)
 	checkReplicas(t, c, 3)
 	t.Logf("%d files; notices: %v acknowledged, %v of them duplicates; %v publish retries, %v failed publishes",
-		len(files), gathered(t, reg, "materializer_notify_published_total"),
-		gatheredWith(t, reg, "materializer_notify_published_total", "result", "duplicate"),
-		gathered(t, reg, "materializer_notify_publish_retries_total"), gathered(t, reg, "materializer_notify_publish_errors_total"))
+		len(files), e2etest.Metric(t, reg, "materializer_notify_published_total", nil),
+		e2etest.Metric(t, reg, "materializer_notify_published_total", map[string]string{"result": "duplicate"}),
+		e2etest.Metric(t, reg, "materializer_notify_publish_retries_total", nil), e2etest.Metric(t, reg, "materializer_notify_publish_errors_total", nil))
 }
 
 // checkReplicas: the notice stream has n replicas, every one current.
@@ -94,35 +94,4 @@ func checkReplicas(t *testing.T, c *natstest.Cluster, n int) {
 	if info := s.CachedInfo(); info.Config.Replicas != n || info.Cluster == nil || len(info.Cluster.Replicas) != n-1 {
 		t.Fatalf("notice stream: %d replicas configured, cluster %+v", info.Config.Replicas, info.Cluster)
 	}
-}
-
-// gathered sums every series of a counter or gauge in reg.
-func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	return gatheredWith(t, reg, name, "", "")
-}
-
-// gatheredWith sums the series of name whose label has value ("" label:
-// all series).
-func gatheredWith(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if label != "" && lp.GetName() == label && lp.GetValue() != value {
-					continue series
-				}
-			}
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return total
 }
