@@ -21,13 +21,6 @@ import (
 	"materializer/internal/natstest"
 )
 
-// notYetExported are names the kit uses before the daemon exports them,
-// with why; a name here that is not found is logged, not an error. Remove
-// an entry once the metric exists.
-var notYetExported = map[string]string{
-	"materializer_memory_limit_bytes": "daemon.memory_limit as a gauge, added with the memory budget",
-}
-
 // dataLabels have values from the data or the deployment, not from the
 // code: their values are not checked.
 var dataLabels = map[string]bool{"job": true, "instance": true, "event_type": true, "subscription_event_type": true,
@@ -225,10 +218,9 @@ func appendScrape(l []string) []string {
 
 // check returns what is wrong with expr: metrics the daemon does not
 // export, labels those metrics do not have, label values the code never
-// spells, grouping labels no selector of the expression has. pending lists
-// the names of notYetExported it uses; labels are the labels of its
-// selectors (nil when one is not known).
-func (e exported) check(expr string) (problems, pending, labels []string) {
+// spells, grouping labels no selector of the expression has; labels are
+// the labels of its selectors (nil when one is not known).
+func (e exported) check(expr string) (problems, labels []string) {
 	sels, grouping := parseExpr(expr)
 	if len(sels) == 0 {
 		problems = append(problems, "no metric")
@@ -237,10 +229,7 @@ func (e exported) check(expr string) (problems, pending, labels []string) {
 	complete := true
 	for _, s := range sels {
 		own, ok := e.labelsOf(s.name)
-		switch _, waits := notYetExported[s.name]; {
-		case !ok && waits:
-			pending = append(pending, s.name)
-		case !ok:
+		if !ok {
 			problems = append(problems, "metric "+s.name+" is not exported by the daemon")
 		}
 		complete = complete && own != nil
@@ -256,25 +245,22 @@ func (e exported) check(expr string) (problems, pending, labels []string) {
 		}
 	}
 	if !complete {
-		return problems, pending, nil
+		return problems, nil
 	}
 	for _, g := range grouping {
 		if !slices.Contains(labels, g) {
 			problems = append(problems, fmt.Sprintf("groups by %q, which none of its metrics has", g))
 		}
 	}
-	return problems, pending, labels
+	return problems, labels
 }
 
-// checkExpr reports the problems of expr as errors, pending names in the log.
+// checkExpr reports the problems of expr as errors.
 func checkExpr(t *testing.T, e exported, where, expr string) []string {
 	t.Helper()
-	problems, pending, labels := e.check(expr)
+	problems, labels := e.check(expr)
 	for _, p := range problems {
 		t.Errorf("%s: %s", where, p)
-	}
-	for _, name := range pending {
-		t.Logf("%s: %s is not exported yet (%s)", where, name, notYetExported[name])
 	}
 	return labels
 }
@@ -319,11 +305,11 @@ func TestMetricCheckCatchesMistakes(t *testing.T) {
 		`materializer_delivery_failures_total{step="uploads"}`,
 		`sum by (partition) (materializer_staged_bytes)`,
 	} {
-		if problems, _, _ := e.check(expr); len(problems) != 1 {
+		if problems, _ := e.check(expr); len(problems) != 1 {
 			t.Errorf("%s: problems %q, want one", expr, problems)
 		}
 	}
-	if problems, _, _ := e.check(`sum by (instance, outcome) (rate(materializer_events_total{outcome="main"}[5m]))`); len(problems) != 0 {
+	if problems, _ := e.check(`sum by (instance, outcome) (rate(materializer_events_total{outcome="main"}[5m]))`); len(problems) != 0 {
 		t.Errorf("a good expression: %q", problems)
 	}
 }
