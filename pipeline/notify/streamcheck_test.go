@@ -73,9 +73,9 @@ func TestEnsureStreamReportsDifferences(t *testing.T) {
 	if err := p.Publish(ctxT(t), "materializer.files.a", "k1", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	logged := logs.String()
-	if err := p.EnsureStream(ctxT(t)); err != nil || logs.String() != logged {
-		t.Fatalf("a second check: %v, logged again:\n%s", err, strings.TrimPrefix(logs.String(), logged))
+	reports := strings.Count(logs.String(), `"setting":`)
+	if err := p.EnsureStream(ctxT(t)); err != nil || strings.Count(logs.String(), `"setting":`) != reports {
+		t.Fatalf("a second check: %v, reported again:\n%s", err, logs.String())
 	}
 
 	cfg.Duplicates = 2 * time.Hour // the operator fixes the window
