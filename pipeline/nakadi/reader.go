@@ -26,10 +26,11 @@ const (
 // them. Event batches get one buffer each (the batch owns it); keep-alives
 // are parsed in place without a buffer.
 type streamReader struct {
-	br      *bufio.Reader
-	acc     []byte // gathers a line longer than br's buffer; the batch takes it
-	maxLine int
-	p       parser
+	br       *bufio.Reader
+	acc      []byte // gathers a line longer than br's buffer; the batch takes it
+	longLine int    // the length of the last long line: a stream's batches are alike
+	maxLine  int
+	p        parser
 }
 
 func newStreamReader(r io.Reader, bufSize, maxLine int) *streamReader {
@@ -83,7 +84,9 @@ func (r *streamReader) readLine() ([]byte, error) {
 	default:
 		return nil, err
 	}
-	r.acc = append(make([]byte, 0, 2*len(line)), line...)
+	// Sized for a line like the last long one (and a little more), so a
+	// batch line is gathered without growing the buffer again and again.
+	r.acc = append(make([]byte, 0, max(2*len(line), r.longLine+r.longLine/8)), line...)
 	for {
 		line, err = r.br.ReadSlice('\n')
 		if len(r.acc)+len(line) > r.maxLine {
@@ -93,6 +96,7 @@ func (r *streamReader) readLine() ([]byte, error) {
 		r.acc = append(r.acc, line...)
 		switch {
 		case err == nil:
+			r.longLine = len(r.acc)
 			return r.acc[:len(r.acc)-1], nil
 		case errors.Is(err, bufio.ErrBufferFull):
 		case errors.Is(err, io.EOF):
