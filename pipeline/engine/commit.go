@@ -221,6 +221,9 @@ func (e *Engine) afterCommit(st *step) error {
 		switch {
 		case ke.dirty:
 			e.cache.putEncoded(ke.slotKey, ke.enc, &ke.ref)
+			if ke.enc != nil && !ke.ref.found() { // not from the cache: maybe new
+				e.filter.add(ke.slotKey)
+			}
 		case !ke.ref.found(): // loaded from Pebble: cache it
 			e.cache.put(ke.slotKey, &ke.st)
 		}

@@ -70,7 +70,7 @@ type Options struct {
 	MaxUncommitted int
 	StepEvents     int           // most events per step; default 8192
 	Workers        int           // parse/validate goroutines; default GOMAXPROCS
-	KeyCacheBytes  int64         // committed key states kept in memory; default 16 MiB; < 0: none
+	KeyCacheBytes  int64         // key cache and key filter (an eighth); default 16 MiB; < 0: none
 	MaxOpenFiles   int           // staging files holding an OS handle at most; default 256
 	LogSegmentSize int64         // when a session log segment is full; default 64 MiB (tests make it small)
 	Tick           time.Duration // how often due timers and file ages are checked; default 250 ms
@@ -101,6 +101,7 @@ type Engine struct {
 	nextSlot   state.Slot
 	parser     flatten.Parser
 	cache      *keyCache               // committed states of recently used keys
+	filter     *keyFilter              // every key with state (a Bloom filter)
 	rejected   tableInfo               // of rejected files
 	encoded    []byte                  // the last step's key-state arena, reused
 	lastSealed []state.Outbox          // what the last committed step sealed (Flush returns it)
@@ -171,7 +172,11 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		rejected: rejectedTable(opts.CSV),
 	}
 	var err error
-	if e.cache, err = newKeyCache(opts.KeyCacheBytes); err != nil {
+	// An eighth of the key cache's memory is the key filter: 16 MiB for
+	// 13M keys at about 1% false positives with the default budget.
+	filterBytes := opts.KeyCacheBytes / 8
+	e.filter = newKeyFilter(filterBytes)
+	if e.cache, err = newKeyCache(opts.KeyCacheBytes - e.filter.bytes()); err != nil {
 		return nil, err
 	}
 	for _, t := range types {

@@ -17,9 +17,10 @@ type Metrics struct {
 	OpenFileBytes      prometheus.Gauge
 	FilesSealed        prometheus.Counter
 	EventToFile        prometheus.Histogram
-	// KeyCacheHits and KeyStateReads count the key states a step found in
-	// the key cache and those it read from Pebble.
-	KeyCacheHits, KeyStateReads prometheus.Counter
+	// KeyCacheHits, NewKeys and KeyStateReads count the key states a step
+	// found in the key cache, those the key filter knew to be new, and
+	// those it read from Pebble.
+	KeyCacheHits, NewKeys, KeyStateReads prometheus.Counter
 
 	counters countersCollector
 }
@@ -48,9 +49,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "materializer_engine_key_state_lookups_total",
-		Help: "Key states the engine needed, by where it found them: source=cache (daemon.key_cache_bytes) or state (a Pebble read).",
+		Help: "Key states the engine needed, by where it found them: source=cache (the key cache), new (the key filter knew the key had none) or state (a Pebble read).",
 	}, []string{"source"})
-	m.KeyCacheHits, m.KeyStateReads = lookups.WithLabelValues("cache"), lookups.WithLabelValues("state")
+	m.KeyCacheHits, m.NewKeys, m.KeyStateReads = lookups.WithLabelValues("cache"), lookups.WithLabelValues("new"), lookups.WithLabelValues("state")
 	if reg != nil {
 		reg.MustRegister(m.StepDuration, m.StepEvents, m.SessionsClosed, m.StepErrors, m.RedeliveryMismatch, m.OpenFileBytes,
 			m.FilesSealed, m.EventToFile, lookups, &m.counters)
@@ -106,7 +107,8 @@ func (m *Metrics) observeStep(st *step, d time.Duration) {
 	m.SessionsClosed.Add(float64(len(st.emitWaits)))
 	m.FilesSealed.Add(float64(len(st.sealed)))
 	m.KeyCacheHits.Add(float64(st.cacheHits))
-	m.KeyStateReads.Add(float64(len(st.order) - st.cacheHits))
+	m.NewKeys.Add(float64(st.newKeys))
+	m.KeyStateReads.Add(float64(len(st.order) - st.cacheHits - st.newKeys))
 	for _, w := range st.emitWaits {
 		m.EventToFile.Observe(time.Duration(w).Seconds())
 	}

@@ -79,7 +79,27 @@ func (e *Engine) recover() error {
 	if err := e.loadSlots(); err != nil {
 		return err
 	}
+	e.filter.clear()
+	if err := e.fillFilter(e.slotOrder); err != nil {
+		return err
+	}
 	return e.rebuildLog()
+}
+
+// fillFilter adds every key with state of the slots to the key filter.
+func (e *Engine) fillFilter(slots []*slot) error {
+	var mk []byte
+	for _, sl := range slots {
+		err := e.db.Keys(sl.id, func(key, _ []byte) error {
+			mk = append(appendSlot(mk[:0], sl.id), key...)
+			e.filter.add(string(mk))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // splitFiles tells the open staging files from the session log's segments.

@@ -42,9 +42,10 @@ type step struct {
 	// emitWaits holds, per session closed in this step, the time from its
 	// first event's arrival to the close (observed once the step is durable).
 	emitWaits []int64
-	// cacheHits counts the key states found in the key cache; the rest of
-	// the step's keys (order) were read from Pebble.
-	cacheHits int
+	// cacheHits counts the key states found in the key cache, newKeys those
+	// the key filter knew to be new; the rest of the step's keys (order)
+	// were read from Pebble.
+	cacheHits, newKeys int
 }
 
 // timerScan says which timer kinds of a slot a step scanned. Only a scan
@@ -143,28 +144,33 @@ func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
 	if !fresh {
 		return ke, nil
 	}
-	if hit, err := e.fromCache(st, ke); hit || err != nil {
+	if known, err := e.fromMemory(st, ke); known || err != nil {
 		return ke, err
 	}
 	_, err := e.db.KeyState(sl.id, ke.key, ke.st.Decode)
 	return ke, err
 }
 
-// fromCache loads a new entry's state from the key cache; on a miss
-// (hit false) the caller reads it from Pebble.
-func (e *Engine) fromCache(st *step, ke *keyEntry) (hit bool, err error) {
-	hit, err = e.cache.get(ke.slotKey, &ke.st, &ke.ref)
-	if hit {
+// fromMemory loads a new entry's state from the key cache, or knows from
+// the key filter that the key has none; otherwise (known false) the caller
+// reads it from Pebble.
+func (e *Engine) fromMemory(st *step, ke *keyEntry) (known bool, err error) {
+	hit, err := e.cache.get(ke.slotKey, &ke.st, &ke.ref)
+	switch {
+	case hit || err != nil:
 		st.cacheHits++
+		return true, err
+	case !e.filter.mayHave(ke.slotKey):
+		st.newKeys++ // ke.st is empty: the key was never seen
+		return true, nil
 	}
-	return hit, err
+	return false, nil
 }
 
 // entry returns the step's entry for a key; fresh is true when it was just
 // created (its state not loaded yet).
 func (st *step) entry(sl *slot, key []byte) (ke *keyEntry, fresh bool) {
-	st.scratch = append(st.scratch[:0], byte(sl.id>>24), byte(sl.id>>16), byte(sl.id>>8), byte(sl.id))
-	st.scratch = append(st.scratch, key...)
+	st.scratch = append(appendSlot(st.scratch[:0], sl.id), key...)
 	if ke, ok := st.keys[string(st.scratch)]; ok {
 		return ke, false
 	}
@@ -185,6 +191,11 @@ func (st *step) entry(sl *slot, key []byte) (ke *keyEntry, fresh bool) {
 	return ke, true
 }
 
+// appendSlot appends a slot id as the first 4 bytes of a slot key.
+func appendSlot(dst []byte, id state.Slot) []byte {
+	return append(dst, byte(id>>24), byte(id>>16), byte(id>>8), byte(id))
+}
+
 // prefetch loads the state of every key the jobs touch, per slot with one
 // sorted pass (state.DB.KeyStates), before any event is applied.
 func (e *Engine) prefetch(st *step, jobs []*job) error {
@@ -202,11 +213,11 @@ func (e *Engine) prefetch(st *step, jobs []*job) error {
 			if !fresh {
 				continue
 			}
-			hit, err := e.fromCache(st, ke)
+			known, err := e.fromMemory(st, ke)
 			if err != nil {
 				return err
 			}
-			if !hit {
+			if !known {
 				bySlot[sl] = append(bySlot[sl], ke)
 			}
 		}
