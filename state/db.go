@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -121,20 +120,12 @@ func Open(dir string, o Options) (*DB, error) {
 	for i := 1; i < len(popts.Levels); i++ {
 		popts.Levels[i] = popts.Levels[0]
 	}
-	// Best events (raw JSON, hundreds of bytes to MBs) go to blob files, so
-	// compactions move references instead of rewriting them (measured: 20%
-	// more events/s with 1.5 KB events at 1M keys). Every flush writes a blob
-	// file, and with keys spread uniformly every Lbase table references
-	// them all: a reference depth of 100 made compactions rewrite all values
-	// every few minutes (a fifth of their CPU); at 1000 they do not, and the
-	// garbage of superseded values is reclaimed by blob rewrites (age,
-	// garbage ratio). Measured: 8% more events/s.
-	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
-		return pebble.ValueSeparationPolicy{
-			Enabled: true, MinimumSize: 256, MaxBlobReferenceDepth: 1000,
-			RewriteMinimumAge: 10 * time.Minute, TargetGarbageRatio: 0.5,
-		}
-	}
+	// Values are small (key states, session records that name where their
+	// best event is in the engine's session log, cursors, file records):
+	// no value separation, and blocks are not compressed — the CPU that
+	// compression took in flushes and compactions is worth more than the
+	// disk it saved.
+	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
 	p, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
