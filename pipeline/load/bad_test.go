@@ -82,3 +82,32 @@ func readObject(t *testing.T, r *rig, n notify.Notice) []byte {
 	}
 	return []byte(b.String())
 }
+
+// While a bad file is retried its notice stays unacked (pending), the
+// status names it with its attempts, and nothing of it is applied; once
+// the object is mended the next attempt loads it.
+func TestBadFileIsRetriedNotAcked(t *testing.T) {
+	r := newRig(t, true, "max_attempts = 1000")
+	n := r.put(fileSpec{table: "article", kind: "main", rows: [][]string{art("1", "a", "1", "1.00")}})
+	original := readObject(t, r, n)
+	r.corrupt(n, original[:len(original)-3])
+	l, _ := r.start(nil)
+	r.publish(n)
+	r.waitFor("three failed attempts", func() bool {
+		st := l.Status()
+		return len(st.Retrying) == 1 && st.Retrying[0].Attempts >= 3 && st.NoticesPending == 1
+	})
+	st := l.Status()
+	if st.Retrying[0].ID != n.ID || !strings.Contains(st.Retrying[0].Error, "bytes with sha256") || st.FilesLoaded != 0 {
+		t.Errorf("status %+v", st)
+	}
+	if got := r.sql("SELECT count(*) FROM ods.article"); got != "0" {
+		t.Errorf("%s rows of a file that does not match its notice", got)
+	}
+	r.corrupt(n, original)
+	r.waitLoaded("ods", 1)
+	r.waitFor("nothing retrying or pending", func() bool {
+		st := l.Status()
+		return len(st.Retrying) == 0 && st.NoticesPending == 0 && st.ParkedFiles == 0
+	})
+}

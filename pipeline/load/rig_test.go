@@ -231,7 +231,7 @@ func (r *rig) waitLoaded(schema string, n int) {
 func (r *rig) corrupt(n notify.Notice, body []byte) {
 	r.t.Helper()
 	if r.fake != nil {
-		if err := r.fake.PutDirect("dwh/"+n.ID, body, nil); err != nil {
+		if err := r.fake.PutDirect("dwh/"+n.ID, body, map[string]string{}); err != nil {
 			r.t.Fatal(err)
 		}
 		return
