@@ -126,7 +126,7 @@ func (s *Schema) stage(ctx context.Context, tx pgx.Tx, csv csvDialect, i int, f 
 	if err != nil {
 		return nil, false, 0, err
 	}
-	tag, err := tx.Conn().PgConn().CopyFrom(ctx, &badReader{r: r, url: n.URL}, s.CopySQL(t, rejected, n.Header, csv.Delimiter, csv.Null))
+	tag, err := tx.Conn().PgConn().CopyFrom(ctx, &badReader{r: r, url: n.URL, beat: f.beat}, s.CopySQL(t, rejected, n.Header, csv.Delimiter, csv.Null))
 	if err != nil {
 		return nil, false, 0, copyError(n, t, err)
 	}
@@ -181,11 +181,15 @@ func copyError(n notify.Notice, t *Table, err error) error {
 
 // badReader marks read errors (a broken gzip stream) as ErrBadFile.
 type badReader struct {
-	r   io.Reader
-	url string
+	r    io.Reader
+	url  string
+	beat func()
 }
 
 func (b *badReader) Read(p []byte) (int, error) {
+	if b.beat != nil {
+		b.beat()
+	}
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
 		err = badFile("%s: %v", b.url, err)

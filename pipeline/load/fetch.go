@@ -31,6 +31,7 @@ func badFile(format string, args ...any) error {
 type fetched struct {
 	notice notify.Notice
 	f      *os.File
+	beat   func() // called as the file is read: a long COPY is progress
 }
 
 // fetch downloads the notice's object into a temporary file, counting its

@@ -105,7 +105,10 @@ func New(o Options) (*Loader, error) {
 // created, no outage.
 func (l *Loader) Ready() bool { return l.ready.Load() }
 
-// Healthy reports whether the loop made progress lately.
+func (l *Loader) beat() { l.heartbeat.Store(l.opts.Now().UnixNano()) }
+
+// Healthy reports whether the loop made progress lately (a turn of the
+// loop, or bytes of a file read into PostgreSQL).
 func (l *Loader) Healthy() error {
 	last := time.Unix(0, l.heartbeat.Load())
 	if age := l.opts.Now().Sub(last); l.heartbeat.Load() != 0 && age > 5*time.Minute {
@@ -231,7 +234,7 @@ func (l *Loader) trySetup(ctx context.Context) error {
 func (l *Loader) loop(ctx context.Context, cons jetstream.Consumer) error {
 	out := backoff.Backoff{Min: l.opts.OutageMin, Max: l.opts.OutageMax}
 	for ctx.Err() == nil {
-		l.heartbeat.Store(l.opts.Now().UnixNano())
+		l.beat()
 		batch, err := cons.Fetch(l.cfg.Load.BatchFiles, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			l.outage(fmt.Errorf("load: fetch notices: %w", err))
@@ -343,6 +346,9 @@ func (l *Loader) download(ctx context.Context, items []*item) bool {
 	for i, it := range items {
 		g.Go(func() error {
 			it.file, errs[i] = fetch(gctx, l.opts.Store, it.notice, l.opts.TempDir)
+			if it.file != nil {
+				it.file.beat = l.beat
+			}
 			return nil
 		})
 	}
