@@ -26,7 +26,9 @@ func (l *Loader) connectNATS() (*nats.Conn, error) {
 			return backoff.Delay(attempts, 250*time.Millisecond, 30*time.Second)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			l.log.Warn().Err(err).Msg("disconnected from NATS; loading waits")
+			if err != nil { // nil: our own close
+				l.log.Warn().Err(err).Msg("disconnected from NATS; loading waits")
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			l.log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")

@@ -31,7 +31,7 @@ import (
 // stream, and a store (file:// or gofakes3) that the test puts files in
 // and announces them itself, in the order a test needs.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	pg    *pgtest.Cluster
 	ns    *natstest.Server
 	js    jetstream.JetStream
@@ -70,7 +70,7 @@ session_max   = "2h"
   ]
 `
 
-func newRig(t *testing.T, s3 bool, loadKeys string) *rig {
+func newRig(t testing.TB, s3 bool, loadKeys string) *rig {
 	t.Helper()
 	r := &rig{t: t, pg: pgtest.Start(t), ns: natstest.Start(t), root: t.TempDir()}
 	storage := fmt.Sprintf("url = %q", "file://"+r.root)
