@@ -25,7 +25,10 @@ func BenchmarkLoad(b *testing.B) {
 }
 
 func benchLoad(b *testing.B, batch int) {
-	r := newRig(b, false, fmt.Sprintf("batch_files = %d", batch))
+	benchLoadWith(b, newRig(b, false, fmt.Sprintf("batch_files = %d", batch)))
+}
+
+func benchLoadWith(b *testing.B, r *rig) {
 	version := map[int]int{}
 	var ns []notify.Notice
 	rows := 0

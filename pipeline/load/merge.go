@@ -85,7 +85,11 @@ func ordExpr(t *Table, alias string) string {
 //     first), and only where the key has no rows yet unless its winner
 //     changed — what is loaded stays.
 func (s *Schema) MergeSQL(et *EventType, staged []*Table) []string {
-	out := []string{s.winSQL(et, staged)}
+	var out []string
+	for _, t := range staged { // temporary tables have no statistics of their own
+		out = append(out, "ANALYZE "+stageTable(t))
+	}
+	out = append(out, s.winSQL(et, staged), "ANALYZE "+winTable(et))
 	for _, t := range et.Tables {
 		out = append(out, fmt.Sprintf("DELETE FROM %s t USING %s w WHERE w.replaced AND %s",
 			s.q(t.Name), winTable(et), keyMatch(t, "t", "w", false)))
