@@ -153,19 +153,19 @@ ON CONFLICT (%s) DO UPDATE SET materializer_ordering = EXCLUDED.materializer_ord
 
 func (s *Schema) insertSQL(t *Table) string {
 	keys := columnList(t.keyColumns(), "s.")
-	pick := "x.m_file = x.first_file"
+	// One file per key: the first; in a table of one row per key, its first row.
+	pick, window := "x.m_file = x.materializer_first", "min(s.m_file) OVER (PARTITION BY "+keys+")"
 	if t.OneRow {
-		pick = "x.rn = 1"
+		pick, window = "x.materializer_first = 1", "row_number() OVER (PARTITION BY "+keys+" ORDER BY s.m_file, s.m_row)"
 	}
 	return fmt.Sprintf(`INSERT INTO %[1]s (%[2]s)
 SELECT %[3]s FROM (
-  SELECT s.*, w.replaced, min(s.m_file) OVER (PARTITION BY %[4]s) AS first_file,
-    row_number() OVER (PARTITION BY %[4]s ORDER BY s.m_file, s.m_row) AS rn
+  SELECT s.*, w.replaced AS materializer_replaced, %[4]s AS materializer_first
   FROM %[5]s s JOIN %[6]s f USING (m_file)
   JOIN %[7]s w ON %[8]s AND %[9]s = w.ord AND f.kind = w.kind AND f.writer = w.writer
-) x WHERE %[10]s AND (x.replaced OR NOT EXISTS (SELECT 1 FROM %[1]s t WHERE %[11]s))
+) x WHERE %[10]s AND (x.materializer_replaced OR NOT EXISTS (SELECT 1 FROM %[1]s t WHERE %[11]s))
 ORDER BY x.m_file, x.m_row`,
-		s.q(t.Name), columnList(t.Columns, ""), columnList(t.Columns, "x."), keys, stageTable(t), filesTable,
+		s.q(t.Name), columnList(t.Columns, ""), columnList(t.Columns, "x."), window, stageTable(t), filesTable,
 		winTable(t.et), keyMatch(t, "s", "w", false), ordExpr(t, "s"), pick, keyMatch(t, "t", "x", true))
 }
 
