@@ -68,6 +68,20 @@ session_max   = "2h"
     { name = "qty",        path = "sizes[*].qty", type = "int" },
     { name = "version",    path = "version",      type = "int" },
   ]
+
+[[event_types]]
+name          = "order.created"
+partition_key = ["order_number"]
+ordering      = "arrival"
+session_gap   = "1h"
+session_max   = "2h"
+  [[event_types.tables]]
+  name    = "order"
+  columns = [
+    { name = "order_number", path = "order_number" },
+    { name = "status",       path = "status" },
+    { name = "offset",       source = "offset" },
+  ]
 `
 
 func newRig(t testing.TB, s3 bool, loadKeys string) *rig {
@@ -134,6 +148,7 @@ func (r *rig) start(mod func(*load.Options)) (l *load.Loader, stop func()) {
 
 // fileSpec is one file to deliver.
 type fileSpec struct {
+	et                        string // "" = article.updated
 	table, kind, part, writer string
 	seq                       uint64
 	rows                      [][]string // "" is NULL
@@ -148,7 +163,10 @@ func (r *rig) put(f fileSpec) notify.Notice {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	et := s.EventType("article.updated")
+	if f.et == "" {
+		f.et = "article.updated"
+	}
+	et := s.EventType(f.et)
 	cols := et.Rejected.File
 	if f.kind != "rejected" {
 		cols = et.Table(f.table).File
@@ -160,8 +178,8 @@ func (r *rig) put(f fileSpec) notify.Notice {
 		f.writer = "w1"
 	}
 	if f.seq == 0 {
-		seqs[f.table+f.kind+f.part+f.writer]++
-		f.seq = seqs[f.table+f.kind+f.part+f.writer]
+		seqs[f.et+f.table+f.kind+f.part+f.writer]++
+		f.seq = seqs[f.et+f.table+f.kind+f.part+f.writer]
 	}
 	var text bytes.Buffer
 	w := csv.NewWriter(&text)
@@ -175,13 +193,13 @@ func (r *rig) put(f fileSpec) notify.Notice {
 	zw := gzip.NewWriter(&gz)
 	zw.Write(text.Bytes())
 	zw.Close()
-	key := fmt.Sprintf("article.updated/%s/%s/dt=2026-12-07/article.updated.%s.%s.p%s.%s.%010d.csv.gz", f.table, f.kind, f.table, f.kind, f.part, f.writer, f.seq)
+	key := fmt.Sprintf("%s/%s/%s/dt=2026-12-07/%s.%s.%s.p%s.%s.%010d.csv.gz", f.et, f.table, f.kind, f.et, f.table, f.kind, f.part, f.writer, f.seq)
 	st, err := r.store.Put(context.Background(), key, bytes.NewReader(gz.Bytes()), int64(gz.Len()), blobstore.PutMeta{})
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	sum := sha256.Sum256(gz.Bytes())
-	return notify.Notice{ID: key, URL: st.URL, EventType: "article.updated", Table: f.table, Kind: f.kind,
+	return notify.Notice{ID: key, URL: st.URL, EventType: f.et, Table: f.table, Kind: f.kind,
 		Partition: f.part, Writer: f.writer, Seq: f.seq, Rows: int64(len(f.rows)), Events: int64(len(f.rows)),
 		Bytes: int64(gz.Len()), SHA256: hex.EncodeToString(sum[:]), Compression: "gzip", Header: true,
 		Columns: cols, CreatedAt: time.Now()}
@@ -192,7 +210,7 @@ func (r *rig) put(f fileSpec) notify.Notice {
 func (r *rig) publish(ns ...notify.Notice) {
 	r.t.Helper()
 	for _, n := range ns {
-		msg := &nats.Msg{Subject: "materializer.files.article.updated", Data: n.Marshal(), Header: nats.Header{}}
+		msg := &nats.Msg{Subject: "materializer.files." + n.EventType, Data: n.Marshal(), Header: nats.Header{}}
 		msg.Header.Set("Nats-Msg-Id", fmt.Sprintf("%s#%d", n.ID, time.Now().UnixNano()))
 		if _, err := r.js.PublishMsg(context.Background(), msg); err != nil {
 			r.t.Fatal(err)
