@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"materializer/internal/e2etest"
 	"materializer/internal/pgtest"
 	"materializer/pipeline/notify"
 )
@@ -21,7 +22,7 @@ func TestLoadBadConfig(t *testing.T) {
 	env := &loadEnv{t: t, dir: dir}
 	path := filepath.Join(dir, "bad.toml")
 	text := fmt.Sprintf("[nakadi]\nowning_application = \"x\"\n[storage]\nurl = \"file://%s\"\n%s", dir, strings.Replace(
-		loadEventType, `{ name = "version",    path = "version",      type = "int" },`, "", 1))
+		e2etest.LoadedArticleTOML, `{ name = "version",    path = "version",      type = "int" },`, "", 1))
 	os.WriteFile(path, []byte(text), 0o644)
 	code, _, stderr := runBinary(t, "load", "-config", path)
 	for _, want := range []string{"notify.nats_url: is required by `materializer load`", "load.dsn_file: is required",
@@ -37,29 +38,12 @@ func TestLoadBadConfig(t *testing.T) {
 	}
 }
 
-const loadEventType = `
-[[event_types]]
-name          = "article.updated"
-partition_key = ["article_id"]
-ordering_key  = "version"
-ordering      = "number"
-session_gap   = "1s"
-session_max   = "3s"
-  [[event_types.tables]]
-  name    = "article_size"
-  columns = [
-    { name = "article_id", path = "article_id",   type = "int" },
-    { name = "size",       path = "sizes[*].size" },
-    { name = "version",    path = "version",      type = "int" },
-  ]
-`
-
 // writeLoadConfig writes a loader config over dir/storage.
 func (env *loadEnv) writeLoadConfig(natsURL, dsnFile string) string {
 	path := filepath.Join(env.dir, "load.toml")
 	text := fmt.Sprintf("[daemon]\nlog_format = \"json\"\n[nakadi]\nowning_application = \"x\"\n[storage]\nurl = \"file://%s\"\n"+
 		"[notify]\nnats_url = %q\n[load]\ndsn_file = %q\nadmin_listen = \"127.0.0.1:0\"\n%s",
-		filepath.Join(env.dir, "storage"), natsURL, dsnFile, loadEventType)
+		filepath.Join(env.dir, "storage"), natsURL, dsnFile, e2etest.LoadedArticleTOML)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		env.t.Fatal(err)
 	}
@@ -78,7 +62,7 @@ func TestLoadReplayFlag(t *testing.T) {
 		t.Fatalf("replay of an unknown id: exit %d, stderr %q", code, stderr)
 	}
 	key := "article.updated/article_size/main/dt=2026-12-07/article.updated.article_size.main.p0.w1.0000000001.csv"
-	body := []byte("article_id,size,version\n7,40,3\n7,41,3\n")
+	body := []byte("article_id,size,qty,version\n7,40,1,3\n7,41,2,3\n")
 	file := filepath.Join(env.dir, "storage", key)
 	os.MkdirAll(filepath.Dir(file), 0o755)
 	os.WriteFile(file, body, 0o644)
@@ -86,7 +70,7 @@ func TestLoadReplayFlag(t *testing.T) {
 	n := notify.Notice{ID: key, URL: "file://" + file, EventType: "article.updated", Table: "article_size", Kind: "main",
 		Partition: "0", Writer: "w1", Seq: 1, Rows: 2, Events: 1, Bytes: int64(len(body)), SHA256: hex.EncodeToString(sum[:]),
 		Compression: "none", Header: true, CreatedAt: time.Now(),
-		Columns: []notify.Column{{Name: "article_id", Type: "int"}, {Name: "size", Type: "string"}, {Name: "version", Type: "int"}}}
+		Columns: []notify.Column{{Name: "article_id", Type: "int"}, {Name: "size", Type: "string"}, {Name: "qty", Type: "int"}, {Name: "version", Type: "int"}}}
 	env.pg.MustExec(t, fmt.Sprintf("INSERT INTO ods.materializer_failed_files VALUES (%s, %s, 'was missing', 5, now())",
 		pgtest.Literal(key), pgtest.Literal(string(n.Marshal()))))
 	code, stdout, stderr := runBinary(t, "load", "-config", path, "-replay", key)

@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -71,36 +69,6 @@ batch_files  = 8
 		t.Fatal(err)
 	}
 	return env
-}
-
-// startProcess starts the binary with args and extra environment; its JSON
-// log lines are collected like startRun's.
-func startProcess(t testing.TB, bin string, args []string, env ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, cmd: cmd, done: make(chan struct{})}
-	p.cond = sync.NewCond(&p.mu)
-	go p.collect(stderr)
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s %s stderr (tail):\n%s", filepath.Base(bin), args[0], p.crashTail(30))
-		}
-	})
-	return p
 }
 
 // startLoader starts `materializer load` (the failpoint build) with

@@ -39,7 +39,7 @@ func TestBadFilesAreParked(t *testing.T) {
 	for _, want := range []string{
 		corrupt.ID + " 3 load: bad file: " + corrupt.URL + ": the object has 33 bytes",
 		missing.ID + " 3 load: bad file: " + missing.URL + ": the object does not exist",
-		columns.ID + " 3 load: bad file: " + columns.ID + ": the file's columns (article_id int, brand string, version int) are not those of table ods.article (article_id int, brand string, version int, price decimal)",
+		columns.ID + " 3 load: bad file: " + columns.ID + ": the file's columns (article_id int, brand string, version int) are not those of table ods.article (article_id int, brand string, version int, price decimal, occurred_at timestamp)",
 	} {
 		if !strings.Contains(reasons, want) {
 			t.Errorf("parked:\n%s\nlacks %q", reasons, want)

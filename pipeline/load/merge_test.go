@@ -8,7 +8,7 @@ import (
 	"materializer/pipeline/notify"
 )
 
-func art(id, brand string, v, price string) []string { return []string{id, brand, v, price} }
+func art(id, brand string, v, price string) []string { return []string{id, brand, v, price, ""} }
 func size(id, s, qty, v string) []string             { return []string{id, s, qty, v} }
 
 // mergeCase is one key's files, in the order they are announced, and the
@@ -136,7 +136,7 @@ func TestTablesDiffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = l.Run(t.Context())
-	if err == nil || !errorsIs(err, load.ErrTablesDiffer) || !contains(err.Error(), "ods.article has (article_id bigint, brand text), the configuration wants (article_id bigint, brand text, version bigint, price numeric)") {
+	if err == nil || !errorsIs(err, load.ErrTablesDiffer) || !contains(err.Error(), "ods.article has (article_id bigint, brand text), the configuration wants (article_id bigint, brand text, version bigint, price numeric, occurred_at timestamp(6) without time zone)") {
 		t.Fatalf("Run: %v", err)
 	}
 }

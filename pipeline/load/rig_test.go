@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"materializer/conf"
+	"materializer/internal/e2etest"
 	"materializer/internal/natstest"
 	"materializer/internal/pgtest"
 	"materializer/internal/s3test"
@@ -42,33 +43,9 @@ type rig struct {
 	dsn   string
 }
 
-// loadTypeTOML is the article event type with a version column in both
-// tables, as `materializer load` needs.
-const loadTypeTOML = `
-[[event_types]]
-name          = "article.updated"
-partition_key = ["article_id"]
-ordering_key  = "version"
-ordering      = "number"
-session_gap   = "1h"
-session_max   = "2h"
-  [[event_types.tables]]
-  name    = "article"
-  columns = [
-    { name = "article_id",  path = "article_id",   type = "int", required = true },
-    { name = "brand",       path = "brand" },
-    { name = "version",     path = "version",      type = "int" },
-    { name = "price",       path = "price.amount", type = "decimal" },
-  ]
-  [[event_types.tables]]
-  name    = "article_size"
-  columns = [
-    { name = "article_id", path = "article_id",   type = "int" },
-    { name = "size",       path = "sizes[*].size" },
-    { name = "qty",        path = "sizes[*].qty", type = "int" },
-    { name = "version",    path = "version",      type = "int" },
-  ]
-
+// loadTypeTOML is the article event type of the loader's tests and a
+// second one ordered by arrival.
+var loadTypeTOML = e2etest.LoadedArticleTOML + `
 [[event_types]]
 name          = "order.created"
 partition_key = ["order_number"]
