@@ -15,34 +15,16 @@ import (
 	"materializer/internal/articles"
 )
 
-// LoadedArticleTOML is the article event type as `materializer load`
-// needs it (a version column in the child table too): the config of the
-// loader tests.
-const LoadedArticleTOML = `
-[[event_types]]
-name          = "article.updated"
-partition_key = ["article_id"]
-ordering_key  = "version"
-ordering      = "number"
-session_gap   = "1s"
-session_max   = "3s"
-  [[event_types.tables]]
-  name    = "article"
-  columns = [
-    { name = "article_id",  path = "article_id",           type = "int", required = true },
-    { name = "brand",       path = "brand" },
-    { name = "version",     path = "version",              type = "int" },
-    { name = "price",       path = "price.amount",         type = "decimal" },
-    { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
-  ]
-  [[event_types.tables]]
-  name    = "article_size"
-  columns = [
-    { name = "article_id", path = "article_id",   type = "int" },
-    { name = "size",       path = "sizes[*].size" },
-    { name = "qty",        path = "sizes[*].qty", type = "int" },
-    { name = "version",    path = "version",      type = "int" },
-  ]
+// LoadedArticleTOML is ArticleTypeTOML as `materializer load` needs it (a
+// version column in the child table too), with sessions of seconds so that
+// files flow while a test runs: the config of the loader tests.
+var LoadedArticleTOML = strings.NewReplacer(
+	`session_gap   = "1h"`, `session_gap   = "1s"`,
+	`session_max   = "2h"`, `session_max   = "3s"`,
+	qtyColumn, qtyColumn+`    { name = "version",    path = "version",      type = "int" },
+`).Replace(ArticleTypeTOML)
+
+const qtyColumn = `    { name = "qty",        path = "sizes[*].qty", type = "int" },
 `
 
 // The queries that read back what the loader made, each row as text in
