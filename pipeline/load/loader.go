@@ -253,6 +253,12 @@ func (l *Loader) loop(ctx context.Context, cons jetstream.Consumer) error {
 			l.ready.Store(true)
 			continue
 		}
+		if ctx.Err() != nil { // stopping: the next loader gets them at once
+			for _, m := range msgs {
+				_ = m.Nak()
+			}
+			break
+		}
 		d := out.Next(0)
 		for _, m := range msgs { // an outage: deliver them again after the pause
 			_ = m.NakWithDelay(d)
@@ -358,6 +364,8 @@ func (l *Loader) download(ctx context.Context, items []*item) bool {
 		case err == nil:
 		case errors.Is(err, ErrBadFile):
 			l.bad(ctx, items[i], err)
+		case ctx.Err() != nil:
+			return false
 		default:
 			l.outage(err)
 			return false
@@ -383,6 +391,8 @@ func (l *Loader) load(ctx context.Context, items []*item) bool {
 	switch {
 	case err == nil:
 		return true
+	case ctx.Err() != nil:
+		return false
 	case !errors.Is(err, ErrBadFile) && !isDataError(err):
 		l.outage(err)
 		return false
