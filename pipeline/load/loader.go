@@ -233,13 +233,19 @@ func (l *Loader) trySetup(ctx context.Context) error {
 // loop fetches up to load.batch_files notices at a time and loads them.
 func (l *Loader) loop(ctx context.Context, cons jetstream.Consumer) error {
 	out := backoff.Backoff{Min: l.opts.OutageMin, Max: l.opts.OutageMax}
+	fetchFailed := false
 	for ctx.Err() == nil {
 		l.beat()
 		batch, err := cons.Fetch(l.cfg.Load.BatchFiles, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
+			fetchFailed = true
 			l.outage(fmt.Errorf("load: fetch notices: %w", err))
 			backoff.Sleep(ctx, out.Next(0))
 			continue
+		}
+		if fetchFailed { // NATS is back; PostgreSQL shows with the next batch
+			fetchFailed = false
+			l.ready.Store(true)
 		}
 		var msgs []jetstream.Msg
 		for m := range batch.Messages() {
