@@ -117,9 +117,9 @@ func TestLoadEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the real daemon and loader: not in -short")
 	}
-	n := 4000
+	n, rounds := 4000, 1
 	if os.Getenv("MATERIALIZER_CRASH") != "" {
-		n = 30000
+		n, rounds = 30000, 4
 	}
 	env := newLoadEnv(t)
 	events := e2etest.Generate(7, 400, n)
@@ -134,13 +134,18 @@ func TestLoadEndToEnd(t *testing.T) {
 
 	d = startRun(t, env.conf)
 	base = d.adminURL()
-	e2etest.Publish(t, env.nk, events[half:])
-	hits := 2
-	if os.Getenv("MATERIALIZER_CRASH") != "" {
-		hits = 5
-	}
-	for _, fp := range []string{failpoint.LoadAfterDownload, failpoint.LoadAfterCopy, failpoint.LoadAfterCommit} {
-		env.killLoaderAt(fp, hits)
+	// Each round publishes its share of the rest, so that files keep
+	// coming while the loader is killed at each failpoint in turn.
+	fps := []string{failpoint.LoadAfterDownload, failpoint.LoadAfterCopy, failpoint.LoadAfterCommit}
+	share := (len(events) - half) / (rounds * len(fps))
+	for i := range rounds * len(fps) {
+		from := half + i*share
+		to := from + share
+		if i == rounds*len(fps)-1 {
+			to = len(events)
+		}
+		e2etest.Publish(t, env.nk, events[from:to])
+		env.killLoaderAt(fps[i%len(fps)], 2)
 	}
 	waitReceived(t, base, len(events), 2*time.Minute)
 	if code, body := do(t, "POST", base+"/v1/flush", ""); code != 200 {
