@@ -32,6 +32,7 @@ func cmdDemo(args []string, io stdio) int {
 	fs.Uint64Var(&o.Seed, "seed", 1, "generator `seed`")
 	fs.DurationVar(&o.Duration, "duration", 0, "stop cleanly after this `long` (default: run until Ctrl-C)")
 	fs.DurationVar(&o.Every, "every", 10*time.Second, "print a summary line this `often`")
+	fs.BoolVar(&o.Load, "load", false, "also run `materializer load` into a throwaway PostgreSQL cluster (needs PostgreSQL installed)")
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
