@@ -12,14 +12,19 @@ import (
 // Status is the pipeline's part of GET /v1/status. Every JSON key is
 // snake_case.
 type Status struct {
-	Ready      bool              `json:"ready"`
+	Ready bool `json:"ready"`
+	// Drained is true after a drain (POST /v1/drain) until undrained.
+	Drained bool `json:"drained"`
+	// WriterID is this data dir's writer id: the writer of its files and
+	// notices.
+	WriterID   string            `json:"writer_id,omitempty"`
 	EventTypes []EventTypeStatus `json:"event_types"`
 }
 
 // EventTypeStatus is one entry of Status.EventTypes.
 type EventTypeStatus struct {
 	Name            string            `json:"name"`
-	State           string            `json:"state"` // consuming | paused | backpressure | not streaming
+	State           string            `json:"state"` // consuming | drained | paused | backpressure | not streaming
 	Counters        state.Counters    `json:"counters"`
 	Balanced        bool              `json:"counters_balanced"`
 	CompactionRatio float64           `json:"compaction_ratio"`
@@ -46,10 +51,11 @@ type PartitionStatus struct {
 
 // Status returns a snapshot of every event type.
 func (p *Pipeline) Status(context.Context) (Status, error) {
-	s := Status{Ready: p.Ready(), EventTypes: []EventTypeStatus{}}
+	s := Status{Ready: p.Ready(), Drained: p.Drained(), EventTypes: []EventTypeStatus{}}
 	if !p.recovered.Load() {
 		return s, nil
 	}
+	s.WriterID = p.db.WriterID()
 	es := p.eng.Status()
 	delivery := p.outbox.Status()
 	p.mu.Lock()
@@ -73,6 +79,8 @@ func (p *Pipeline) Status(context.Context) (Status, error) {
 // stateOf names what an event type's consumer does. Called with p.mu held.
 func (p *Pipeline) stateOf(name string, c *nakadi.Consumer) string {
 	switch {
+	case p.drained:
+		return "drained"
 	case p.paused[name]:
 		return "paused"
 	case p.bp.engaged():
