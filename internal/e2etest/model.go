@@ -165,12 +165,12 @@ func exactSet(t testing.TB, what string, got rowTally, want map[string]bool) {
 	}
 }
 
-// childRows: article_size holds, for each event with an article row
-// of that kind, exactly one row per element of its sizes array.
+// childRows: article_size holds, for each article row of that kind,
+// exactly one row per element of its event's sizes array.
 func childRows(t testing.TB, kind string, parents, children rowTally, byEID map[string]articles.Event) {
 	t.Helper()
-	for eid := range parents {
-		if want := sizes(t, byEID[eid]); children[eid] != want {
+	for eid, n := range parents {
+		if want := n * sizes(t, byEID[eid]); children[eid] != want {
 			t.Errorf("%s/article_size: event %s has %d rows, want %d", kind, eid, children[eid], want)
 		}
 	}
