@@ -81,7 +81,7 @@ func TestFleetMatrix(t *testing.T) {
 	for range 3 {
 		r.start(r.add())
 	}
-	const ops = 24
+	const ops = 30
 	per := len(r.events) / (ops + 1)
 	for range ops {
 		pub := r.publishAsync(per, 2*time.Second)
@@ -99,9 +99,10 @@ func TestFleetMatrix(t *testing.T) {
 	r.finish()
 }
 
-// randomOp changes the fleet once: a member joins, leaves (SIGTERM),
-// is killed or killed members come back, is drained or undrained. At
-// least one live member is kept, and at most five run.
+// randomOp changes the fleet once, picking among the changes possible
+// now: a member joins (at most five run), leaves by SIGTERM, is killed,
+// comes back after a kill, is drained or undrained. At least one live
+// member is kept.
 func (r *fleetRig) randomOp() {
 	r.t.Helper()
 	var running, killed, drained []*member
@@ -118,23 +119,22 @@ func (r *fleetRig) randomOp() {
 	}
 	live := r.live()
 	pick := func(ms []*member) *member { return ms[r.rng.IntN(len(ms))] }
-	switch op := r.rng.IntN(6); {
-	case op == 0 && len(running) < 5:
-		r.start(r.add())
-	case op == 1 && len(live) > 1:
-		m := pick(live)
-		r.stop(m)
-		m.left = true
-	case op == 2 && len(live) > 1:
-		r.kill(pick(live))
-	case op == 3 && len(killed) > 0:
-		r.start(pick(killed))
-	case op == 4 && len(live) > 1:
-		r.drain(pick(live))
-	case op == 5 && len(drained) > 0:
-		r.undrain(pick(drained))
-	default:
-		return
+	var ops []func()
+	if len(running) < 5 {
+		ops = append(ops, func() { r.start(r.add()) })
 	}
+	if len(live) > 1 {
+		ops = append(ops,
+			func() { m := pick(live); r.stop(m); m.left = true },
+			func() { r.kill(pick(live)) },
+			func() { r.drain(pick(live)) })
+	}
+	if len(killed) > 0 {
+		ops = append(ops, func() { r.start(pick(killed)) })
+	}
+	if len(drained) > 0 {
+		ops = append(ops, func() { r.undrain(pick(drained)) })
+	}
+	ops[r.rng.IntN(len(ops))]()
 	r.waitOwners("after the change", r.evenly)
 }

@@ -33,6 +33,7 @@ type EventTypeStatus struct {
 	OpenFileBytes   int64             `json:"open_file_bytes"`
 	Subscription    string            `json:"subscription_id"`
 	StreamID        string            `json:"stream_id,omitempty"`
+	Rebalancing     bool              `json:"rebalancing"` // a partition may be moving: /stats polled fast
 	LastError       string            `json:"last_error,omitempty"`
 	Partitions      []PartitionStatus `json:"partitions"`
 	Delivery        outbox.Status     `json:"delivery"`
@@ -69,7 +70,7 @@ func (p *Pipeline) Status(context.Context) (Status, error) {
 		s.EventTypes = append(s.EventTypes, EventTypeStatus{
 			Name: et.Name, State: p.stateOf(et.Name, c), Counters: et.Counters, Balanced: et.Counters.Balanced(),
 			CompactionRatio: et.CompactionRatio, OpenSessions: et.Counters.Open, OpenFiles: et.OpenFiles,
-			OpenFileBytes: et.OpenFileBytes, Subscription: cs.SubscriptionID, StreamID: cs.StreamID,
+			OpenFileBytes: et.OpenFileBytes, Subscription: cs.SubscriptionID, StreamID: cs.StreamID, Rebalancing: cs.Rebalancing,
 			LastError: cs.LastError, Delivery: delivery, Partitions: mergePartitions(et.Partitions, cs),
 		})
 	}
