@@ -12,6 +12,7 @@ import (
 
 	"materializer/internal/e2etest"
 	"materializer/internal/natstest"
+	"materializer/internal/s3test"
 	"materializer/pipeline/nakadi/emulator"
 )
 
@@ -29,22 +30,33 @@ func TestSoakDrainTime(t *testing.T) {
 	for _, sc := range []struct {
 		sessions int
 		staged   int64
+		s3       bool // storage is versitygw on loopback, not file://
 	}{
-		{100_000, 0},
-		{100_000, 1 << 30},
-		{100_000, 3 << 30},
-		{1_000_000, 0},
+		{100_000, 0, false},
+		{100_000, 1 << 30, false},
+		{100_000, 3 << 30, false},
+		{1_000_000, 0, false},
+		{100_000, 1 << 30, true},
+		{100_000, 3 << 30, true},
 	} {
-		t.Run(fmt.Sprintf("%d sessions, %s staged", sc.sessions, byteSize(sc.staged)), func(t *testing.T) {
-			measureDrain(t, sc.sessions, sc.staged)
+		target := map[bool]string{false: "file", true: "s3"}[sc.s3]
+		t.Run(fmt.Sprintf("%d sessions, %s staged, %s", sc.sessions, byteSize(sc.staged), target), func(t *testing.T) {
+			measureDrain(t, sc.sessions, sc.staged, sc.s3)
 		})
 	}
 }
 
-func measureDrain(t *testing.T, sessions int, staged int64) {
+func measureDrain(t *testing.T, sessions int, staged int64, s3 bool) {
 	nk := e2etest.ArticleEmulator(t, 8)
 	ns := natstest.Start(t)
 	dir := t.TempDir()
+	storage := fmt.Sprintf("url = \"file://%s\"", filepath.Join(dir, "storage"))
+	if s3 {
+		gw := s3test.StartVersity(t)
+		id, secret := gw.CredFiles(t)
+		storage = fmt.Sprintf("url = %q\nendpoint = %q\naccess_key_id_file = %q\nsecret_access_key_file = %q",
+			gw.URL("dwh"), gw.Endpoint, id, secret)
+	}
 	path := filepath.Join(dir, "materializer.toml")
 	text := fmt.Sprintf(`
 [daemon]
@@ -58,7 +70,7 @@ owning_application = "materializer-soak"
 read_from          = "begin"
 batch_limit        = 1000
 [storage]
-url              = "file://%s"
+%s
 compression      = "none"
 roll_max_bytes   = "1GiB"
 roll_max_age     = "1h"
@@ -79,7 +91,7 @@ session_max   = "2h"
     { name = "version",    path = "version",    type = "int" },
     { name = "note",       path = "note" },
   ]
-`, filepath.Join(dir, "data"), nk.URL(), filepath.Join(dir, "storage"), ns.URL())
+`, filepath.Join(dir, "data"), nk.URL(), storage, ns.URL())
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
