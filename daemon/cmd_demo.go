@@ -64,6 +64,7 @@ type demoHost struct {
 
 func (h *demoHost) Logger(cfg *conf.Config) zerolog.Logger {
 	setLogLevel(cfg.Daemon.LogLevel)
+	setMemoryLimits(cfg, os.Getenv)
 	return newLogger(cfg.Daemon.LogFormat, h.stderr)
 }
 

@@ -18,6 +18,7 @@ type Status struct {
 	// WriterID is this data dir's writer id: the writer of its files and
 	// notices.
 	WriterID   string            `json:"writer_id,omitempty"`
+	Memory     MemoryStatus      `json:"memory"`
 	EventTypes []EventTypeStatus `json:"event_types"`
 }
 
@@ -52,7 +53,8 @@ type PartitionStatus struct {
 
 // Status returns a snapshot of every event type.
 func (p *Pipeline) Status(context.Context) (Status, error) {
-	s := Status{Ready: p.Ready(), Drained: p.Drained(), EventTypes: []EventTypeStatus{}}
+	s := Status{Ready: p.Ready(), Drained: p.Drained(), Memory: MemoryStatus{Budget: p.budget, InUse: p.memoryInUse()},
+		EventTypes: []EventTypeStatus{}}
 	if !p.recovered.Load() {
 		return s, nil
 	}

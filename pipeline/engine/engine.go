@@ -71,6 +71,8 @@ type Options struct {
 	StepEvents     int           // most events per step; default 8192
 	Workers        int           // parse/validate goroutines; default GOMAXPROCS
 	KeyCacheBytes  int64         // committed key states kept in memory; default 16 MiB; < 0: none
+	MaxOpenFiles   int           // staging files holding an OS handle at most; default 256
+	LogSegmentSize int64         // when a session log segment is full; default 64 MiB (tests make it small)
 	Tick           time.Duration // how often due timers and file ages are checked; default 250 ms
 	Now            func() time.Time
 	Logger         zerolog.Logger
@@ -101,6 +103,7 @@ type Engine struct {
 
 	// Owned by the Run goroutine.
 	stage      *files.Stage
+	sessions   *sessionLog // best events of open sessions
 	slots      map[state.Partition]*slot
 	slotOrder  []*slot
 	nextSlot   state.Slot
@@ -110,6 +113,7 @@ type Engine struct {
 	encoded    []byte                  // the last step's key-state arena, reused
 	lastSealed []state.Outbox          // what the last committed step sealed (Flush returns it)
 	more       bool                    // the last step left due timers for the next
+	lastNow    int64                   // the last step's time (a clock that goes back resets the timer floors)
 	seqs       map[state.FileID]uint64 // next file seq, once read or allocated
 	forceSeal  map[state.FileID]bool   // open files to seal in the next step
 	rows       []rowBuf                // per-table row buffers of emit
@@ -117,8 +121,9 @@ type Engine struct {
 
 	trace func(format string, args ...any) // tests: narrates decisions
 
-	recovered atomic.Bool
-	heartbeat atomic.Int64 // unix ns of the loop's last turn
+	recovered     atomic.Bool
+	heartbeat     atomic.Int64 // unix ns of the loop's last turn
+	keyCacheBytes atomic.Int64 // the key cache's memory in use, as of the last step
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -152,6 +157,9 @@ func New(opts Options, types []EventType) (*Engine, error) {
 	}
 	if opts.Tick <= 0 {
 		opts.Tick = 250 * time.Millisecond
+	}
+	if opts.LogSegmentSize <= 0 {
+		opts.LogSegmentSize = 64 << 20
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
