@@ -127,7 +127,8 @@ func NotifyOptions(n conf.Notify, log zerolog.Logger) notify.Options {
 	return notify.Options{
 		URLs: n.NATSURL, CredsFile: n.CredentialsFile, TLSCAFile: n.TLSCAFile, TLSCertFile: n.TLSCertFile,
 		TLSKeyFile: n.TLSKeyFile, SubjectPrefix: n.SubjectPrefix, Stream: n.Stream,
-		DuplicateWindow: n.DuplicateWindow.Duration(), AckTimeout: n.PublishTimeout.Duration(), Logger: log,
+		DuplicateWindow: n.DuplicateWindow.Duration(), Replicas: n.StreamReplicas, AckTimeout: n.PublishTimeout.Duration(),
+		Logger: log,
 	}
 }
 

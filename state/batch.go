@@ -11,7 +11,6 @@ import (
 // atomically.
 type Batch struct {
 	b   *pebble.Batch
-	buf []byte
 	key []byte // scratch for the keys of per-key records (the batch copies them)
 }
 

@@ -85,7 +85,7 @@ func (e *Engine) recover() error {
 // splitFiles tells the open staging files from the session log's segments.
 func splitFiles(all []state.File) (staging, logs []state.File) {
 	for _, f := range all {
-		if isLog(f) {
+		if IsSessionLog(f) {
 			logs = append(logs, f)
 		} else {
 			staging = append(staging, f)

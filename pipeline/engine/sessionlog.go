@@ -69,8 +69,9 @@ func logID(seq uint64) state.FileID {
 	return state.FileID{EventType: logEventType, Table: "log", Kind: "log", Partition: strconv.FormatUint(seq, 10)}
 }
 
-// isLog reports whether a file record is a session log segment.
-func isLog(f state.File) bool { return f.ID.EventType == logEventType }
+// IsSessionLog reports whether a file record is a segment of the session
+// log (not a staging file of rows).
+func IsSessionLog(f state.File) bool { return f.ID.EventType == logEventType }
 
 // logLoc is where a best event is in the log.
 type logLoc struct {

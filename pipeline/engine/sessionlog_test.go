@@ -86,7 +86,7 @@ func TestSessionLogSegmentsRollSurviveRestartsAndGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range files {
-		if isLog(f) {
+		if IsSessionLog(f) {
 			t.Fatalf("record of a segment no session needs stayed: %+v", f)
 		}
 	}
