@@ -125,6 +125,17 @@ func New(o Options) (*Pipeline, error) {
 	p.transport.MaxIdleConnsPerHost = 32
 	p.bp = newBackpressure(p, o.Registry)
 	if o.Registry != nil {
+		o.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "materializer_drained",
+			Help: "1 while a drain (POST /v1/drain) keeps this member idle.",
+		}, func() float64 {
+			if p.Drained() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	if o.Registry != nil {
 		o.Registry.MustRegister(memoryCollector{p})
 	}
 	return p, nil
