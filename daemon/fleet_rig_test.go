@@ -91,32 +91,7 @@ roll_max_rows = 80
 roll_max_age  = "2s"
 [notify]
 nats_url = %q
-[[event_types]]
-name          = "article.updated"
-partition_key = ["article_id"]
-ordering_key  = "version"
-ordering      = "number"
-session_gap   = "1s"
-session_max   = "4s"
-  [[event_types.tables]]
-  name    = "article"
-  columns = [
-    { name = "article_id",  path = "article_id",           type = "int", required = true },
-    { name = "version",     path = "version",              type = "int" },
-    { name = "brand",       path = "brand" },
-    { name = "price",       path = "price.amount",         type = "decimal" },
-    { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
-    { name = "eid",         path = "metadata.eid" },
-  ]
-  [[event_types.tables]]
-  name    = "article_size"
-  columns = [
-    { name = "article_id", path = "article_id",   type = "int" },
-    { name = "size",       path = "sizes[*].size" },
-    { name = "qty",        path = "sizes[*].qty", type = "int" },
-    { name = "eid",        path = "metadata.eid" },
-  ]
-`, filepath.Join(m.dir, "data"), m.admin, r.nk.URL(), r.storage, r.ns.URL())
+%s`, filepath.Join(m.dir, "data"), m.admin, r.nk.URL(), r.storage, r.ns.URL(), e2etest.TrackedArticleType("1s", "4s", ""))
 	if err := os.WriteFile(m.conf, []byte(text), 0o644); err != nil {
 		r.t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package pipeline_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -22,12 +21,12 @@ import (
 type running struct {
 	p    *pipeline.Pipeline
 	stop func() error // cancels Run, waits for it, releases the data dir
-	logs *syncBuffer
+	logs *e2etest.SyncBuffer
 }
 
 func runPipeline(t *testing.T, cfg *conf.Config) *running {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &e2etest.SyncBuffer{}
 	log := zerolog.New(zerolog.MultiLevelWriter(logs, zerolog.NewTestWriter(t))).Level(zerolog.InfoLevel)
 	p, err := pipeline.New(pipeline.Options{Config: cfg, Logger: log, Registry: prometheus.NewRegistry(), Now: time.Now,
 		Overrides: pipeline.Overrides{FractionalSeconds: true, Tick: 20 * time.Millisecond, DeliveryBackoff: time.Second}})
@@ -52,23 +51,6 @@ func runPipeline(t *testing.T, cfg *conf.Config) *running {
 	t.Cleanup(func() { _ = stop() })
 	e2etest.WaitFor(t, 30*time.Second, "pipeline ready", p.Ready)
 	return &running{p: p, stop: stop, logs: logs}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A stop is a handover: Run stops reading, closes every open session,

@@ -111,6 +111,18 @@ func ParseDelivered(t testing.TB, key string, raw []byte) File {
 	return f
 }
 
+// checkShape: every row has the file's columns (a file never mixes two
+// mappings).
+func (f File) checkShape(t testing.TB) {
+	t.Helper()
+	for i, r := range f.Rows {
+		if len(r) != len(f.Header) {
+			t.Errorf("%s: row %d has %d fields, the header %d (%v): rows of two mappings in one file", f.Key, i+1, len(r), len(f.Header), f.Header)
+			return
+		}
+	}
+}
+
 // column returns the index of a header column.
 func (f File) Column(t testing.TB, name string) int {
 	for i, h := range f.Header {

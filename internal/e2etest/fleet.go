@@ -295,12 +295,7 @@ func tallyRows(t testing.TB, files []File) fleetRows {
 	t.Helper()
 	rows := fleetRows{}
 	for _, f := range files {
-		for i, r := range f.Rows {
-			if len(r) != len(f.Header) {
-				t.Errorf("%s: row %d has %d fields, the header %d (%v): rows of two mappings in one file", f.Key, i+1, len(r), len(f.Header), f.Header)
-				break
-			}
-		}
+		f.checkShape(t)
 		switch f.Table {
 		case "article", "article_size":
 			ei := f.Column(t, "eid")
