@@ -249,9 +249,8 @@ func (c *Consumer) Pause() {
 	signal(c.kick)
 	// A hand-out under way ends (the kick wakes it); later ones see paused.
 	c.handing.Lock()
-	c.handing.Unlock() //lint:ignore SA2001 the lock is the barrier
-
 	c.log.Info().Msg("paused")
+	c.handing.Unlock()
 }
 
 // Resume undoes Pause: the consumer reconnects.
