@@ -76,11 +76,16 @@ func printStatus(w io.Writer, st *statusView, base string, now time.Time) error 
 	switch {
 	case st.Draining:
 		state = "draining"
+	case st.Drained:
+		state = "drained (`materializer drain -undo` or a restart consumes again)"
 	case st.Ready:
 		state = "ready"
 	}
 	p.printf("materializer %s on %s: %s, up %s (since %s)\n", st.Version, strings.TrimPrefix(base, "http://"),
 		state, roundDuration(now.Sub(st.StartedAt)), st.StartedAt.UTC().Format(time.RFC3339))
+	if st.WriterID != "" {
+		p.printf("writer %s\n", st.WriterID)
+	}
 	if len(st.EventTypes) > 0 {
 		printDelivery(p, st.EventTypes[0].Delivery, now)
 	}

@@ -93,6 +93,14 @@ type Engine struct {
 	types map[string]*eventType
 	ctl   chan func()
 
+	// Barrier calls go to the dispatcher (barrierIn), which stamps them
+	// with queued and passes them to the state writer (barrierOut), which
+	// keeps them in barriers until applied reaches their stamp.
+	barrierIn, barrierOut chan *barrier
+	queued                uint64 // jobs queued; owned by the dispatcher
+	applied               uint64 // jobs applied; owned by the Run goroutine
+	barriers              []*barrier
+
 	// Owned by the Run goroutine.
 	stage      *files.Stage
 	sessions   *sessionLog // best events of open sessions
@@ -164,12 +172,14 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		opts.MaxUncommitted = 50000
 	}
 	e := &Engine{
-		opts:     opts,
-		log:      opts.Logger.With().Str("component", "engine").Logger(),
-		db:       opts.DB,
-		types:    map[string]*eventType{},
-		ctl:      make(chan func()),
-		rejected: rejectedTable(opts.CSV),
+		opts:       opts,
+		log:        opts.Logger.With().Str("component", "engine").Logger(),
+		db:         opts.DB,
+		types:      map[string]*eventType{},
+		ctl:        make(chan func()),
+		barrierIn:  make(chan *barrier),
+		barrierOut: make(chan *barrier),
+		rejected:   rejectedTable(opts.CSV),
 	}
 	var err error
 	// An eighth of the key cache's memory is the key filter: 16 MiB for
@@ -234,27 +244,33 @@ func (e *Engine) Run(ctx context.Context, in <-chan *nakadi.Batch) error {
 func (e *Engine) startWorkers(ctx context.Context, in <-chan *nakadi.Batch, order chan<- *job, wg *sync.WaitGroup) {
 	jobs := make(chan *job, 4*e.opts.Workers)
 	wg.Add(1 + e.opts.Workers)
+	queue := func(b *nakadi.Batch) bool {
+		j := &job{b: b, et: e.types[b.Cursor.EventType], done: make(chan struct{})}
+		select {
+		case order <- j:
+		case <-ctx.Done():
+			return false
+		}
+		e.queued++
+		jobs <- j // never blocks for long: workers drain jobs until it closes
+		return true
+	}
 	go func() {
 		defer wg.Done()
 		defer close(jobs)
 		for {
-			var b *nakadi.Batch
-			var ok bool
 			select {
 			case <-ctx.Done():
 				return
-			case b, ok = <-in:
-				if !ok {
+			case b, ok := <-in:
+				if !ok || !queue(b) {
+					return
+				}
+			case br := <-e.barrierIn:
+				if !e.takeBarrier(ctx, br, in, queue) {
 					return
 				}
 			}
-			j := &job{b: b, et: e.types[b.Cursor.EventType], done: make(chan struct{})}
-			select {
-			case order <- j:
-			case <-ctx.Done():
-				return
-			}
-			jobs <- j // never blocks for long: workers drain jobs until it closes
 		}
 	}()
 	for i := 0; i < e.opts.Workers; i++ {
@@ -291,6 +307,10 @@ func (e *Engine) loop(ctx context.Context, order <-chan *job) error {
 		case fn := <-e.ctl:
 			fn()
 			continue
+		case b := <-e.barrierOut:
+			e.barriers = append(e.barriers, b)
+			e.releaseBarriers()
+			continue
 		case <-tick.C:
 		case <-again:
 		case j := <-order:
@@ -302,6 +322,8 @@ func (e *Engine) loop(ctx context.Context, order <-chan *job) error {
 			}
 			return err
 		}
+		e.applied += uint64(len(jobs))
+		e.releaseBarriers()
 	}
 }
 
