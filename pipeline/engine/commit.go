@@ -42,6 +42,7 @@ func (e *Engine) commit(st *step) error {
 	if err != nil {
 		return err
 	}
+	st.written = recs
 	logs, err := e.sessions.flush()
 	if err != nil {
 		return err
@@ -160,21 +161,60 @@ func (e *Engine) putKey(st *step, ke *keyEntry) {
 // roll seals every open file that reached its size, row count or age, or
 // that the step must seal (flush, lost partition, changed mapping). A sealed
 // file's outbox entry is written in the same batch that removes its record.
+//
+// Only the files the step wrote can have reached a size or row
+// count; every open file is looked at when the step seals all of an event
+// type, and otherwise at most ageChecks times per roll_max_age (ages, and
+// limits lowered by a reload): with tens of thousands of open files, a look
+// at each in every step would cost more than the step.
 func (e *Engine) roll(st *step) error {
-	maxAge := int64(e.opts.RollMaxAge)
-	for _, f := range e.stage.Files() {
-		due := st.seal[f.ID] || e.forceSeal[f.ID] || st.sealAll == "*" || st.sealAll == f.ID.EventType ||
-			f.Length >= e.opts.RollMaxBytes ||
-			e.opts.RollMaxRows > 0 && f.Rows >= e.opts.RollMaxRows ||
-			maxAge > 0 && st.now-f.Created >= maxAge
-		if !due {
-			continue
+	due := map[state.FileID]bool{}
+	for id, seal := range st.seal {
+		due[id] = seal
+	}
+	for id := range e.forceSeal {
+		due[id] = true
+	}
+	for i := range st.written {
+		if e.full(&st.written[i]) {
+			due[st.written[i].ID] = true
 		}
+	}
+	maxAge := int64(e.opts.RollMaxAge)
+	every := int64(time.Second)
+	if maxAge > 0 {
+		every = min(every, maxAge/ageChecks)
+	}
+	if st.sealAll != "" || st.now-e.rollChecked >= every || st.now < e.rollChecked {
+		e.rollChecked = st.now
+		e.stage.Each(func(f *state.File) {
+			if st.sealAll == "*" || st.sealAll == f.ID.EventType || e.full(f) || maxAge > 0 && st.now-f.Created >= maxAge {
+				due[f.ID] = true
+			}
+		})
+	}
+	var seal []state.File
+	for id, ok := range due {
+		if f, open := e.stage.Lookup(id); ok && open {
+			seal = append(seal, f)
+		}
+	}
+	slices.SortFunc(seal, func(a, b state.File) int { return strings.Compare(a.Name, b.Name) })
+	for _, f := range seal {
 		if err := e.seal(st, f.ID); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ageChecks is how often, per roll_max_age, every open file's age is
+// looked at.
+const ageChecks = 10
+
+// full reports whether an open file reached its size or row count.
+func (e *Engine) full(f *state.File) bool {
+	return f.Length >= e.opts.RollMaxBytes || e.opts.RollMaxRows > 0 && f.Rows >= e.opts.RollMaxRows
 }
 
 // seal seals the open file of id in this step: the batch removes its record
@@ -243,7 +283,7 @@ func (e *Engine) afterCommit(st *step) error {
 	if len(st.sealed) > 0 && e.opts.Sealed != nil {
 		e.opts.Sealed()
 	}
-	e.publishStatus()
+	e.publishStatus(st)
 	return nil
 }
 

@@ -126,6 +126,14 @@ type Engine struct {
 	heartbeat     atomic.Int64 // unix ns of the loop's last turn
 	keyCacheBytes atomic.Int64 // the key cache's memory in use, as of the last step
 
+	rollChecked int64 // unix ns of the last look at every open file (roll)
+	// What publishStatus keeps between steps (nil after a recovery or a
+	// reload: everything is rebuilt): each event type's last status, and
+	// the lengths of the open files by event type.
+	statusOf    map[string]EventTypeStatus
+	statusNames []string
+	openOf      map[string]map[state.FileID]int64
+
 	mu     sync.Mutex // guards status
 	status Status
 }
@@ -291,7 +299,7 @@ func (e *Engine) startWorkers(ctx context.Context, in <-chan *nakadi.Batch, orde
 func (e *Engine) loop(ctx context.Context, order <-chan *job) error {
 	tick := time.NewTicker(e.opts.Tick)
 	defer tick.Stop()
-	e.publishStatus()
+	e.publishStatus(nil)
 	now := make(chan time.Time)
 	close(now)
 	for {

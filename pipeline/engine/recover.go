@@ -27,6 +27,7 @@ func Fingerprint(partitionKey []string, orderingKey, ordering string) string {
 // start-up does, and what a failed step does before it is retried. It reads
 // first, decides, then mutates (truncating staging files).
 func (e *Engine) recover() error {
+	e.statusOf = nil // rebuilt from what is recovered
 	if e.stage != nil {
 		e.stage.Close()
 		e.stage = nil

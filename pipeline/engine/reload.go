@@ -46,7 +46,7 @@ func (e *Engine) AddEventType(ctx context.Context, t EventType) error {
 		if err != nil {
 			return fmt.Errorf("%w: loading slots of %s: %w", errBroken, t.Name, err)
 		}
-		e.publishStatus()
+		e.publishStatus(nil)
 		return nil
 	})
 }

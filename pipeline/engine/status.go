@@ -50,40 +50,88 @@ func (e *Engine) OpenFileBytes() int64 {
 	return e.status.openFileBytes()
 }
 
-func (e *Engine) publishStatus() {
+// publishStatus publishes the status after step st: only the event types
+// whose counters, cursors or open files it changed are rebuilt (with a
+// thousand event types, rebuilding all in every step would cost more than
+// the step). st nil rebuilds everything: at start, after a recovery or a
+// reload.
+func (e *Engine) publishStatus(st *step) {
 	if e.stage == nil {
 		return // between a failed recovery and its retry
 	}
 	e.keyCacheBytes.Store(e.cache.inUse())
-	type key struct{ et, p string }
-	files := map[key][2]int64{}
-	for _, f := range e.stage.Files() {
-		k := key{f.ID.EventType, f.ID.Partition}
-		v := files[k]
-		files[k] = [2]int64{v[0] + 1, v[1] + f.Length}
+	dirty := map[string]bool{}
+	if st == nil || e.statusOf == nil {
+		e.statusOf, e.statusNames, e.openOf = map[string]EventTypeStatus{}, e.typeNames(), map[string]map[state.FileID]int64{}
+		e.stage.Each(func(f *state.File) { e.setOpen(f) })
+		for name := range e.types {
+			dirty[name] = true
+		}
+	} else {
+		for et := range st.types {
+			dirty[et.Name] = true
+		}
+		for sl := range st.slots {
+			dirty[sl.part.EventType] = true
+		}
+		for i := range st.written {
+			e.setOpen(&st.written[i])
+			dirty[st.written[i].ID.EventType] = true
+		}
+		for _, o := range st.sealed {
+			delete(e.openOf[o.ID.EventType], o.ID)
+			dirty[o.ID.EventType] = true
+		}
 	}
-	s := Status{}
-	for _, name := range e.typeNames() {
-		et := e.types[name]
-		ets := EventTypeStatus{Name: name, Counters: et.counters}
-		if out := et.counters.Main + et.counters.Correction; out > 0 {
-			ets.CompactionRatio = float64(et.counters.Received) / float64(out)
+	for name := range dirty {
+		if et := e.types[name]; et != nil {
+			e.statusOf[name] = e.typeStatus(et)
 		}
-		for _, sl := range et.slots {
-			f := files[key{name, sl.part.Partition}]
-			ets.Partitions = append(ets.Partitions, PartitionStatus{
-				Partition: sl.part.Partition, AppliedOffset: sl.cur.Offset, OpenFiles: int(f[0]), OpenFileBytes: f[1],
-			})
-			ets.OpenFiles += int(f[0])
-			ets.OpenFileBytes += f[1]
-		}
-		slices.SortFunc(ets.Partitions, func(a, b PartitionStatus) int { return nakadi.ComparePartitions(a.Partition, b.Partition) })
-		s.EventTypes = append(s.EventTypes, ets)
+	}
+	s := Status{EventTypes: make([]EventTypeStatus, 0, len(e.statusNames))}
+	for _, name := range e.statusNames {
+		s.EventTypes = append(s.EventTypes, e.statusOf[name])
 	}
 	e.mu.Lock()
 	e.status = s
 	e.mu.Unlock()
 	e.opts.Metrics.OpenFileBytes.Set(float64(s.openFileBytes()))
+}
+
+func (e *Engine) setOpen(f *state.File) {
+	m := e.openOf[f.ID.EventType]
+	if m == nil {
+		m = map[state.FileID]int64{}
+		e.openOf[f.ID.EventType] = m
+	}
+	m[f.ID] = f.Length
+}
+
+// typeStatus builds one event type's status.
+func (e *Engine) typeStatus(et *eventType) EventTypeStatus {
+	type count struct {
+		files int
+		bytes int64
+	}
+	byPart := map[string]count{}
+	for id, n := range e.openOf[et.Name] {
+		c := byPart[id.Partition]
+		byPart[id.Partition] = count{c.files + 1, c.bytes + n}
+	}
+	ets := EventTypeStatus{Name: et.Name, Counters: et.counters}
+	if out := et.counters.Main + et.counters.Correction; out > 0 {
+		ets.CompactionRatio = float64(et.counters.Received) / float64(out)
+	}
+	for _, sl := range et.slots {
+		c := byPart[sl.part.Partition]
+		ets.Partitions = append(ets.Partitions, PartitionStatus{
+			Partition: sl.part.Partition, AppliedOffset: sl.cur.Offset, OpenFiles: c.files, OpenFileBytes: c.bytes,
+		})
+		ets.OpenFiles += c.files
+		ets.OpenFileBytes += c.bytes
+	}
+	slices.SortFunc(ets.Partitions, func(a, b PartitionStatus) int { return nakadi.ComparePartitions(a.Partition, b.Partition) })
+	return ets
 }
 
 // openFileBytes is the size of every open staging file.

@@ -32,6 +32,7 @@ type step struct {
 	seal    map[state.FileID]bool // files to seal at commit regardless of size and age
 	sealAll string                // seal every open file of this event type ("*": of all)
 	sealed  []state.Outbox
+	written []state.File // records of the staging files the step wrote
 	events  int
 	more    bool        // timers left for another step
 	encoded []byte      // arena of the encoded states of the step's dirty keys
@@ -378,11 +379,11 @@ func (e *Engine) closed(st *step, sl *slot) {
 		return
 	}
 	sl.sealWhenClosed = false
-	for _, f := range e.stage.Files() {
+	e.stage.Each(func(f *state.File) {
 		if f.ID.EventType == sl.part.EventType && f.ID.Partition == sl.part.Partition {
 			st.seal[f.ID] = true
 		}
-	}
+	})
 }
 
 // dueSessions handles up to budget sessions of the slot with deadline <=

@@ -24,7 +24,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -381,14 +380,12 @@ func (s *Stage) Seal(id state.FileID) (state.File, error) {
 	return f.rec, nil
 }
 
-// Files returns the open files' records, ordered by name.
-func (s *Stage) Files() []state.File {
-	out := make([]state.File, 0, len(s.open))
+// Each calls fn with the record of every open file, in no particular
+// order; fn must not keep or change it.
+func (s *Stage) Each(fn func(rec *state.File)) {
 	for _, f := range s.open {
-		out = append(out, f.rec)
+		fn(&f.rec)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }
 
 // Remove deletes a delivered file.

@@ -118,7 +118,7 @@ func TestRecoveryTruncatesAndRemovesStrays(t *testing.T) {
 			if err != nil || sealed.Length != recs[0].Length {
 				t.Fatal(sealed, err)
 			}
-			if len(s.Files()) != 0 {
+			if _, open := s.Lookup(id); open {
 				t.Fatal("sealed file still open")
 			}
 		})
