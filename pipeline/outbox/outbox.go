@@ -73,6 +73,7 @@ type Outbox struct {
 	mu           sync.Mutex
 	entries      map[string]*pending         // by object key
 	streams      map[state.FileID][]*pending // by sequence number
+	ready        map[*pending]bool           // stored heads of their streams: their notice may go out
 	queue        []*pending                  // to upload, oldest sealed first
 	pendingBytes int64                       // of entries
 	delivered    map[string]Delivered
@@ -137,8 +138,9 @@ func New(o Options) *Outbox {
 	return &Outbox{
 		o: o, log: o.Logger.With().Str("component", "outbox").Logger(), m: newMetrics(o.Registerer),
 		wake: make(chan struct{}, 1), uploaded: make(chan struct{}, 1),
-		entries: map[string]*pending{}, streams: map[state.FileID][]*pending{}, delivered: map[string]Delivered{},
-		changed: make(chan struct{}),
+		entries: map[string]*pending{}, streams: map[state.FileID][]*pending{}, ready: map[*pending]bool{},
+		delivered: map[string]Delivered{},
+		changed:   make(chan struct{}),
 	}
 }
 
@@ -204,7 +206,11 @@ func (d *Outbox) load() error {
 		d.pendingBytes += p.Length
 		s := d.streams[o.ID]
 		i, _ := slices.BinarySearchFunc(s, p.Seq, func(q *pending, seq uint64) int { return cmp.Compare(q.Seq, seq) })
+		if i == 0 && len(s) > 0 {
+			delete(d.ready, s[0]) // not the head any more (sealed files commit in order; this is defence)
+		}
 		d.streams[o.ID] = slices.Insert(s, i, p)
+		d.noteHead(o.ID)
 		if !p.Uploaded {
 			d.queue = append(d.queue, p)
 			added = true
@@ -257,6 +263,7 @@ func (d *Outbox) upload(ctx context.Context, p *pending) {
 	}
 	p.Uploaded, p.SHA256, p.Bytes = true, stored.SHA256, stored.Size
 	p.attempts, p.lastErr = 0, ""
+	d.noteHead(p.ID)
 	d.m.uploaded.Inc()
 	d.m.uploadBytes.Add(float64(stored.Size))
 	d.m.uploadSeconds.Observe(time.Since(start).Seconds())
@@ -368,6 +375,14 @@ func (d *Outbox) announce(ctx context.Context) {
 	}
 }
 
+// noteHead marks the head of stream id ready when it is stored. Called
+// with d.mu held.
+func (d *Outbox) noteHead(id state.FileID) {
+	if s := d.streams[id]; len(s) > 0 && s[0].Uploaded {
+		d.ready[s[0]] = true
+	}
+}
+
 // readyHeads returns the entries whose notice can go out now: stored, the
 // lowest sequence number of their stream, not backing off.
 func (d *Outbox) readyHeads() []*pending {
@@ -375,8 +390,8 @@ func (d *Outbox) readyHeads() []*pending {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var heads []*pending
-	for _, s := range d.streams {
-		if p := s[0]; p.Uploaded && !now.Before(p.next) {
+	for p := range d.ready {
+		if !now.Before(p.next) {
 			heads = append(heads, p)
 		}
 	}
@@ -441,9 +456,11 @@ func (d *Outbox) remove(ps []*pending) error {
 		d.m.delivered.Inc()
 		d.m.fileLatency.Observe(now.Sub(time.Unix(0, p.Sealed)).Seconds())
 		delete(d.entries, p.Key)
+		delete(d.ready, p)
 		d.pendingBytes -= p.Length
 		if s := slices.DeleteFunc(d.streams[p.ID], func(q *pending) bool { return q == p }); len(s) > 0 {
 			d.streams[p.ID] = s
+			d.noteHead(p.ID)
 		} else {
 			delete(d.streams, p.ID)
 		}
