@@ -200,7 +200,7 @@ func Default() Config {
 			RollMaxBytes:      Bytes(256 << 20),
 			RollMaxAge:        defaultDuration("5m"),
 			MaxStagedBytes:    Bytes(10 << 30),
-			UploadConcurrency: 4,
+			UploadConcurrency: 16,
 		},
 		CSV: CSV{Delimiter: ",", Header: true},
 		Limits: Limits{

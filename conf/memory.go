@@ -7,14 +7,18 @@ import "fmt"
 // the Go heap; GoHeap becomes Go's soft memory limit (GOMEMLIMIT), which
 // covers the heap, goroutine stacks and the consumers' and staging files'
 // buffers; Reserve is not given out (allocator slack, thread stacks).
+// ConsumerBatches is the part of GoHeap that batches read from Nakadi and
+// not yet handed to the engine may hold, all event types together: a
+// stream reads its next line only once that memory is free.
 type Budget struct {
-	Limit        int64 `json:"limit_bytes"`
-	MemTableSize int64 `json:"memtable_size_bytes"`
-	MemTables    int64 `json:"memtables_bytes"` // MemTableSize × MemTablesInMemory
-	BlockCache   int64 `json:"block_cache_bytes"`
-	KeyCache     int64 `json:"key_cache_bytes"`
-	GoHeap       int64 `json:"go_heap_bytes"`
-	Reserve      int64 `json:"reserve_bytes"`
+	Limit           int64 `json:"limit_bytes"`
+	MemTableSize    int64 `json:"memtable_size_bytes"`
+	MemTables       int64 `json:"memtables_bytes"` // MemTableSize × MemTablesInMemory
+	BlockCache      int64 `json:"block_cache_bytes"`
+	KeyCache        int64 `json:"key_cache_bytes"`
+	GoHeap          int64 `json:"go_heap_bytes"`
+	ConsumerBatches int64 `json:"consumer_batches_bytes"` // of GoHeap
+	Reserve         int64 `json:"reserve_bytes"`
 }
 
 // MemTablesInMemory is how many memtables Pebble may hold (one being
@@ -28,7 +32,7 @@ const KeyCacheBytesPerKey = 100
 // MemoryBudget splits daemon.memory_limit: an eighth stays in reserve,
 // memtables get a sixteenth each (at most 64 MiB), the block cache an
 // eighth, the key cache a quarter (or daemon.key_cache_bytes when set), and
-// Go's heap the rest.
+// Go's heap the rest, a quarter of which consumer batches may hold.
 func (d Daemon) MemoryBudget() Budget {
 	l := d.MemoryLimit.Bytes()
 	b := Budget{Limit: l, Reserve: l / 8, BlockCache: l / 8, KeyCache: l / 4}
@@ -38,14 +42,15 @@ func (d Daemon) MemoryBudget() Budget {
 		b.KeyCache = k
 	}
 	b.GoHeap = l - b.Reserve - b.BlockCache - b.KeyCache - b.MemTables
+	b.ConsumerBatches = max(b.GoHeap/4, 0)
 	return b
 }
 
 // String is the split as `check` prints it.
 func (b Budget) String() string {
-	return fmt.Sprintf("memory %s = Pebble memtables %s (%d × %s) + block cache %s + key cache %s (~%s keys) + Go heap %s + reserve %s",
+	return fmt.Sprintf("memory %s = Pebble memtables %s (%d × %s) + block cache %s + key cache %s (~%s keys) + Go heap %s (consumer batches up to %s) + reserve %s",
 		Bytes(b.Limit), Bytes(b.MemTables), MemTablesInMemory, Bytes(b.MemTableSize), Bytes(b.BlockCache),
-		Bytes(b.KeyCache), approx(b.KeyCache/KeyCacheBytesPerKey), Bytes(b.GoHeap), Bytes(b.Reserve))
+		Bytes(b.KeyCache), approx(b.KeyCache/KeyCacheBytesPerKey), Bytes(b.GoHeap), Bytes(b.ConsumerBatches), Bytes(b.Reserve))
 }
 
 // approx renders a count as 1.3M, 160k.

@@ -47,7 +47,7 @@ var Reference = []KeyDoc{
 	{"storage.roll_max_rows", "0", "Seal a file when it holds this many rows; 0: no row limit."},
 	{"storage.roll_max_age", `"5m"`, "Seal a file this long after it was opened (> 0)."},
 	{"storage.max_staged_bytes", `"10GiB"`, "Stop reading from Nakadi while more than this is staged and undelivered (> `roll_max_bytes`)."},
-	{"storage.upload_concurrency", "4", "Parallel uploads, 1..64."},
+	{"storage.upload_concurrency", "16", "Parallel uploads, 1..64 (each holds a staging file open and a connection)."},
 	{"storage.sse", `""`, "S3 server-side encryption: empty, `AES256` or `aws:kms`."},
 	{"storage.sse_kms_key_id", `""`, "KMS key id or ARN; required when `sse = \"aws:kms\"`, not allowed otherwise."},
 	{"storage.access_key_id_file", `""`, "File holding the access key id; set together with `secret_access_key_file`. Both empty: the AWS default credential chain."},

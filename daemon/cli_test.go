@@ -11,7 +11,7 @@ import (
 
 // defaultBudget is how `check` shows the split of the default
 // daemon.memory_limit.
-const defaultBudget = "memory 512MiB = Pebble memtables 96MiB (3 × 32MiB) + block cache 64MiB + key cache 128MiB (~1.3M keys) + Go heap 160MiB + reserve 64MiB\n"
+const defaultBudget = "memory 512MiB = Pebble memtables 96MiB (3 × 32MiB) + block cache 64MiB + key cache 128MiB (~1.3M keys) + Go heap 160MiB (consumer batches up to 40MiB) + reserve 64MiB\n"
 
 // TestCheckShippedConfigs round-trips conf/example.toml and conf/demo.toml
 // through `materializer check`.

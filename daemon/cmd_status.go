@@ -86,6 +86,12 @@ func printStatus(w io.Writer, st *statusView, base string, now time.Time) error 
 	if st.WriterID != "" {
 		p.printf("writer %s\n", st.WriterID)
 	}
+	if m := st.Memory; m.Budget.Limit > 0 {
+		u := m.InUse
+		p.printf("memory: resident %s of %s; Go %s (soft limit %s), key cache %s, Pebble %s, consumer batches %s of %s\n",
+			byteSize(u.Resident), byteSize(m.Budget.Limit), byteSize(u.GoTotal), byteSize(u.GoLimit), byteSize(u.KeyCache),
+			byteSize(u.MemTables+u.BlockCache), byteSize(u.ConsumerBatches), byteSize(m.Budget.ConsumerBatches))
+	}
 	if len(st.EventTypes) > 0 {
 		printDelivery(p, st.EventTypes[0].Delivery, now)
 	}

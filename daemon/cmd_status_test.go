@@ -53,6 +53,7 @@ func TestStatusOfRunningDaemon(t *testing.T) {
 	}
 	for _, re := range []string{
 		`(?m)^materializer dev on ` + regexp.QuoteMeta(addr) + `: ready, up \S+ \(since \S+Z\)$`,
+		`(?m)^memory: resident \S+ MiB of 512\.0 MiB; Go \S+ \S+ \(soft limit \S+ MiB\), key cache \S+ \S+, Pebble \S+ \S+, consumer batches \S+ \S+ of 40\.0 MiB$`,
 		`(?m)^delivery: 0 pending \(0 B\), 0 uploaded and waiting for their notice, 0 failing$`,
 		`(?m)^article\.updated: consuming$`,
 		`(?m)^  events      received 50 = main 0 \+ superseded \d+ \+ duplicate \d+ \+ correction \d+ \+ rejected \d+ \+ open \d+ \(balanced\)$`,
@@ -77,6 +78,16 @@ func TestStatusOfRunningDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSnakeCase(t, "", tree)
+	// The budget adds up to the limit; the process is within it, and Go's
+	// soft limit is at least the heap's share (the governor lends it what
+	// Pebble and the key cache do not use).
+	b, u := doc.Memory.Budget, doc.Memory.InUse
+	if b.Limit != 512<<20 || b.MemTables+b.BlockCache+b.KeyCache+b.GoHeap+b.Reserve != b.Limit || b.ConsumerBatches != b.GoHeap/4 {
+		t.Errorf("budget does not add up: %+v", b)
+	}
+	if u.Resident <= 0 || u.Resident > b.Limit || u.GoLimit < b.GoHeap || u.GoLimit > b.Limit {
+		t.Errorf("memory in use: %+v; want 0 < resident ≤ limit and go_heap ≤ go_limit ≤ limit (budget %+v)", u, b)
+	}
 
 	p.stopOK(30*time.Second, "run")
 	code, stdout, stderr := runBinary(t, "status", "-config", path)

@@ -84,7 +84,7 @@ func startDaemon(opts runOptions) (*daemon, error) {
 func (d *daemon) build(opts runOptions, root zerolog.Logger) error {
 	reg := newRegistry()
 	var err error
-	d.pipe, err = pipeline.New(pipeline.Options{Config: d.cfg, Logger: root, Registry: reg, Now: opts.Now})
+	d.pipe, err = pipeline.New(pipeline.Options{Config: d.cfg, Logger: root, Registry: reg, Now: opts.Now, GovernMemory: opts.Getenv("GOMEMLIMIT") == ""})
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,8 @@ func (d *daemon) logAdmin() {
 }
 
 // setMemoryLimits gives Go's runtime its share of daemon.memory_limit as
-// its soft limit (GOMEMLIMIT and GOGC in the environment still win).
+// its soft limit until the pipeline governs it (GOMEMLIMIT and GOGC in the
+// environment still win).
 func setMemoryLimits(cfg *conf.Config, getenv func(string) string) {
 	if getenv("GOGC") == "" {
 		// Half Go's default heap headroom: measured in the end-to-end

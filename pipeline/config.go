@@ -42,7 +42,11 @@ func (p *Pipeline) compile(et *conf.EventType) (engine.EventType, *nakadi.Consum
 	}
 	cfg := NakadiConfig(p.Config().Nakadi, et.Name)
 	cfg.FractionalSeconds, cfg.RetryFatal, cfg.Now, cfg.Logger = p.opts.FractionalSeconds, true, p.now, p.log
-	cfg.Transport = p.transport
+	cfg.Transport, cfg.StreamTransport, cfg.Buffers = p.transport, p.streamTransport, p.buffers
+	// The streams' read buffers take at most an eighth of the consumer
+	// batches' budget together: 32 KiB each for up to 160 event types
+	// at the default budget, 5 KiB each for a thousand.
+	cfg.ReadBufferBytes = int(min(32<<10, p.budget.ConsumerBatches/8/int64(max(1, len(p.Config().EventTypes)))))
 	cfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"subscription_event_type": et.Name}, p.reg)
 	consumer, err := nakadi.New(cfg)
 	if err != nil {

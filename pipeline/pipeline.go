@@ -37,11 +37,15 @@ import (
 
 // Options is what the pipeline is built from.
 type Options struct {
-	Config    *conf.Config // loaded and validated
-	Logger    zerolog.Logger
-	Registry  prometheus.Registerer // nil: metrics are not registered
-	Now       func() time.Time
-	Overrides Overrides
+	Config   *conf.Config // loaded and validated
+	Logger   zerolog.Logger
+	Registry prometheus.Registerer // nil: metrics are not registered
+	Now      func() time.Time
+	// GovernMemory lets the pipeline set Go's soft memory limit (the
+	// process's own daemon; not a test that runs several pipelines, nor
+	// under GOMEMLIMIT set by the operator): see governMemory.
+	GovernMemory bool
+	Overrides    Overrides
 }
 
 // Overrides are knobs tests and the demo set; zero values are the
@@ -60,11 +64,14 @@ type Pipeline struct {
 	reg    prometheus.Registerer
 	now    func() time.Time
 	opts   Overrides
+	govern bool // governMemory runs
 	lock   *datadir.Lock
 	budget conf.Budget
 	// transport is the consumers' HTTP transport: each stream holds a
 	// connection, commits, cursor and stats requests share a small pool.
-	transport *http.Transport
+	transport       *http.Transport // Nakadi requests
+	streamTransport *http.Transport // Nakadi streams
+	buffers         *nakadi.Buffers // batches read, not yet applied
 
 	db        *state.DB
 	eng       *engine.Engine
@@ -87,10 +94,15 @@ type Pipeline struct {
 	drained   bool            // a handover stopped reading (drain, stop)
 }
 
-// stagingHandles is how many staging files hold an OS handle at most; with
-// Pebble's table cache (state) and one connection per Nakadi stream, a
-// daemon with a thousand event types stays under 2,048 descriptors.
-const stagingHandles = 256
+// stagingHandles is how many staging files hold an OS handle at most, and
+// nakadiRequestConns how many connections Nakadi requests of all event
+// types use at most; with Pebble's table cache (state) and one connection
+// per Nakadi stream, a daemon with a thousand event types stays under 2,048
+// descriptors.
+const (
+	stagingHandles     = 256
+	nakadiRequestConns = 64
+)
 
 // Errors of the control methods; the admin API maps them to HTTP statuses.
 var (
@@ -105,7 +117,7 @@ var (
 func New(o Options) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg: o.Config, log: o.Logger, plog: o.Logger.With().Str("component", "pipeline").Logger(),
-		reg: o.Registry, now: o.Now, opts: o.Overrides,
+		reg: o.Registry, now: o.Now, opts: o.Overrides, govern: o.GovernMemory,
 		paused: map[string]bool{}, consumers: map[string]*nakadi.Consumer{}, handing: make(chan struct{}, 1),
 	}
 	if p.now == nil {
@@ -121,8 +133,13 @@ func New(o Options) (*Pipeline, error) {
 	}
 	p.lock = lock
 	p.budget = p.cfg.Daemon.MemoryBudget()
+	// Requests of all consumers share a bounded set of connections (a
+	// thousand event types must not open a thousand more sockets at once);
+	// streams, one per event type, have their own.
 	p.transport = http.DefaultTransport.(*http.Transport).Clone()
-	p.transport.MaxIdleConnsPerHost = 32
+	p.transport.MaxConnsPerHost, p.transport.MaxIdleConnsPerHost = nakadiRequestConns, nakadiRequestConns
+	p.streamTransport = http.DefaultTransport.(*http.Transport).Clone()
+	p.buffers = nakadi.NewBuffers(p.budget.ConsumerBatches)
 	p.bp = newBackpressure(p, o.Registry)
 	if o.Registry != nil {
 		o.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -192,6 +209,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	g.Go(func() error { return p.outbox.Run(gctx) })
 	g.Go(func() error { p.watchRecovery(gctx); return nil })
 	g.Go(func() error { p.bp.Run(gctx); return nil })
+	if p.govern {
+		g.Go(func() error { p.governMemory(gctx); return nil })
+	}
 	for _, name := range p.names {
 		p.startConsumer(name, p.consumers[name])
 	}

@@ -22,7 +22,8 @@ const maxAnswerBytes = 16 << 20
 // an X-Flow-Id; a 401 re-reads the token file and retries once.
 type api struct {
 	base    string
-	client  *http.Client // no Timeout: streams are long
+	client  *http.Client // requests: no Timeout, a.timeout bounds each
+	streams *http.Client // streams: no Timeout, they are long
 	tokens  *tokenSource
 	timeout time.Duration
 }
@@ -99,6 +100,10 @@ func (a *api) call(ctx context.Context, op, method, path string, hdr http.Header
 
 // send builds and sends one request (accept "" sends no Accept header).
 func (a *api) send(ctx context.Context, method, path string, hdr http.Header, body []byte, accept string) (*http.Response, error) {
+	return a.sendWith(a.client, ctx, method, path, hdr, body, accept)
+}
+
+func (a *api) sendWith(client *http.Client, ctx context.Context, method, path string, hdr http.Header, body []byte, accept string) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -124,7 +129,7 @@ func (a *api) send(ctx context.Context, method, path string, hdr http.Header, bo
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := a.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, redactErr(err)
 	}
@@ -186,7 +191,7 @@ func (a *api) openStream(ctx context.Context, subID string, q url.Values) (*http
 	for attempt := 0; ; attempt++ {
 		hctx, cancel := context.WithCancel(ctx)
 		timer := time.AfterFunc(a.timeout, cancel)
-		resp, err := a.send(hctx, http.MethodGet, path, nil, nil, "")
+		resp, err := a.sendWith(a.streams, hctx, http.MethodGet, path, nil, nil, "")
 		stopped := timer.Stop()
 		if err != nil {
 			cancel()

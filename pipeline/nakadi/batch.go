@@ -28,6 +28,7 @@ type Batch struct {
 	Lost bool
 
 	bytes int          // length of the line, for metrics
+	held  int64        // memory reserved in Config.Buffers until handed out or dropped
 	entry *entry       // commit tracking, once handed out
 	st    *streamState // the stream it came from
 	epoch int          // the partition's epoch on st when read

@@ -2,6 +2,7 @@ package nakadi
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -44,13 +45,13 @@ var _ io.Reader = (*loopReader)(nil)
 // events in batches of 500: one op is one batch line.
 func BenchmarkReader(b *testing.B) {
 	line := benchLine(500, 1024)
-	r := newStreamReader(&loopReader{data: line}, readBufferSize, 0)
+	r := newStreamReader(&loopReader{data: line}, readBufferSize, 0, nil)
 	b.SetBytes(int64(len(line)))
 	b.ReportAllocs()
 	events, n := 0, 0
 	cpu0 := processCPU()
 	for b.Loop() {
-		batch, err := r.next()
+		batch, err := r.next(context.Background())
 		if err != nil || len(batch.Events) != 500 {
 			b.Fatalf("next: %v", err)
 		}

@@ -10,21 +10,37 @@ import (
 const drainTick = 50 * time.Millisecond
 
 // commitLoop commits ready cursors every CommitInterval (sooner when asked
-// to). After drain closes it keeps committing until nothing handed out is
-// left uncommitted or DrainTimeout passed.
-func (c *Consumer) commitLoop(drain <-chan struct{}) {
-	ctx := context.Background()
+// to), and until ctx ends looks at /stats when due (lookAtStats). After
+// drain closes it keeps committing until nothing handed out is left
+// uncommitted or DrainTimeout passed.
+func (c *Consumer) commitLoop(ctx context.Context, drain <-chan struct{}) {
+	cctx := context.Background() // commits go on after ctx: a drain commits what became durable
 	tick := time.NewTicker(c.cfg.CommitInterval)
 	defer tick.Stop()
+	var stats <-chan time.Time
+	statsNow := c.statsNow
+	if t := c.statsTicker(); t != nil {
+		defer t.Stop()
+		stats = t.C
+	} else {
+		statsNow = nil
+	}
 	var deadline <-chan struct{}
 	for {
 		select {
+		case <-stats:
+			c.lookAtStats(ctx)
+			continue
+		case <-statsNow:
+			c.lookAtStats(ctx)
+			continue
 		case <-tick.C:
 		case <-c.commitNow:
 		case <-drain:
 			dctx, cancel := context.WithTimeout(context.Background(), c.cfg.DrainTimeout)
 			defer cancel()
-			ctx, deadline, drain = dctx, dctx.Done(), nil
+			cctx, deadline, drain = dctx, dctx.Done(), nil
+			stats, statsNow = nil, nil
 			tick.Reset(min(drainTick, c.cfg.CommitInterval))
 		case <-deadline:
 			if c.tr.pending() {
@@ -32,7 +48,7 @@ func (c *Consumer) commitLoop(drain <-chan struct{}) {
 			}
 			return
 		}
-		c.flushCommits(ctx)
+		c.flushCommits(cctx)
 		if deadline != nil && !c.tr.pending() {
 			return
 		}

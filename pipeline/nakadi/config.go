@@ -62,6 +62,10 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// MaxLineBytes caps one stream line; default 256 MiB.
 	MaxLineBytes int
+	// ReadBufferBytes is a stream's read buffer (4 KiB..64 KiB, default
+	// 32 KiB): keep-alives and short batch lines are read in place, a
+	// longer line goes to a buffer of its own that its batch takes.
+	ReadBufferBytes int
 	// FractionalSeconds sends second-valued stream parameters with a
 	// fraction ("0.05") instead of rounding them up to whole seconds. Real
 	// Nakadi accepts integers only: this is for the emulator (fast tests).
@@ -70,9 +74,17 @@ type Config struct {
 	// 403/404 instead of returning from Run.
 	RetryFatal bool
 
-	// Transport is the HTTP transport; default a clone of
-	// http.DefaultTransport. No overall client timeout applies to streams.
-	Transport http.RoundTripper
+	// Buffers bounds the memory of batches read and not yet handed out,
+	// shared by the consumers of a daemon; nil: no bound.
+	Buffers *Buffers
+	// Transport is the HTTP transport of requests (subscription, cursors,
+	// commits, stats); default a clone of http.DefaultTransport.
+	// StreamTransport is that of streams (default Transport): a daemon
+	// with many event types bounds the connections of requests but not
+	// of streams, one per event type. No overall client timeout applies
+	// to streams.
+	Transport       http.RoundTripper
+	StreamTransport http.RoundTripper
 	// RequestTimeout bounds every non-stream request and the wait for a
 	// stream's response headers; default 30s.
 	RequestTimeout time.Duration
@@ -111,6 +123,9 @@ func (c Config) withDefaults() Config {
 	def(&c.BackoffMin, 200*time.Millisecond)
 	def(&c.BackoffMax, 30*time.Second)
 	def(&c.RequestTimeout, 30*time.Second)
+	if c.ReadBufferBytes == 0 {
+		c.ReadBufferBytes = readBufferSize
+	}
 	if c.MaxLineBytes == 0 {
 		c.MaxLineBytes = defaultMaxLine
 	}
@@ -119,6 +134,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Transport == nil {
 		c.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	if c.StreamTransport == nil {
+		c.StreamTransport = c.Transport
 	}
 	return c
 }

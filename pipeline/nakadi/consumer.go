@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -126,14 +127,15 @@ func (c *Consumer) Run(ctx context.Context, out chan<- *Batch) error {
 	drain := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { c.dispatch(runCtx, in, out) })
-	wg.Go(func() { c.commitLoop(drain) })
-	wg.Go(func() { c.statsLoop(runCtx) })
+	wg.Go(func() { c.commitLoop(runCtx, drain) })
 	err := c.loop(runCtx, in)
 	stop()
 	close(drain)
 	wg.Wait()
-	if t, ok := c.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
+	for _, tr := range []http.RoundTripper{c.cfg.Transport, c.cfg.StreamTransport} {
+		if t, ok := tr.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
 	}
 	return err
 }

@@ -11,8 +11,11 @@ import "context"
 func (c *Consumer) dispatch(ctx context.Context, in <-chan *Batch, out chan<- *Batch) {
 	var head *Batch
 	defer func() {
-		if head != nil && head.entry != nil {
-			c.tr.abandon(head.entry)
+		if head != nil {
+			c.free(head)
+			if head.entry != nil {
+				c.tr.abandon(head.entry)
+			}
 		}
 	}()
 	for {
@@ -51,10 +54,13 @@ func (c *Consumer) handOut(ctx context.Context, b *Batch, out chan<- *Batch) (go
 	c.handing.Lock()
 	defer c.handing.Unlock()
 	if !c.admit(b) {
+		c.free(b)
 		return true, false
 	}
+	held := b.held
 	select {
 	case out <- b:
+		c.cfg.Buffers.release(held)
 		return true, false
 	case <-c.kick: // a lost notice or a pause: look again
 		return false, false

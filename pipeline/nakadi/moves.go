@@ -93,32 +93,29 @@ func (c *Consumer) statsDue(now time.Time) bool {
 	return true
 }
 
-// statsLoop polls /stats (pollStats) when due: it looks every
-// min(StatsInterval, StatsFastInterval), checks for silent partitions, and
-// polls at once when asked to (statsNow).
-func (c *Consumer) statsLoop(ctx context.Context) {
+// statsTicker starts the looks at /stats (lookAtStats), every
+// min(StatsInterval, StatsFastInterval); nil when /stats is not polled
+// (StatsInterval < 0). The commit loop runs them: one goroutine per event
+// type commits and watches the assignment.
+func (c *Consumer) statsTicker() *time.Ticker {
 	if c.cfg.StatsInterval < 0 {
-		return
+		return nil
 	}
-	tick := time.NewTicker(min(c.cfg.StatsInterval, c.cfg.StatsFastInterval))
-	defer tick.Stop()
 	c.mu.Lock()
 	c.moves.lastPoll = c.now()
 	c.mu.Unlock()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		case <-c.statsNow:
-		}
-		c.checkSilence()
-		if !c.statsDue(c.now()) {
-			continue
-		}
-		if err := c.pollStats(ctx); err != nil && ctx.Err() == nil {
-			c.log.Debug().Err(err).Msg("stats poll failed")
-		}
+	return time.NewTicker(min(c.cfg.StatsInterval, c.cfg.StatsFastInterval))
+}
+
+// lookAtStats checks for silent partitions and polls /stats when due (or
+// asked to: statsNow).
+func (c *Consumer) lookAtStats(ctx context.Context) {
+	c.checkSilence()
+	if !c.statsDue(c.now()) {
+		return
+	}
+	if err := c.pollStats(ctx); err != nil && ctx.Err() == nil {
+		c.log.Debug().Err(err).Msg("stats poll failed")
 	}
 }
 

@@ -2,6 +2,7 @@ package nakadi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -40,7 +41,7 @@ func TestGoldenLines(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := newStreamReader(bytes.NewReader(raw), 0, 0).next()
+			b, err := newStreamReader(bytes.NewReader(raw), 0, 0, nil).next(context.Background())
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
@@ -174,22 +175,22 @@ func TestReaderLinesOfAnySize(t *testing.T) {
 	stream.WriteString("\n") // blank lines are skipped
 	fmt.Fprintf(&stream, `{"cursor":{"partition":"0","offset":"001-0001-000000000000000001","event_type":"e","cursor_token":"t"}}`+"\r\n")
 	stream.WriteString(`{"cursor":{"partition":"0"`) // cut inside a line
-	r := newStreamReader(&stream, 64<<10, 0)
-	b, err := r.next()
+	r := newStreamReader(&stream, 64<<10, 0, nil)
+	b, err := r.next(context.Background())
 	if err != nil || len(b.Events) != 1 || len(b.Events[0]) != len(big)+10 {
 		t.Fatalf("big line: %v", err)
 	}
-	if b, err = r.next(); err != nil || !b.keepAlive() {
+	if b, err = r.next(context.Background()); err != nil || !b.keepAlive() {
 		t.Fatalf("keep-alive: %v %+v", err, b)
 	}
-	if _, err = r.next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if _, err = r.next(context.Background()); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("cut line: err = %v", err)
 	}
 }
 
 func TestReaderLineLimit(t *testing.T) {
 	line := `{"cursor":{},"events":["` + strings.Repeat("y", 100<<10) + `"]}` + "\n"
-	if _, err := newStreamReader(strings.NewReader(line), 4<<10, 64<<10).next(); !errors.Is(err, ErrLineTooLong) {
+	if _, err := newStreamReader(strings.NewReader(line), 4<<10, 64<<10, nil).next(context.Background()); !errors.Is(err, ErrLineTooLong) {
 		t.Fatalf("err = %v, want ErrLineTooLong", err)
 	}
 }
@@ -197,9 +198,9 @@ func TestReaderLineLimit(t *testing.T) {
 func TestEventsOwnTheirBuffer(t *testing.T) {
 	line := `{"cursor":{"partition":"0","offset":"o","event_type":"e","cursor_token":"t"},"events":[{"a":1},{"b":2}]}` + "\n"
 	stream := strings.Repeat(line, 3)
-	r := newStreamReader(strings.NewReader(stream), 0, 0)
-	first, _ := r.next()
-	second, _ := r.next()
+	r := newStreamReader(strings.NewReader(stream), 0, 0, nil)
+	first, _ := r.next(context.Background())
+	second, _ := r.next(context.Background())
 	if string(first.Events[0]) != `{"a":1}` || string(second.Events[1]) != `{"b":2}` {
 		t.Fatalf("events: %s %s", first.Events[0], second.Events[1])
 	}

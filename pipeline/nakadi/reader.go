@@ -2,6 +2,8 @@ package nakadi
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,56 +21,103 @@ const (
 	readBufferSize  = 32 << 10  // keep-alives and small batches are read in place
 	defaultMaxLine  = 256 << 20 // Nakadi caps its stream buffer at 50 MB
 	minReadBuffer   = 4 << 10
-	maxReadBufferSz = 64 << 20
+	maxReadBufferSz = 64 << 10
 )
 
 // streamReader reads batch lines of any size from a stream body and parses
 // them. Event batches get one buffer each (the batch owns it); keep-alives
-// are parsed in place without a buffer.
+// are parsed in place without a buffer. What a batch holds is reserved in
+// the shared Buffers (nil: no bound) before its line is read.
 type streamReader struct {
 	br       *bufio.Reader
 	acc      []byte // gathers a line longer than br's buffer; the batch takes it
 	longLine int    // the length of the last long line: a stream's batches are alike
 	maxLine  int
 	p        parser
+	mem      *Buffers
 }
 
-func newStreamReader(r io.Reader, bufSize, maxLine int) *streamReader {
+func newStreamReader(r io.Reader, bufSize, maxLine int, mem *Buffers) *streamReader {
 	bufSize = min(max(bufSize, minReadBuffer), maxReadBufferSz)
 	if maxLine <= 0 {
 		maxLine = defaultMaxLine
 	}
-	return &streamReader{br: bufio.NewReaderSize(r, bufSize), maxLine: maxLine}
+	return &streamReader{br: bufio.NewReaderSize(r, bufSize), maxLine: maxLine, mem: mem}
 }
 
-// next returns the next batch (keep-alives included). It returns io.EOF at
-// the clean end of the stream and io.ErrUnexpectedEOF inside a line.
-func (r *streamReader) next() (*Batch, error) {
+// next returns the next batch (keep-alives included), its memory reserved
+// (Batch.held). It returns io.EOF at the clean end of the stream and
+// io.ErrUnexpectedEOF inside a line, and ctx's error when it ended while
+// the reader waited for memory.
+func (r *streamReader) next(ctx context.Context) (*Batch, error) {
 	for {
-		line, err := r.readLine()
+		want, err := r.expect()
 		if err != nil {
 			return nil, err
 		}
-		if skipWS(line, 0) == len(line) {
-			continue // blank line
-		}
-		b := &Batch{bytes: len(line) + 1}
-		err = r.p.parse(line, b)
-		switch {
-		case err != nil:
-		case len(r.p.spans) == 0: // a keep-alive: nothing to keep
-		case r.acc != nil: // a long line: the batch takes the buffer it was gathered in
-			r.p.fillEvents(line, b)
-		default:
-			buf := append([]byte(nil), line...) // not zeroed first, unlike make+copy
-			r.p.fillEvents(buf, b)
-		}
-		r.acc = nil
+		held, err := r.mem.reserve(ctx, want)
 		if err != nil {
 			return nil, err
 		}
-		return b, nil
+		b, err := r.parseLine()
+		if err == nil && b != nil {
+			b.held, err = r.mem.settle(ctx, held, b.held)
+			held = b.held
+		}
+		if err != nil || b == nil {
+			r.mem.release(held)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if b != nil {
+			return b, nil
+		}
 	}
+}
+
+// expect waits, holding no memory, until a line starts, and returns what
+// its batch will take: the line itself when the read buffer holds it whole,
+// else as much as the last long line (and a little more).
+func (r *streamReader) expect() (int64, error) {
+	if _, err := r.br.Peek(1); err != nil {
+		return 0, err
+	}
+	buffered, _ := r.br.Peek(r.br.Buffered())
+	if i := bytes.IndexByte(buffered, '\n'); i >= 0 {
+		return int64(i), nil
+	}
+	return int64(max(r.longLine+r.longLine/8, 2*r.br.Size())), nil
+}
+
+// parseLine reads and parses one line: nil for a blank line. The batch's
+// held is what its memory takes.
+func (r *streamReader) parseLine() (*Batch, error) {
+	line, err := r.readLine()
+	if err != nil {
+		return nil, err
+	}
+	if skipWS(line, 0) == len(line) {
+		return nil, nil
+	}
+	b := &Batch{bytes: len(line) + 1}
+	err = r.p.parse(line, b)
+	switch {
+	case err != nil:
+	case len(r.p.spans) == 0: // a keep-alive: nothing to keep
+	case r.acc != nil: // a long line: the batch takes the buffer it was gathered in
+		r.p.fillEvents(line, b)
+		b.held = int64(cap(r.acc))
+	default:
+		buf := append([]byte(nil), line...) // not zeroed first, unlike make+copy
+		r.p.fillEvents(buf, b)
+		b.held = int64(cap(buf))
+	}
+	r.acc = nil
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // readLine returns the next line without its '\n'. The slice is valid until

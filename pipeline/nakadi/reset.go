@@ -69,5 +69,6 @@ func ResetCursors(ctx context.Context, cfg Config, cursors []Cursor) (string, er
 // newAPI is the HTTP side of a Consumer, for one-shot operator calls.
 func newAPI(cfg Config) *api {
 	return &api{base: trimBase(cfg.URL), client: &http.Client{Transport: cfg.Transport},
-		tokens: &tokenSource{path: cfg.TokenFile, now: cfg.Now}, timeout: cfg.RequestTimeout}
+		streams: &http.Client{Transport: cfg.StreamTransport},
+		tokens:  &tokenSource{path: cfg.TokenFile, now: cfg.Now}, timeout: cfg.RequestTimeout}
 }

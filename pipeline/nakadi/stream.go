@@ -96,16 +96,19 @@ func (c *Consumer) readStream(ctx context.Context, st *streamState, resp *http.R
 	c.mu.Lock()
 	st.idle = idle
 	c.mu.Unlock()
-	r := newStreamReader(idle, readBufferSize, c.cfg.MaxLineBytes)
+	r := newStreamReader(idle, c.cfg.ReadBufferBytes, c.cfg.MaxLineBytes, c.cfg.Buffers)
 	rs := &readState{epoch: map[PartitionKey]int{}, last: map[PartitionKey]string{}}
 	for {
-		b, err := r.next()
+		b, err := r.next(st.ctx)
 		if err != nil {
 			return healthy, c.readErr(ctx, st, idle, err)
 		}
 		healthy = true
 		b.StreamID = st.id
 		deliver, err := c.receive(st.ctx, st, rs, b)
+		if err != nil || !deliver {
+			c.free(b)
+		}
 		if err != nil {
 			return healthy, c.readErr(ctx, st, idle, err)
 		}
@@ -115,10 +118,16 @@ func (c *Consumer) readStream(ctx context.Context, st *streamState, resp *http.R
 		select {
 		case in <- b:
 		case <-st.ctx.Done():
+			c.free(b)
 			return healthy, c.readErr(ctx, st, idle, st.ctx.Err())
 		}
 	}
 }
+
+// free gives back the memory a batch that leaves the consumer (handed out
+// or dropped) reserved. The batch is not touched: once handed out it is the
+// engine's.
+func (c *Consumer) free(b *Batch) { c.cfg.Buffers.release(b.held) }
 
 // readErr classifies the end of a stream.
 func (c *Consumer) readErr(ctx context.Context, st *streamState, idle *idleReader, err error) error {
