@@ -89,6 +89,7 @@ func benchEndToEnd(b *testing.B, w benchWorkload) {
 	b.ReportMetric(d.steady, "steady_events/s")
 	b.ReportMetric(float64(bytes)/1e6/d.elapsed.Seconds(), "MB/s")
 	b.ReportMetric(float64(d.peakRSS)/(1<<20), "peakRSS_MiB")
+	b.ReportMetric(float64(n)/d.cpu.Seconds(), "events/cpu-s")
 	b.ReportMetric(d.ratio, "compaction_ratio")
 	b.ReportMetric(float64(n)/base.Seconds(), "baseline_events/s")
 	b.ReportMetric(d.elapsed.Seconds()/base.Seconds(), "x_baseline_time")
@@ -140,7 +141,8 @@ func baselineRun(b *testing.B, url string, n int) time.Duration {
 
 type daemonResult struct {
 	elapsed, flush time.Duration
-	steady         float64 // events/s from 10 % to 90 % of the events
+	steady         float64       // events/s from 10 % to 90 % of the events
+	cpu            time.Duration // the daemon's CPU time, the flush included
 	peakRSS        int64
 	ratio          float64
 }
@@ -219,6 +221,7 @@ nats_url = %q
 		steps, 1000*stepSec/steps, applied/steps, 100*stepSec/elapsed.Seconds())
 	s, _ := adminStatus(b, base)
 	peak = max(peak, vmHWM(p.cmd.Process.Pid))
+	cpu := cpuTime(p.cmd.Process.Pid)
 	if !s.Counters.Balanced() || s.Counters.Received != uint64(n) {
 		b.Fatalf("counters %+v", s.Counters)
 	}
@@ -226,8 +229,24 @@ nats_url = %q
 	p.wait(time.Minute)
 	b.Logf("daemon memory: peak RSS %d MiB, of which Go runtime (sys) ≤ %d MiB (heap in use ≤ %d MiB); the rest is Pebble's block cache and memtables (C memory)",
 		peak>>20, goSys>>20, goHeap>>20)
-	return daemonResult{elapsed: elapsed, flush: flush, peakRSS: peak, ratio: s.CompactionRatio,
+	return daemonResult{elapsed: elapsed, flush: flush, peakRSS: peak, ratio: s.CompactionRatio, cpu: cpu,
 		steady: float64(n90-n10) / at90.Sub(at10).Seconds()}
+}
+
+// cpuTime is the user and system CPU time a process used (Linux; clock
+// ticks of 1/100 s).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // vmHWM is a process's peak resident set size in bytes.

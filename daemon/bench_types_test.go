@@ -27,6 +27,9 @@ import (
 // one event type (x_baseline_time = time with many types / time with one).
 //
 //	go test ./daemon -run '^$' -bench EventTypes -benchtime 1x
+//
+// MATERIALIZER_BENCH_PROFILE=DIR saves the final flush's CPU and heap
+// profiles there.
 func BenchmarkEventTypes(b *testing.B) {
 	types := 1000
 	if v, err := strconv.Atoi(os.Getenv("MATERIALIZER_BENCH_TYPES")); err == nil && v > 0 {
@@ -68,13 +71,15 @@ func BenchmarkEventTypes(b *testing.B) {
 	b.ReportMetric(float64(r.goroutines), "peak_goroutines")
 	b.ReportMetric(float64(types*perType)/base.elapsed.Seconds(), "baseline_events/s")
 	b.ReportMetric((r.elapsed+r.flush).Seconds()/(base.elapsed+base.flush).Seconds(), "x_baseline_time")
-	b.Logf("%d event types: applied in %s, flush %s, peak RSS %d MiB, %d fds, %d goroutines; one event type: %s, flush %s, peak RSS %d MiB, %d fds, %d goroutines",
-		types, r.elapsed.Round(time.Millisecond), r.flush.Round(time.Millisecond), r.peakRSS>>20, r.fds, r.goroutines,
+	b.Logf("%d event types: applied in %s, flush %s (sealed in %s, delivered in %s), peak RSS %d MiB, %d fds, %d goroutines; one event type: %s, flush %s, peak RSS %d MiB, %d fds, %d goroutines",
+		types, r.elapsed.Round(time.Millisecond), r.flush.Round(time.Millisecond), r.sealedIn, r.deliveredIn, r.peakRSS>>20, r.fds, r.goroutines,
 		base.elapsed.Round(time.Millisecond), base.flush.Round(time.Millisecond), base.peakRSS>>20, base.fds, base.goroutines)
 }
 
 type typesResult struct {
 	elapsed, flush  time.Duration
+	sealedIn        string // the flush's parts, as the daemon logged them
+	deliveredIn     string
 	peakRSS         int64
 	fds, goroutines int
 }
@@ -143,6 +148,18 @@ nats_url = %q
 		time.Sleep(200 * time.Millisecond)
 	}
 	r.elapsed = time.Since(start)
+	if dir := os.Getenv("MATERIALIZER_BENCH_PROFILE"); dir != "" && len(names) > 1 {
+		// The flush's CPU profile and, 5 s into it, its heap.
+		go func() {
+			_, prof := get(b, base+"/debug/pprof/profile?seconds=20")
+			os.WriteFile(filepath.Join(dir, "flush.cpu.prof"), []byte(prof), 0o644)
+		}()
+		go func() {
+			time.Sleep(5 * time.Second)
+			_, prof := get(b, base+"/debug/pprof/heap")
+			os.WriteFile(filepath.Join(dir, "flush.heap.prof"), []byte(prof), 0o644)
+		}()
+	}
 	fstart := time.Now()
 	done := make(chan struct{})
 	go func() {
@@ -160,6 +177,8 @@ nats_url = %q
 		}
 	}
 	r.flush = time.Since(fstart)
+	flushed := p.waitLog("flushed")
+	r.sealedIn, r.deliveredIn = fmt.Sprint(flushed["sealed_in"]), fmt.Sprint(flushed["delivered_in"])
 	sample()
 	p.signal(syscall.SIGTERM)
 	p.wait(5 * time.Minute)

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"materializer/checkpoint"
 	"materializer/pipeline/outbox"
@@ -22,10 +23,12 @@ func (p *Pipeline) Flush(ctx context.Context, eventType string) (FlushResult, er
 	if err := p.running(eventType); err != nil {
 		return res, err
 	}
+	start := time.Now()
 	sealed, err := p.eng.Flush(ctx, eventType)
 	if err != nil {
 		return res, err
 	}
+	closed := time.Now()
 	keys := make([]string, len(sealed))
 	for i, o := range sealed {
 		keys[i] = o.Key
@@ -34,6 +37,8 @@ func (p *Pipeline) Flush(ctx context.Context, eventType string) (FlushResult, er
 	if err != nil {
 		return res, err
 	}
+	p.plog.Info().Str("event_type", eventType).Int("files", len(delivered)).Stringer("sealed_in", closed.Sub(start)).
+		Stringer("delivered_in", time.Since(closed)).Msg("flushed")
 	res.Files = delivered
 	return res, nil
 }
