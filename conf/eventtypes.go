@@ -170,3 +170,12 @@ func (c CSV) Flatten() flatten.CSV {
 	}
 	return flatten.CSV{Delimiter: d, Header: c.Header, Null: c.Null}
 }
+
+// Flatten is the [limits] section in the form flatten takes (the rows and
+// bytes limits of one event; max_rejected_raw_bytes is the engine's).
+func (l Limits) Flatten() flatten.Limits {
+	return flatten.Limits{
+		EventBytes: int(l.MaxEventBytes.Bytes()), Rows: l.MaxRowsPerEvent,
+		OutputBytes: int(l.MaxEventOutputBytes.Bytes()), FieldBytes: int(l.MaxFieldBytes.Bytes()),
+	}
+}

@@ -204,6 +204,7 @@ func (p *Pipeline) build(ctx context.Context) (err error) {
 		DB: p.db, StagingDir: staging, Compression: c.Storage.Compression, CompressionLevel: c.Storage.CompressionLevel,
 		RollMaxBytes: c.Storage.RollMaxBytes.Bytes(), RollMaxRows: int64(c.Storage.RollMaxRows),
 		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: p.csv, MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
+		Limits: c.Limits.Flatten(), MaxRejectedRaw: int(c.Limits.MaxRejectedRawBytes.Bytes()),
 		Tick: p.opts.Tick, Now: p.now, Logger: p.log, Metrics: engine.NewMetrics(p.reg), Sealed: p.outbox.Wake,
 		KeyCacheBytes: c.Daemon.KeyCacheBytes.Bytes(),
 	}, types)

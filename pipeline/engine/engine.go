@@ -65,6 +65,11 @@ type Options struct {
 	RollMaxRows      int64 // 0 = no limit
 	RollMaxAge       time.Duration
 	CSV              flatten.CSV
+	// Limits bound what one event may cost (limits.*): every event type's
+	// mapping enforces them, when an event arrives and when its rows are
+	// written; MaxRejectedRaw caps the raw event kept in a rejected file.
+	Limits         flatten.Limits
+	MaxRejectedRaw int
 	// MaxUncommitted is Nakadi's max_uncommitted_events; it bounds how far
 	// back a redelivery can start, hence how many recent batches to keep.
 	MaxUncommitted int
@@ -170,14 +175,15 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		if _, dup := e.types[t.Name]; dup {
 			return nil, fmt.Errorf("engine: event type %s configured twice", t.Name)
 		}
-		e.types[t.Name] = newEventType(t)
+		e.types[t.Name] = newEventType(t, opts.Limits)
 	}
 	status := e.Status
 	opts.Metrics.counters.status.Store(&status)
 	return e, nil
 }
 
-func newEventType(t EventType) *eventType {
+func newEventType(t EventType, limits flatten.Limits) *eventType {
+	t.Mapping = t.Mapping.WithLimits(limits)
 	et := &eventType{EventType: t}
 	for _, p := range t.PartitionKey {
 		et.keyNames = append(et.keyNames, p.String())

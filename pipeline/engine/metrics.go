@@ -20,6 +20,9 @@ type Metrics struct {
 	// KeyCacheHits and KeyStateReads count the key states a step found in
 	// the key cache and those it read from Pebble.
 	KeyCacheHits, KeyStateReads prometheus.Counter
+	// Rejected counts rejected events by event type and cause
+	// (docs/operations.md#metrics).
+	Rejected *prometheus.CounterVec
 
 	counters countersCollector
 }
@@ -51,9 +54,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Key states the engine needed, by where it found them: source=cache (daemon.key_cache_bytes) or state (a Pebble read).",
 	}, []string{"source"})
 	m.KeyCacheHits, m.KeyStateReads = lookups.WithLabelValues("cache"), lookups.WithLabelValues("state")
+	m.Rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "materializer_events_rejected_total",
+		Help: "Events written to rejected files, by cause: parse, utf8, missing_key, ordering, type, required, limit_rows, limit_bytes, limit_field, limit_event, other.",
+	}, []string{"event_type", "reason"})
 	if reg != nil {
 		reg.MustRegister(m.StepDuration, m.StepEvents, m.SessionsClosed, m.StepErrors, m.RedeliveryMismatch, m.OpenFileBytes,
-			m.FilesSealed, m.EventToFile, lookups, &m.counters)
+			m.FilesSealed, m.EventToFile, lookups, m.Rejected, &m.counters)
 	}
 	return m
 }
@@ -97,7 +104,25 @@ func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// rejectCount keys a step's rejected events.
+type rejectCount struct{ eventType, cause string }
+
+// countReject counts one rejected event of the step; the metric is added
+// once the step is durable (a failed step is retried and counts again).
+func (st *step) countReject(eventType, cause string) {
+	if st.rejects == nil {
+		st.rejects = map[rejectCount]int{}
+	}
+	if cause == "" {
+		cause = "other"
+	}
+	st.rejects[rejectCount{eventType, cause}]++
+}
+
 func (m *Metrics) observeStep(st *step, d time.Duration) {
+	for k, n := range st.rejects {
+		m.Rejected.WithLabelValues(k.eventType, k.cause).Add(float64(n))
+	}
 	if st.events == 0 && len(st.emitWaits) == 0 && len(st.sealed) == 0 && len(st.order) == 0 {
 		return
 	}

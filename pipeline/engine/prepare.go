@@ -25,7 +25,14 @@ type prepared struct {
 	key, order, eid span
 	occurred        int64  // unix ns of metadata.occurred_at, 0 when unknown
 	reject          string // why the event is rejected; "" when it is not
+	cause           string // the reject's cause, a metric label (flatten.Cause*, causeMissingKey, causeOrdering)
 }
+
+// Causes of rejections the engine finds itself (besides flatten's).
+const (
+	causeMissingKey = "missing_key" // a partition key component missing or null
+	causeOrdering   = "ordering"    // the ordering key missing or not of its ordering's kind
+)
 
 type span struct{ start, end int32 }
 
@@ -45,12 +52,17 @@ func (j *job) prepare(p *flatten.Parser) {
 
 func (j *job) prepareOne(p *flatten.Parser, i int, raw []byte) {
 	ev := &j.events[i]
-	doc, err := p.Parse(raw)
-	if err != nil {
-		ev.reject = err.Error()
+	et := j.et
+	limits := et.Mapping.Limits()
+	if err := flatten.CheckEventBytes(raw, limits); err != nil {
+		ev.reject, ev.cause = err.Error(), flatten.Cause(err)
 		return
 	}
-	et := j.et
+	doc, err := p.Parse(raw)
+	if err != nil {
+		ev.reject, ev.cause = err.Error(), flatten.Cause(err)
+		return
+	}
 	mark := len(j.arena)
 	j.arena = doc.Lookup(et.EIDPath).AppendText(j.arena)
 	ev.eid = j.spanFrom(mark)
@@ -58,26 +70,43 @@ func (j *job) prepareOne(p *flatten.Parser, i int, raw []byte) {
 	for k, path := range et.PartitionKey {
 		v := doc.Lookup(path)
 		if v.IsMissing() {
-			ev.reject = fmt.Sprintf("partition_key %s is missing", et.keyNames[k])
+			ev.reject, ev.cause = fmt.Sprintf("partition_key %s is missing", et.keyNames[k]), causeMissingKey
 			return
 		}
 		j.tmp = v.AppendText(j.tmp[:0])
 		j.arena = compact.AppendKeyPart(j.arena, j.tmp)
 	}
 	ev.key = j.spanFrom(mark)
+	if ev.reject, ev.cause = tooLong("partition_key", j.bytes(ev.key), limits); ev.reject != "" {
+		return
+	}
 	mark = len(j.arena)
 	if reason := j.appendOrder(doc, i); reason != "" {
-		ev.reject = reason
+		ev.reject, ev.cause = reason, causeOrdering
 		return
 	}
 	ev.order = j.spanFrom(mark)
+	if ev.reject, ev.cause = tooLong("ordering_key", j.bytes(ev.order), limits); ev.reject != "" {
+		return
+	}
 	if v := doc.Lookup(et.OccurredPath); v.Kind() == flatten.KindString {
 		j.tmp = v.AppendText(j.tmp[:0])
 		ev.occurred = parseOccurred(j.tmp)
 	}
 	if err := et.Mapping.Validate(doc); err != nil {
-		ev.reject = err.Error()
+		ev.reject, ev.cause = err.Error(), flatten.Cause(err)
 	}
+}
+
+// tooLong rejects a partition key or ordering value longer than
+// limits.max_field_bytes: it becomes a Pebble key and part of every key
+// state, so it is held to the limit of one field.
+func tooLong(what string, v []byte, l flatten.Limits) (reason, cause string) {
+	if l.FieldBytes > 0 && len(v) > l.FieldBytes {
+		return fmt.Sprintf("%s of %d bytes is longer than %s = %d", what, len(v), flatten.LimitFieldBytes, l.FieldBytes),
+			flatten.CauseLimitField
+	}
+	return "", ""
 }
 
 func (j *job) spanFrom(mark int) span { return span{int32(mark), int32(len(j.arena))} }

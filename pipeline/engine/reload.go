@@ -30,7 +30,7 @@ func (e *Engine) AddEventType(ctx context.Context, t EventType) error {
 		if _, ok := e.types[t.Name]; ok {
 			return fmt.Errorf("engine: event type %s is already configured", t.Name)
 		}
-		et := newEventType(t)
+		et := newEventType(t, e.opts.Limits)
 		e.types[t.Name] = et
 		if err := e.checkFingerprints(); err != nil {
 			delete(e.types, t.Name)

@@ -40,6 +40,7 @@ type step struct {
 	// cacheHits counts the key states found in the key cache; the rest of
 	// the step's keys (order) were read from Pebble.
 	cacheHits int
+	rejects   map[rejectCount]int // rejected events by event type and cause (metrics.go)
 }
 
 // timerScan says which timer kinds of a slot a step scanned. Only a scan
@@ -252,7 +253,7 @@ func (e *Engine) applyEvent(st *step, sl *slot, j *job, i int) error {
 			e.trace("%s/%s event %d: rejected: %s", et.Name, sl.part.Partition, i, ev.reject)
 		}
 		et.counters.Rejected++
-		return e.appendRejected(st, sl, j.b.Cursor.Offset, ev.reject, raw)
+		return e.appendRejected(st, sl, j.b.Cursor.Offset, ev.reject, ev.cause, raw)
 	}
 	ke, err := e.keyEntry(st, sl, j.bytes(ev.key))
 	if err != nil {

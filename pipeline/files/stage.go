@@ -262,8 +262,12 @@ func (s *Stage) Flush() ([]state.File, error) {
 		created = created || f.isNew
 		f.isNew = false
 		f.dirty = false
+		if cap(f.pending) > keepPending {
+			f.pending = nil // grown for a large step
+		}
 		out = append(out, f.rec)
 	}
+	s.shrink()
 	if err := syncAll(s.dirty); err != nil {
 		return nil, err
 	}
@@ -274,6 +278,25 @@ func (s *Stage) Flush() ([]state.File, error) {
 		}
 	}
 	return out, nil
+}
+
+// Buffers kept from one step to the next up to these sizes; larger ones,
+// grown for a large event or step, are dropped once written, so that the
+// memory budget holds over time: each open file's pending rows, and the
+// stage's one header scratch and gzip buffer.
+const (
+	keepPending = 64 << 10
+	keepBuffer  = 1 << 20
+)
+
+// shrink drops the stage's buffers that grew beyond keepBuffer.
+func (s *Stage) shrink() {
+	if cap(s.scratch) > keepBuffer {
+		s.scratch = nil
+	}
+	if s.zbuf.Cap() > keepBuffer {
+		s.zbuf = bytes.Buffer{} // the gzip writer is reset onto it before each use
+	}
 }
 
 // syncAll fsyncs the files concurrently: one slow fsync per file would

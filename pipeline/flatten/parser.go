@@ -72,7 +72,8 @@ type Parser struct {
 // must not modify event meanwhile.
 func (p *Parser) Parse(event []byte) (*Doc, error) {
 	d := &p.doc
-	d.src, d.tape = event, d.tape[:0]
+	d.shrink(len(event))
+	d.src, d.tape, d.used = event, d.tape[:0], cost{}
 	if len(event) > math.MaxUint32-1 {
 		return nil, &ParseError{Offset: -1, Reason: "event larger than 4 GiB"}
 	}
@@ -85,6 +86,28 @@ func (p *Parser) Parse(event []byte) (*Doc, error) {
 		return nil, &ParseError{Offset: -1, Reason: "not a JSON object: the event is " + article(k)}
 	}
 	return d, nil
+}
+
+// Buffers a Doc keeps from one event to the next up to these sizes; larger
+// ones, grown for a large event, are dropped when a smaller event comes, so
+// that one huge event does not hold memory for the parser's lifetime.
+const (
+	keepNodes = 4096     // tape nodes (20 bytes each)
+	keepBytes = 64 << 10 // rendered fields, scratch
+)
+
+// shrink drops the buffers that are far larger than an event of n bytes
+// needs: its tape has at most n nodes, its fields about 2n bytes.
+func (d *Doc) shrink(n int) {
+	if cap(d.tape) > max(keepNodes, n) {
+		d.tape = nil
+	}
+	if cap(d.cache) > max(keepBytes, 2*n) {
+		d.cache = nil
+	}
+	if cap(d.scratch) > max(keepBytes, 2*n) {
+		d.scratch = nil
+	}
 }
 
 func article(k Kind) string {

@@ -218,3 +218,37 @@ func toAny(v Value) any {
 	}
 	panic("missing")
 }
+
+// The buffers a huge event made the parser grow are dropped at the next
+// small event, so one huge event does not hold its memory for the parser's
+// lifetime (the memory budget holds over time).
+func TestParserShrinksAfterAHugeEvent(t *testing.T) {
+	m, err := Compile([]TableSpec{{Name: "t", Columns: []ColumnSpec{{Name: "s", Path: "s"}, {Name: "v", Path: "a[*]", Type: TypeInt}}}}, CSV{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Parser
+	huge := []byte(`{"s":"` + strings.Repeat("x", 1<<20) + `","a":[1,2],"b":[` + strings.Repeat("1,", 1<<18) + `1]}`)
+	d, err := p.Parse(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.AppendRows(nil, 0, d, Lineage{}); err != nil {
+		t.Fatal(err)
+	}
+	if cap(p.doc.tape) < 1<<18 || cap(p.doc.cache) < 1<<20 {
+		t.Fatalf("the huge event did not grow the buffers: tape %d, cache %d", cap(p.doc.tape), cap(p.doc.cache))
+	}
+	for range 3 {
+		d, err := p.Parse([]byte(`{"s":"small","a":[1,2]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := m.AppendRows(nil, 0, d, Lineage{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tape, cache := cap(p.doc.tape), cap(p.doc.cache); tape > keepNodes || cache > keepBytes {
+		t.Fatalf("after small events: tape %d nodes, cache %d bytes", tape, cache)
+	}
+}
