@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 
 	"materializer/pipeline/compact"
 	"materializer/pipeline/flatten"
@@ -157,11 +158,19 @@ func truncate(b []byte, n int) string {
 	return string(b[:n]) + "…"
 }
 
-// parseOccurred returns a timestamp as unix nanoseconds, 0 when it is not one.
+// parseOccurred returns a timestamp as unix nanoseconds, 0 (unknown) when
+// it is not one, or when it lies outside what int64 nanoseconds hold
+// (1677-09-21 to 2262-04-11): such an occurred_at does not widen a file's
+// min/max_occurred_at (docs/files-and-notices.md), rather than wrapping
+// around into a garbage instant.
 func parseOccurred(text []byte) int64 {
 	sec, nsec, ok := compact.ParseTimestamp(text)
-	if !ok {
+	if !ok || sec < math.MinInt64/int64(1e9)-1 || sec > math.MaxInt64/int64(1e9) {
 		return 0
 	}
-	return sec*1e9 + int64(nsec)
+	ns := sec*1e9 + int64(nsec) // wraps at the edges of the seconds allowed
+	if sec < 0 && ns > 0 || sec > 0 && ns < 0 {
+		return 0
+	}
+	return ns
 }
