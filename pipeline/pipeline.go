@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -145,8 +146,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	g.Go(func() error { return p.outbox.Run(gctx) })
 	g.Go(func() error { p.watchRecovery(gctx); return nil })
 	g.Go(func() error { p.bp.Run(gctx); return nil })
-	for _, name := range p.names {
-		p.startConsumer(name, p.consumers[name])
+	p.mu.Lock() // a reload may add consumers as soon as the engine recovered
+	start := maps.Clone(p.consumers)
+	p.mu.Unlock()
+	for name, c := range start {
+		p.startConsumer(name, c)
 	}
 	if p.publisher != nil {
 		g.Go(func() error { p.ensureStream(gctx, p.publisher); return nil })
@@ -265,9 +269,11 @@ func (p *Pipeline) ensureStream(ctx context.Context, pub *notify.Publisher) {
 	}
 }
 
-// Ready: recovered, and every event type not paused by an operator streams.
+// Ready: recovered, processing steps succeed (a step that fails, or waits
+// for disk space, is not ready), and every event type not paused by an
+// operator or by backpressure streams.
 func (p *Pipeline) Ready() bool {
-	if !p.recovered.Load() {
+	if !p.recovered.Load() || p.eng.Failing() != nil {
 		return false
 	}
 	p.mu.Lock()

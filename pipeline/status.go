@@ -12,14 +12,19 @@ import (
 // Status is the pipeline's part of GET /v1/status. Every JSON key is
 // snake_case.
 type Status struct {
-	Ready      bool              `json:"ready"`
+	Ready bool `json:"ready"`
+	// StepError is the error of a processing step that fails and is
+	// retried (disk_full: it waits for space on the staging disk); empty
+	// while steps succeed.
+	StepError  string            `json:"step_error,omitempty"`
+	DiskFull   bool              `json:"disk_full,omitempty"`
 	EventTypes []EventTypeStatus `json:"event_types"`
 }
 
 // EventTypeStatus is one entry of Status.EventTypes.
 type EventTypeStatus struct {
 	Name            string            `json:"name"`
-	State           string            `json:"state"` // consuming | paused | backpressure | not streaming
+	State           string            `json:"state"` // consuming | paused | disk full | backpressure | not streaming
 	Counters        state.Counters    `json:"counters"`
 	Balanced        bool              `json:"counters_balanced"`
 	CompactionRatio float64           `json:"compaction_ratio"`
@@ -50,6 +55,9 @@ func (p *Pipeline) Status(context.Context) (Status, error) {
 	if !p.recovered.Load() {
 		return s, nil
 	}
+	if f := p.eng.Failing(); f != nil {
+		s.StepError, s.DiskFull = f.Err, f.DiskFull
+	}
 	es := p.eng.Status()
 	delivery := p.outbox.Status()
 	p.mu.Lock()
@@ -75,12 +83,19 @@ func (p *Pipeline) stateOf(name string, c *nakadi.Consumer) string {
 	switch {
 	case p.paused[name]:
 		return "paused"
+	case p.bp.engaged() && p.diskFull():
+		return "disk full"
 	case p.bp.engaged():
 		return "backpressure"
 	case c.Streaming():
 		return "consuming"
 	}
 	return "not streaming"
+}
+
+func (p *Pipeline) diskFull() bool {
+	f := p.eng.Failing()
+	return f != nil && f.DiskFull
 }
 
 // mergePartitions joins the engine's view (applied offsets, files) with the

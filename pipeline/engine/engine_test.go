@@ -362,7 +362,9 @@ func (h *harness) files(t *testing.T) string {
 	}
 	var names []string
 	for _, e := range entries {
-		names = append(names, e.Name())
+		if !e.IsDir() {
+			names = append(names, e.Name())
+		}
 	}
 	sort.Strings(names)
 	var out []string

@@ -1,14 +1,21 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"materializer/pipeline/flatten"
 	"materializer/pipeline/nakadi"
+	"materializer/pipeline/nakadi/emulator"
+	"materializer/state"
 )
 
 // One huge event grows the row buffers, the rejected-row buffer and the
@@ -97,5 +104,75 @@ func TestOccurredAtOutsideInt64NanosecondsIsUnknown(t *testing.T) {
 	at := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC).UnixNano()
 	if f := ob[0].File; f.MinOccurred != at || f.MaxOccurred != at || f.Rows != 3 {
 		t.Fatalf("file of 3 rows: min %s, max %s", time.Unix(0, f.MinOccurred).UTC(), time.Unix(0, f.MaxOccurred).UTC())
+	}
+}
+
+// Batches of an event type that is not configured (Nakadi's dead-letter
+// redrive event type can appear in any subscription) are committed without
+// processing: by the consumer that handed them out, over real HTTP to the
+// Nakadi emulator. Before, they were never marked durable and their
+// partition stalled until the commit timeout, again and again.
+func TestUnconfiguredEventTypeIsCommitted(t *testing.T) {
+	nk := emulator.NewServer(emulator.Options{})
+	t.Cleanup(nk.Close)
+	for _, name := range []string{"article", "nakadi.dead.letter"} {
+		if err := nk.CreateEventType(name, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := nakadi.New(nakadi.Config{URL: nk.URL(), OwningApplication: "materializer-test", EventTypes: []string{"article", "nakadi.dead.letter"},
+		ReadFrom: "begin", BatchFlushTimeout: 20 * time.Millisecond, CommitTimeout: 5 * time.Second, FractionalSeconds: true, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := state.Open(filepath.Join(t.TempDir(), "state"), state.Options{CacheSize: 8 << 20, MemTableSize: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	et := testEventType(t, "article", map[string]string{}, []string{"t id v:int"})
+	et.Durable = c.Durable
+	e, err := New(Options{DB: db, StagingDir: filepath.Join(t.TempDir(), "staging"), Compression: "none", RollMaxBytes: 1 << 30,
+		RollMaxAge: time.Hour, CSV: flatten.CSV{Delimiter: ',', Header: true}, Tick: 20 * time.Millisecond, Logger: zerolog.Nop()}, []EventType{et})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	in := make(chan *nakadi.Batch, 8)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = c.Run(ctx, in) })
+	wg.Go(func() { _ = e.Run(ctx, in) })
+	defer wg.Wait()
+	defer cancel()
+	meta := func(i int) string {
+		return fmt.Sprintf(`"metadata":{"eid":"00000000-0000-4000-8000-%012d","occurred_at":"2026-11-21T12:00:00Z"}`, i)
+	}
+	for i := range 5 {
+		if err := nk.Publish("nakadi.dead.letter", fmt.Appendf(nil, `{%s,"x":%d}`, meta(i), i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := nk.Publish("article", fmt.Appendf(nil, `{%s,"id":"a","v":%d}`, meta(100+i), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{"article": nk.NewestOffset("article", 0), "nakadi.dead.letter": nk.NewestOffset("nakadi.dead.letter", 0)}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := map[string]string{}
+		for _, sub := range nk.Subscriptions() {
+			for _, cur := range nk.Committed(sub) {
+				got[cur.EventType] = cur.Offset
+			}
+		}
+		if got["article"] == want["article"] && got["nakadi.dead.letter"] == want["nakadi.dead.letter"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %v, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c := e.Status().EventTypes[0].Counters; c.Received != 5 || len(e.Status().EventTypes) != 1 {
+		t.Fatalf("status %+v", e.Status())
 	}
 }

@@ -13,6 +13,7 @@ type Metrics struct {
 	StepEvents         prometheus.Counter
 	SessionsClosed     prometheus.Counter
 	StepErrors         prometheus.Counter
+	DiskFull           prometheus.Gauge
 	RedeliveryMismatch prometheus.Counter
 	OpenFileBytes      prometheus.Gauge
 	FilesSealed        prometheus.Counter
@@ -38,6 +39,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StepEvents:     prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_engine_events_applied_total", Help: "Events applied by processing steps (redelivered ones excluded)."}),
 		SessionsClosed: prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_engine_sessions_closed_total", Help: "Sessions closed and emitted to main files."}),
 		StepErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_engine_step_errors_total", Help: "Processing steps that failed and were retried (disk full, fsync errors)."}),
+		DiskFull: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "materializer_engine_disk_full", Help: "1 while a step waits for space on the staging disk (consuming is paused meanwhile).",
+		}),
 		RedeliveryMismatch: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "materializer_engine_redelivery_mismatch_total", Help: "Redeliveries that could not be matched exactly against the recent batches (see logs).",
 		}),
@@ -59,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Events written to rejected files, by cause: parse, utf8, missing_key, ordering, type, required, limit_rows, limit_bytes, limit_field, limit_event, other.",
 	}, []string{"event_type", "reason"})
 	if reg != nil {
-		reg.MustRegister(m.StepDuration, m.StepEvents, m.SessionsClosed, m.StepErrors, m.RedeliveryMismatch, m.OpenFileBytes,
+		reg.MustRegister(m.StepDuration, m.StepEvents, m.SessionsClosed, m.StepErrors, m.DiskFull, m.RedeliveryMismatch, m.OpenFileBytes,
 			m.FilesSealed, m.EventToFile, lookups, m.Rejected, &m.counters)
 	}
 	return m

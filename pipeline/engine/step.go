@@ -217,6 +217,7 @@ func (e *Engine) applyJob(st *step, j *job) error {
 		return nil
 	}
 	sl := e.slotFor(st, j.et, b.Cursor.Partition)
+	e.remember(sl) // admit, holdOrRelease, advance and partitionLost change its memory
 	if b.Lost {
 		return e.partitionLost(st, sl, b)
 	}
@@ -361,6 +362,7 @@ func (e *Engine) runTimers(st *step) error {
 
 // closed ends a slot's closing: a lost partition's files are sealed now.
 func (e *Engine) closed(st *step, sl *slot) {
+	e.remember(sl)
 	sl.closing = false
 	if !sl.sealWhenClosed {
 		return
