@@ -246,6 +246,7 @@ func (e *Engine) Run(ctx context.Context, in <-chan *nakadi.Batch) error {
 // startWorkers starts the dispatcher (in → order + jobs) and the workers.
 func (e *Engine) startWorkers(ctx context.Context, in <-chan *nakadi.Batch, order chan<- *job, wg *sync.WaitGroup) {
 	jobs := make(chan *job, 4*e.opts.Workers)
+	big := make(chan struct{}, 1) // one big event parsed at a time (prepare.go)
 	wg.Add(1 + e.opts.Workers)
 	go func() {
 		defer wg.Done()
@@ -269,7 +270,7 @@ func (e *Engine) startWorkers(ctx context.Context, in <-chan *nakadi.Batch, orde
 					Msg("batch with an invalid partition id dropped: it is neither applied nor committed")
 				continue
 			}
-			j := &job{b: b, et: e.eventType(b.Cursor.EventType), done: make(chan struct{})}
+			j := &job{b: b, et: e.eventType(b.Cursor.EventType), done: make(chan struct{}), big: big}
 			select {
 			case order <- j:
 			case <-ctx.Done():

@@ -25,6 +25,9 @@ func rejectedTable(csv flatten.CSV) tableInfo {
 func (e *Engine) emit(st *step, sl *slot, kind string, raw []byte, offset string, occurred int64, bucket *uint64) error {
 	et := sl.et
 	defer e.shrinkRows()
+	if len(raw) > bigEvent {
+		defer e.parser.Shrink()
+	}
 	if err := flatten.CheckEventBytes(raw, et.Mapping.Limits()); err != nil {
 		return e.rejectAtEmit(st, sl, raw, offset, err)
 	}

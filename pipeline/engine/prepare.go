@@ -18,7 +18,14 @@ type job struct {
 	arena  []byte // keys, ordering values and eids of all events
 	tmp    []byte // text being re-encoded into the arena
 	done   chan struct{}
+	big    chan struct{} // held while a big event is parsed (bigEvent)
 }
+
+// bigEvent is the size from which an event is parsed by one worker at a
+// time, and that worker's parser dropped right after: a parsed event's
+// index can take ten times the event's size (20 bytes a value), and the
+// workers must not hold several such at once.
+const bigEvent = 1 << 20
 
 // prepared is what the writer needs of one event, computed off the writer's
 // goroutine: parsed once, key and ordering extracted, every column checked.
@@ -58,6 +65,10 @@ func (j *job) prepareOne(p *flatten.Parser, i int, raw []byte) {
 	if err := flatten.CheckEventBytes(raw, limits); err != nil {
 		ev.reject, ev.cause = err.Error(), flatten.Cause(err)
 		return
+	}
+	if len(raw) > bigEvent && j.big != nil {
+		j.big <- struct{}{}
+		defer func() { p.Shrink(); <-j.big }()
 	}
 	doc, err := p.Parse(raw)
 	if err != nil {

@@ -165,6 +165,9 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if n := countNodes(b); n < len(d.tape) {
+			t.Fatalf("countNodes(%q) = %d, the tape has %d nodes", b, n, len(d.tape))
+		}
 		var ref any
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.UseNumber()
@@ -250,5 +253,17 @@ func TestParserShrinksAfterAHugeEvent(t *testing.T) {
 	}
 	if tape, cache := cap(p.doc.tape), cap(p.doc.cache); tape > keepNodes || cache > keepBytes {
 		t.Fatalf("after small events: tape %d nodes, cache %d bytes", tape, cache)
+	}
+	// Above 1 MiB the tape is made at its size once, not grown (growing
+	// holds the old and the new array at once); Shrink drops it.
+	if _, err := p.Parse(huge); err != nil {
+		t.Fatal(err)
+	}
+	if n, want := cap(p.doc.tape), countNodes(huge); n != want || len(p.doc.tape) > want {
+		t.Fatalf("tape of %d nodes made with capacity %d, want %d", len(p.doc.tape), n, want)
+	}
+	p.Shrink()
+	if cap(p.doc.tape) != 0 || cap(p.doc.cache) > keepBytes {
+		t.Fatalf("Shrink kept tape %d, cache %d", cap(p.doc.tape), cap(p.doc.cache))
 	}
 }
