@@ -2,16 +2,15 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"materializer/internal/articles"
+	"materializer/internal/disktest"
 	"materializer/internal/e2etest"
 )
 
@@ -77,9 +76,9 @@ func TestFullDiskPausesAndResumes(t *testing.T) {
 	dir := t.TempDir()
 	path, _ := e2etest.Config(t, e2etest.Setup{Dir: dir, NakadiURL: nk.URL()})
 	staging := filepath.Join(dir, "data", "staging")
-	mountTmpfs(t, staging, "2m")
-	filler := filepath.Join(staging, "fill", "filler") // a directory: recovery removes stray files only
-	fillLeaving(t, filler, 24<<10)
+	disktest.MountTmpfs(t, staging, "2m")
+	filler := filepath.Join(staging, "fill", "filler") // in a directory: recovery removes stray files only
+	disktest.Fill(t, filler, 24<<10)
 
 	p := startRun(t, path)
 	base := p.adminURL()
@@ -126,46 +125,6 @@ func TestFullDiskPausesAndResumes(t *testing.T) {
 	}
 	e2etest.CheckDelivered(t, e2etest.ReadDelivered(t, filepath.Join(dir, "storage")), x)
 	p.stopOK(30*time.Second, "stop")
-}
-
-// mountTmpfs mounts a tmpfs of the size at dir for the test (root only).
-func mountTmpfs(t *testing.T, dir, size string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a tmpfs for a real full disk (needs root): %v", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-}
-
-// fillLeaving writes a file until its disk is full, then frees free bytes.
-func fillLeaving(t *testing.T, path string, free int64) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4<<10)
-	var n int64
-	for {
-		k, err := f.Write(chunk)
-		n += int64(k)
-		if err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	if err := f.Truncate(max(0, n-free)); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func grepLines(text string, subs ...string) string {

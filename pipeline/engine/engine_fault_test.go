@@ -8,12 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
+	"materializer/internal/disktest"
 	"materializer/pipeline/flatten"
 	"materializer/pipeline/nakadi"
 )
@@ -36,26 +36,8 @@ func TestFailedStepAndFailedRecoveryAreRetried(t *testing.T) {
 	}
 	h.step([]*nakadi.Batch{reject("0")}, nil)
 
-	staging := filepath.Join(h.dir, "staging")
-	aside := staging + ".aside"
-	if err := os.Rename(staging, aside); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(staging, []byte("not a directory"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	stepErrors := h.e.opts.Metrics.StepErrors
-	freed := make(chan struct{})
-	go func() { // the operator frees the disk after a few failed attempts
-		defer close(freed)
-		for counterValue(stepErrors) < 3 {
-			time.Sleep(10 * time.Millisecond)
-		}
-		os.Remove(staging)
-		os.Rename(aside, staging)
-	}()
-	defer func() { <-freed }()
-	b := reject("1") // opens a new staging file: fails while the directory is gone
+	defer breakStaging(t, h, 3)() // the operator frees the disk after a few failed attempts
+	b := reject("1")              // opens a new staging file: fails while the directory is gone
 	var p flatten.Parser
 	j := &job{b: b, et: h.e.types["article"], done: make(chan struct{})}
 	j.prepare(&p)
@@ -252,9 +234,9 @@ func TestPersistentFailureGivesUp(t *testing.T) {
 func TestFullDiskIsWaitedFor(t *testing.T) {
 	h := newHarness(t)
 	staging := filepath.Join(h.dir, "staging")
-	mountTmpfs(t, staging, "256k")
+	disktest.MountTmpfs(t, staging, "256k")
 	filler := filepath.Join(staging, "fill", "filler") // in a directory: recovery removes stray files, not directories
-	fill(t, filler)
+	disktest.Fill(t, filler, 0)
 	h.opts = Options{RollMaxBytes: 1 << 30, RollMaxAge: time.Hour, Compression: "none", MaxUncommitted: 100, MaxStepFailures: 2}
 	h.types = []EventType{testEventType(t, "article", map[string]string{}, []string{"t id v:int s"})}
 	h.open()
@@ -298,40 +280,6 @@ func TestFullDiskIsWaitedFor(t *testing.T) {
 	}
 	if out := h.files(t); strings.Count(out, `"x`) != 50 {
 		t.Fatalf("%d rejected rows, want 50", strings.Count(out, `"x`))
-	}
-}
-
-// mountTmpfs mounts a tmpfs of the size at dir for the test (root only).
-func mountTmpfs(t *testing.T, dir, size string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a tmpfs for a real full disk (needs root): %v", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-}
-
-// fill writes a file until the disk is full.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return
-		}
 	}
 }
 
