@@ -17,9 +17,11 @@ LDFLAGS := -X main.version=$(VERSION)
 # Pinned tool versions (bump deliberately, in their own commit).
 STATICCHECK_VERSION := v0.8.2
 VERSITYGW_VERSION   := v1.8.0
+PROMTOOL_VERSION    := v0.316.0
 
 STATICCHECK := $(TOOLBIN)/staticcheck
 export VERSITYGW ?= $(TOOLBIN)/versitygw
+export PROMTOOL ?= $(TOOLBIN)/promtool
 
 # Narrow test runs: `make test PKG=./conf/... RUN=TestValidate`.
 PKG ?= ./...
@@ -45,11 +47,12 @@ test: tools ## the whole suite with -race (what CI runs)
 bench: ## benchmarks with allocations, no tests
 	$(GO) test -run '^$$' -bench '$(if $(RUN),$(RUN),.)' -benchmem $(PKG)
 
-lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
+lint: $(STATICCHECK) $(TOOLBIN)/promtool ## gofmt, go vet, staticcheck and promtool check rules
 	@unformatted=$$(gofmt -l $$($(GO) list -f '{{.Dir}}' $(PKG)) | sort -u); \
 	if [[ -n $$unformatted ]]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKG)
 	$(STATICCHECK) $(PKG)
+	$(PROMTOOL) check rules systemd/monitoring/alerts.yml
 
 crash: tools ## crash/fault tests (kill -9 at failpoints), MATERIALIZER_CRASH=1
 	MATERIALIZER_CRASH=1 $(GO) test -count=1 -timeout 60m $(RUNFLAG) $(PKG)
@@ -57,7 +60,7 @@ crash: tools ## crash/fault tests (kill -9 at failpoints), MATERIALIZER_CRASH=1
 soak: tools ## long soak tests, MATERIALIZER_SOAK=1
 	MATERIALIZER_SOAK=1 $(GO) test -count=1 -timeout 120m $(RUNFLAG) $(PKG)
 
-tools: $(STATICCHECK) $(TOOLBIN)/versitygw ## build pinned tools into .cache/bin, PostgreSQL 15 if missing
+tools: $(STATICCHECK) $(TOOLBIN)/versitygw $(TOOLBIN)/promtool ## build pinned tools into .cache/bin, PostgreSQL 15 if missing
 	@.ci/ensure-postgres
 
 $(STATICCHECK): .ci/install-go-tool Makefile
@@ -65,6 +68,10 @@ $(STATICCHECK): .ci/install-go-tool Makefile
 
 $(TOOLBIN)/versitygw: .ci/install-go-tool Makefile
 	@.ci/install-go-tool $@ github.com/versity/versitygw/cmd/versitygw $(VERSITYGW_VERSION)
+
+# promtool checks and unit-tests systemd/monitoring/alerts.yml (systemd tests).
+$(TOOLBIN)/promtool: .ci/install-go-tool Makefile
+	@.ci/install-go-tool $@ github.com/prometheus/prometheus/cmd/promtool $(PROMTOOL_VERSION)
 
 clean: ## remove bin/ and .cache/
 	rm -rf bin .cache

@@ -53,13 +53,21 @@ func (t *Taker) cutStaging(staging string, v *stateView, m *Manifest) (map[strin
 		} else if err != nil {
 			return nil, err
 		}
+		m.Staging.Open = append(m.Staging.Open, StagedFile{Name: f.Name, Length: f.Length})
+		keep[f.Name] = true
+		if f.Final {
+			// Nothing is added to it any more: the link is the file (hashed
+			// with the rest).
+			if err := os.Rename(link, filepath.Join(staging, f.Name)); err != nil {
+				return nil, fmt.Errorf("checkpoint: %w", err)
+			}
+			continue
+		}
 		n, sum, err := copyFile(link, filepath.Join(staging, f.Name), f.Length)
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint: open file %s of the state: %w", f.Name, err)
 		}
-		m.Staging.Open = append(m.Staging.Open, StagedFile{Name: f.Name, Length: f.Length})
 		known["staging/"+f.Name] = File{Path: "staging/" + f.Name, Size: n, SHA256: sum}
-		keep[f.Name] = true
 	}
 	for _, o := range v.outbox {
 		if err := t.sealedFile(staging, o.Name); errors.Is(err, os.ErrNotExist) {

@@ -148,7 +148,7 @@ func newSoakWriter(t *testing.T, db *state.DB, staging string, keys int) *soakWr
 func soakKey(i int) []byte { return compact.AppendKeyPart(nil, fmt.Appendf(nil, "article-%012d", i)) }
 
 // fill writes every key once: its state and retention timer; 5% also an
-// open session's best event.
+// open session's record with its best event.
 func (w *soakWriter) fill() {
 	best := make([]byte, 500)
 	for i := range best {
@@ -160,8 +160,8 @@ func (w *soakWriter) fill() {
 			k := soakKey(i)
 			st := compact.KeyState{HasHi: true, Hi: []byte{1, byte(i), byte(i >> 8)}, HiEID: []byte("00000000-0000-4000-8000-000000000001"), ClosedAt: 1}
 			if i%20 == 0 {
-				st.Open, st.OpenedAt, st.LastAt = true, 1, 1
-				b.PutBest(1, k, "001-0001-000000000000000001", best)
+				st.Open, st.OpenedAt, st.LastAt, st.Filed = true, 1, 1, 1
+				b.PutSession(1, st.Filed, k, st.AppendEncoded(nil), best)
 			}
 			b.PutKeyState(1, k, st.AppendEncoded(nil))
 			b.PutTimer(state.ExpiryTimer, 1, int64(1_000_000+i), k)

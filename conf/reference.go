@@ -79,7 +79,7 @@ var Reference = []KeyDoc{
 	{"checkpoint.url", `""`, "Remote copy of each checkpoint for disaster recovery: `s3://` (with the `[storage]` region, endpoint, credentials and encryption) or `file://`; empty: local only. One URL per daemon."},
 	{"checkpoint.on_shutdown", "false", "Take a checkpoint during a clean stop."},
 
-	{"load.dsn_file", `""`, "`materializer load` only (required there): file holding the PostgreSQL connection string (it holds a password)."},
+	{"load.dsn_file", `""`, "`materializer load` only (required there): file holding the PostgreSQL connection string (it holds a password); re-read on SIGHUP. When set, `check` also checks what the loader needs: a column for every partition key path and for the ordering key in every table (docs/loader.md)."},
 	{"load.schema", `"ods"`, "Schema of the loader's tables."},
 	{"load.durable", `"dwh-loader"`, "JetStream durable consumer of the loader (one per warehouse)."},
 	{"load.history", "false", "Also append every loaded main and correction row to `{table}_history`."},

@@ -33,7 +33,7 @@ func (c *Config) validate(mode Mode) Problems {
 	c.Notify.validate(&ps, mode)
 	c.Checkpoint.validate(&ps)
 	if mode == ForLoad || c.Load.DSNFile != "" {
-		c.Load.validate(&ps)
+		c.validateLoad(&ps)
 	}
 	c.validateEventTypes(&ps)
 	return ps.list

@@ -20,28 +20,51 @@ import (
 	"materializer/pipeline/nakadi"
 )
 
-// benchEvents is the size of the end-to-end benchmark (default 1M events;
-// MATERIALIZER_BENCH_EVENTS overrides it for a quick run).
-func benchEvents() int {
+// benchWorkload is one end-to-end benchmark's load.
+type benchWorkload struct {
+	events, keys int
+	sessionGap   string // how long a key's session stays open without events
+}
+
+// benchEvents scales a workload's event count (MATERIALIZER_BENCH_EVENTS
+// overrides it for a quick run).
+func benchEvents(n int) int {
 	if v, err := strconv.Atoi(os.Getenv("MATERIALIZER_BENCH_EVENTS")); err == nil && v > 0 {
 		return v
 	}
-	return 1_000_000
+	return n
 }
 
-// BenchmarkEndToEnd: the real binary consumes n events of ~1 KB from the
-// Nakadi emulator over 8 partitions and 100k articles (with the generator's
-// out-of-order, duplicate, conflicting and malformed events), state synced
-// per step, files gzip on local disk, notices to JetStream; then a flush
-// delivers everything. It reports events/s and MB/s until every event is
-// applied, peak RSS of the daemon, the compaction ratio, and — in the same
-// run, on the same machine — the same figures for a baseline that only
-// reads the stream with our client and appends the raw events to a file.
-// Run it once: go test ./daemon -run '^$' -bench EndToEnd -benchtime 1x
+// BenchmarkEndToEnd: the real binary consumes events of ~1 KB from the
+// Nakadi emulator over 8 partitions (with the generator's out-of-order,
+// duplicate, conflicting and malformed events), state synced per step,
+// files gzip on local disk, notices to JetStream, default memory budget;
+// then a flush delivers everything. It reports events/s and MB/s until
+// every event is applied, the steady rate (from 10 % to 90 % of the events),
+// the peak RSS of the daemon, the compaction ratio, and — in the same run,
+// on the same machine — the same figures for a baseline that only reads the
+// stream with our client and appends the raw events to a file. Run one at a
+// time:
+//
+//	go test ./daemon -run '^$' -bench 'EndToEnd/keys=100k' -benchtime 1x
+//	go test ./daemon -run '^$' -bench 'EndToEnd/keys=1M' -benchtime 1x
+//
+// keys=100k: 1M events over 100k articles, sessions that close only at the
+// final flush. keys=1M: 2M events over 1M articles published as a backlog,
+// session gap 20 s, so sessions close during the run.
 func BenchmarkEndToEnd(b *testing.B) {
-	n := benchEvents()
+	b.Run("keys=100k", func(b *testing.B) {
+		benchEndToEnd(b, benchWorkload{events: 1_000_000, keys: 100_000, sessionGap: "1h"})
+	})
+	b.Run("keys=1M", func(b *testing.B) {
+		benchEndToEnd(b, benchWorkload{events: 2_000_000, keys: 1_000_000, sessionGap: "20s"})
+	})
+}
+
+func benchEndToEnd(b *testing.B, w benchWorkload) {
+	n := benchEvents(w.events)
 	nk := e2etest.ArticleEmulator(b, 8)
-	gen := articles.New(99, 100_000, time.Now)
+	gen := articles.New(99, w.keys, time.Now)
 	pad := `"description":"` + strings.Repeat("lorem ipsum ", 56) + `",`
 	var bytes int64
 	batch := make([][]byte, 0, 1000)
@@ -57,12 +80,13 @@ func BenchmarkEndToEnd(b *testing.B) {
 			batch = batch[:0]
 		}
 	}
-	b.Logf("%d events, %.0f MB, %.0f bytes/event", n, float64(bytes)/1e6, float64(bytes)/float64(n))
+	b.Logf("%d events over %d keys, %.0f MB, %.0f bytes/event", n, w.keys, float64(bytes)/1e6, float64(bytes)/float64(n))
 
 	base := baselineRun(b, nk.URL(), n)
 	ns := natstest.Start(b)
-	d := daemonRun(b, nk.URL(), ns.URL(), n)
+	d := daemonRun(b, nk.URL(), ns.URL(), n, w)
 	b.ReportMetric(float64(n)/d.elapsed.Seconds(), "events/s")
+	b.ReportMetric(d.steady, "steady_events/s")
 	b.ReportMetric(float64(bytes)/1e6/d.elapsed.Seconds(), "MB/s")
 	b.ReportMetric(float64(d.peakRSS)/(1<<20), "peakRSS_MiB")
 	b.ReportMetric(d.ratio, "compaction_ratio")
@@ -116,13 +140,14 @@ func baselineRun(b *testing.B, url string, n int) time.Duration {
 
 type daemonResult struct {
 	elapsed, flush time.Duration
+	steady         float64 // events/s from 10 % to 90 % of the events
 	peakRSS        int64
 	ratio          float64
 }
 
 // daemonRun runs the real binary on the events and waits until all are
 // applied, then flushes.
-func daemonRun(b *testing.B, nakadiURL, natsURL string, n int) daemonResult {
+func daemonRun(b *testing.B, nakadiURL, natsURL string, n int, w benchWorkload) daemonResult {
 	dir := b.TempDir()
 	path := filepath.Join(dir, "materializer.toml")
 	text := fmt.Sprintf(`
@@ -142,7 +167,8 @@ url = "file://%s"
 compression = "gzip"
 [notify]
 nats_url = %q
-%s`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL, e2etest.ArticleTypeTOML)
+%s`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL,
+		strings.Replace(e2etest.ArticleTypeTOML, `session_gap   = "1h"`, fmt.Sprintf("session_gap   = %q", w.sessionGap), 1))
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -150,6 +176,8 @@ nats_url = %q
 	start := time.Now()
 	base := p.adminURL()
 	var peak, goSys, goHeap int64
+	var at10, at90 time.Time
+	var n10, n90 uint64
 	profiled := os.Getenv("MATERIALIZER_BENCH_PROFILE") == ""
 	for i := 0; ; i++ {
 		peak = max(peak, vmHWM(p.cmd.Process.Pid))
@@ -159,6 +187,12 @@ nats_url = %q
 			goHeap = max(goHeap, int64(metricValue(metrics, "go_memstats_heap_inuse_bytes")))
 		}
 		s, ok := adminStatus(b, base)
+		if ok && at10.IsZero() && s.Counters.Received >= uint64(n/10) {
+			at10, n10 = time.Now(), s.Counters.Received
+		}
+		if ok && at90.IsZero() && s.Counters.Received >= uint64(n*9/10) {
+			at90, n90 = time.Now(), s.Counters.Received
+		}
 		if ok && s.Counters.Received >= uint64(n) {
 			break
 		}
@@ -192,7 +226,8 @@ nats_url = %q
 	p.wait(time.Minute)
 	b.Logf("daemon memory: peak RSS %d MiB, of which Go runtime (sys) ≤ %d MiB (heap in use ≤ %d MiB); the rest is Pebble's block cache and memtables (C memory)",
 		peak>>20, goSys>>20, goHeap>>20)
-	return daemonResult{elapsed: elapsed, flush: flush, peakRSS: peak, ratio: s.CompactionRatio}
+	return daemonResult{elapsed: elapsed, flush: flush, peakRSS: peak, ratio: s.CompactionRatio,
+		steady: float64(n90-n10) / at90.Sub(at10).Seconds()}
 }
 
 // vmHWM is a process's peak resident set size in bytes.

@@ -10,6 +10,10 @@ import (
 	"testing"
 )
 
+// defaultBudget is how `check` shows the split of the default
+// daemon.memory_limit.
+const defaultBudget = "memory 512MiB = Pebble memtables 96MiB (3 × 32MiB) + block cache 64MiB + key cache 128MiB (~1.3M keys) + Go heap 160MiB + reserve 64MiB\n"
+
 // TestCheckShippedConfigs round-trips conf/example.toml and conf/demo.toml
 // through `materializer check`.
 func TestCheckShippedConfigs(t *testing.T) {
@@ -18,9 +22,9 @@ func TestCheckShippedConfigs(t *testing.T) {
 		want string
 	}{
 		{[]string{"check", "-config", "../conf/example.toml"},
-			"conf ok: 2 event types, 3 tables, storage s3://dwh-landing/materializer, notices on\n"},
+			"conf ok: 2 event types, 3 tables, storage s3://dwh-landing/materializer, notices on\n" + defaultBudget},
 		{[]string{"check", "-demo", "-config", "../conf/demo.toml"},
-			"conf ok: 1 event type, 2 tables, storage file:///tmp/materializer-demo/storage, notices off\n"},
+			"conf ok: 1 event type, 2 tables, storage file:///tmp/materializer-demo/storage, notices off\n" + defaultBudget},
 	}
 	for _, tc := range cases {
 		code, stdout, stderr := runBinary(t, tc.args...)

@@ -26,6 +26,7 @@ func cmdCheck(args []string, io stdio) int {
 		return exitUsage
 	}
 	fmt.Fprintln(io.out, summary(cfg))
+	fmt.Fprintln(io.out, cfg.Daemon.MemoryBudget())
 	return exitOK
 }
 

@@ -32,6 +32,7 @@ func cmdDemo(args []string, io stdio) int {
 	fs.Uint64Var(&o.Seed, "seed", 1, "generator `seed`")
 	fs.DurationVar(&o.Duration, "duration", 0, "stop cleanly after this `long` (default: run until Ctrl-C)")
 	fs.DurationVar(&o.Every, "every", 10*time.Second, "print a summary line this `often`")
+	fs.BoolVar(&o.Load, "load", false, "also run `materializer load` into a throwaway PostgreSQL cluster (needs PostgreSQL installed)")
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
@@ -64,6 +65,7 @@ type demoHost struct {
 
 func (h *demoHost) Logger(cfg *conf.Config) zerolog.Logger {
 	setLogLevel(cfg.Daemon.LogLevel)
+	setMemoryLimits(cfg, os.Getenv)
 	return newLogger(cfg.Daemon.LogFormat, h.stderr)
 }
 

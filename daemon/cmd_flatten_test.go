@@ -41,7 +41,7 @@ func TestFlatten(t *testing.T) {
 		{"", "article_id,brand,version,price,occurred_at\n" +
 			"7,\"comma, inc\",3,15,2024-05-01T08:00:00.500000Z\n" +
 			"8,\"new\nline\",1,,\n"},
-		{"article_size", "article_id,size,qty\n7,40,2\n7,41,0\n"},
+		{"article_size", "article_id,size,qty,version\n7,40,2,3\n7,41,0,3\n"},
 	}
 	for _, tc := range cases {
 		args := []string{"flatten", "-config", "../conf/demo.toml", "-event-type", "article.updated"}
@@ -66,7 +66,7 @@ func TestFlattenAllAccepted(t *testing.T) {
 		t.Fatalf("exit %d\nstdout %q want %q\nstderr %q", code, stdout, want, stderr)
 	}
 	code, stdout, stderr = runBinaryIn(t, "", "flatten", "-config", "../conf/demo.toml", "-event-type", "article.updated", "-table", "article_size")
-	if code != 0 || stdout != "article_id,size,qty\n" || stderr != "" {
+	if code != 0 || stdout != "article_id,size,qty,version\n" || stderr != "" {
 		t.Fatalf("empty input: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

@@ -53,6 +53,7 @@ func init() {
 		{"status", "-config FILE", "human view of GET /v1/status", cmdStatus},
 		{"notices", "-config FILE", "tail delivery notices as JSON lines", cmdNotices},
 		{"demo", "", "everything embedded, no external service needed", cmdDemo},
+		{"load", "-config FILE [-replay ID]", "DWH loader: notices -> PostgreSQL tables, exactly once", cmdLoad},
 		{"version", "", "print the version", cmdVersion},
 	}
 }

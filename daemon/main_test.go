@@ -132,7 +132,15 @@ type proc struct {
 // startRun starts `materializer run -config path` with extra environment.
 func startRun(t testing.TB, path string, env ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binPath, "run", "-config", path)
+	return startProcess(t, binPath, []string{"run", "-config", path}, env...)
+}
+
+// startProcess starts the binary with args and extra environment and
+// collects its JSON log lines; the test's end kills it if it still runs,
+// and a failed test shows its stderr.
+func startProcess(t testing.TB, bin string, args []string, env ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -152,7 +160,7 @@ func startRun(t testing.TB, path string, env ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("materializer run stderr:\n%s", p.stderr())
+			t.Logf("materializer %s stderr:\n%s", args[0], p.stderr())
 		}
 	})
 	return p

@@ -42,6 +42,7 @@ func (p *Pipeline) compile(et *conf.EventType) (engine.EventType, *nakadi.Consum
 	}
 	cfg := NakadiConfig(p.Config().Nakadi, et.Name)
 	cfg.FractionalSeconds, cfg.RetryFatal, cfg.Now, cfg.Logger = p.opts.FractionalSeconds, true, p.now, p.log
+	cfg.Transport = p.transport
 	cfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"subscription_event_type": et.Name}, p.reg)
 	consumer, err := nakadi.New(cfg)
 	if err != nil {
@@ -126,7 +127,8 @@ func NotifyOptions(n conf.Notify, log zerolog.Logger) notify.Options {
 	return notify.Options{
 		URLs: n.NATSURL, CredsFile: n.CredentialsFile, TLSCAFile: n.TLSCAFile, TLSCertFile: n.TLSCertFile,
 		TLSKeyFile: n.TLSKeyFile, SubjectPrefix: n.SubjectPrefix, Stream: n.Stream,
-		DuplicateWindow: n.DuplicateWindow.Duration(), AckTimeout: n.PublishTimeout.Duration(), Logger: log,
+		DuplicateWindow: n.DuplicateWindow.Duration(), Replicas: n.StreamReplicas, AckTimeout: n.PublishTimeout.Duration(),
+		Logger: log,
 	}
 }
 

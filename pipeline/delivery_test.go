@@ -165,13 +165,15 @@ func TestBackpressurePausesAndResumes(t *testing.T) {
 	fake.Down(s3test.InternalError)
 	p, _ := e2etest.StartPipeline(t, env.cfg, nil)
 	events := e2etest.Generate(6, 100, 3000)
-	e2etest.Publish(t, env.nk, events)
+	e2etest.Publish(t, env.nk, events[:1500])
 	// Backpressure closes the stream, and the consumer opens none until it
-	// is released: Nakadi then sends nothing more.
+	// is released: Nakadi then sends nothing more, not even what is
+	// published meanwhile.
 	e2etest.WaitFor(t, 60*time.Second, "backpressure with the stream closed", func() bool {
 		s := status(t, p)
 		return s.State == "backpressure" && env.nk.OpenStreams(s.Subscription) == 0
 	})
+	e2etest.Publish(t, env.nk, events[1500:])
 	sent := 0
 	for part := range 4 {
 		sent += env.nk.SentEvents("article.updated", part)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -54,13 +55,17 @@ type Overrides struct {
 
 // Pipeline is one running pipeline over one data dir.
 type Pipeline struct {
-	cfg  *conf.Config
-	log  zerolog.Logger // root logger, handed to the components
-	plog zerolog.Logger // this wiring's own logs
-	reg  prometheus.Registerer
-	now  func() time.Time
-	opts Overrides
-	lock *datadir.Lock
+	cfg    *conf.Config
+	log    zerolog.Logger // root logger, handed to the components
+	plog   zerolog.Logger // this wiring's own logs
+	reg    prometheus.Registerer
+	now    func() time.Time
+	opts   Overrides
+	lock   *datadir.Lock
+	budget conf.Budget
+	// transport is the consumers' HTTP transport: each stream holds a
+	// connection, commits, cursor and stats requests share a small pool.
+	transport *http.Transport
 
 	db        *state.DB
 	eng       *engine.Engine
@@ -79,6 +84,11 @@ type Pipeline struct {
 	names     []string
 	paused    map[string]bool // paused by an operator (admin API)
 }
+
+// stagingHandles is how many staging files hold an OS handle at most; with
+// Pebble's table cache (state) and one connection per Nakadi stream, a
+// daemon with a thousand event types stays under 2,048 descriptors.
+const stagingHandles = 256
 
 // Errors of the control methods; the admin API maps them to HTTP statuses.
 var (
@@ -108,7 +118,13 @@ func New(o Options) (*Pipeline, error) {
 		return nil, err
 	}
 	p.lock = lock
+	p.budget = p.cfg.Daemon.MemoryBudget()
+	p.transport = http.DefaultTransport.(*http.Transport).Clone()
+	p.transport.MaxIdleConnsPerHost = 32
 	p.bp = newBackpressure(p, o.Registry)
+	if o.Registry != nil {
+		o.Registry.MustRegister(memoryCollector{p})
+	}
 	return p, nil
 }
 
@@ -123,7 +139,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err := checkpoint.CheckNoPending(dataDir); err != nil {
 		return err
 	}
-	db, err := state.Open(datadir.State(dataDir), state.Options{Logger: p.log})
+	db, err := state.Open(datadir.State(dataDir), state.Options{Logger: p.log, CacheSize: p.budget.BlockCache,
+		MemTableSize: uint64(p.budget.MemTableSize), MemTables: conf.MemTablesInMemory})
 	if err != nil {
 		return err
 	}
@@ -210,7 +227,7 @@ func (p *Pipeline) build(ctx context.Context) (err error) {
 		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: p.csv, MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
 		Limits: c.Limits.Flatten(), MaxRejectedRaw: int(c.Limits.MaxRejectedRawBytes.Bytes()),
 		Tick: p.opts.Tick, Now: p.now, Logger: p.log, Metrics: engine.NewMetrics(p.reg), Sealed: p.outbox.Wake,
-		KeyCacheBytes: c.Daemon.KeyCacheBytes.Bytes(),
+		KeyCacheBytes: p.budget.KeyCache, MaxOpenFiles: stagingHandles,
 	}, types)
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ type Status struct {
 	// while steps succeed.
 	StepError  string            `json:"step_error,omitempty"`
 	DiskFull   bool              `json:"disk_full,omitempty"`
+	Memory     MemoryStatus      `json:"memory"`
 	EventTypes []EventTypeStatus `json:"event_types"`
 }
 
@@ -51,7 +52,7 @@ type PartitionStatus struct {
 
 // Status returns a snapshot of every event type.
 func (p *Pipeline) Status(context.Context) (Status, error) {
-	s := Status{Ready: p.Ready(), EventTypes: []EventTypeStatus{}}
+	s := Status{Ready: p.Ready(), Memory: MemoryStatus{Budget: p.budget, InUse: p.memoryInUse()}, EventTypes: []EventTypeStatus{}}
 	if !p.recovered.Load() {
 		return s, nil
 	}

@@ -11,7 +11,6 @@ import (
 // atomically.
 type Batch struct {
 	b   *pebble.Batch
-	buf []byte
 	key []byte // scratch for the keys of per-key records (the batch copies them)
 }
 
@@ -62,29 +61,25 @@ func (b *Batch) PutKeyState(slot Slot, key, enc []byte) {
 // DeleteKeyState forgets a key (its retention passed).
 func (b *Batch) DeleteKeyState(slot Slot, key []byte) { b.del(b.keyOf(tagKey, slot, key)) }
 
-// PutBest stores the best event of a key's open session.
-func (b *Batch) PutBest(slot Slot, key []byte, offset string, raw []byte) {
-	k := b.keyOf(tagBest, slot, key)
-	e := enc{b: b.buf[:0]} // the value's header; raw is copied once, into the batch
-	e.str(offset)
-	e.uvarint(uint64(len(raw)))
-	b.buf = e.b
-	op := b.b.SetDeferred(len(k), len(b.buf)+len(raw))
-	copy(op.Key, k)
-	copy(op.Value[copy(op.Value, b.buf):], raw)
+// PutSession files the record of a key's open session under its deadline:
+// head (the engine's key state and the best event's offset) and raw (the
+// best event), copied once into the batch. Due sessions are then one range
+// scan in deadline order (Timers with SessionTimer), values included.
+func (b *Batch) PutSession(slot Slot, deadline int64, key, head, raw []byte) {
+	b.key = appendTimerKey(b.key[:0], SessionTimer, slot, deadline, key)
+	op := b.b.SetDeferred(len(b.key), len(head)+len(raw))
+	copy(op.Key, b.key)
+	copy(op.Value[copy(op.Value, head):], raw)
 	_ = op.Finish()
 }
 
-// DeleteBest drops the best event once its session closed.
-func (b *Batch) DeleteBest(slot Slot, key []byte) { b.del(b.keyOf(tagBest, slot, key)) }
-
-// PutTimer schedules a timer.
+// PutTimer schedules a timer without a value (retention).
 func (b *Batch) PutTimer(kind TimerKind, slot Slot, deadline int64, key []byte) {
 	b.key = appendTimerKey(b.key[:0], kind, slot, deadline, key)
 	b.set(b.key, nil)
 }
 
-// DeleteTimer removes a timer.
+// DeleteTimer removes a timer (a session record with SessionTimer).
 func (b *Batch) DeleteTimer(kind TimerKind, slot Slot, deadline int64, key []byte) {
 	b.key = appendTimerKey(b.key[:0], kind, slot, deadline, key)
 	b.del(b.key)

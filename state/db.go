@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"time"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -15,9 +15,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// FormatVersion is the layout version this binary reads and writes. Bump it
-// whenever a key or value encoding changes.
-const FormatVersion = 1
+// FormatVersion is the layout version this binary writes. Bump it whenever a
+// key or value encoding changes. Format 1 (best events and session timers
+// as separate records) is read and upgraded (UpgradeFrom1).
+const FormatVersion = 2
 
 // Errors of the state package.
 var (
@@ -32,9 +33,10 @@ const (
 	tagSlot        = 'I'
 	tagNextSlot    = 'i'
 	tagKey         = 'M'
-	tagBest        = 'B'
-	tagSession     = 'T'
+	tagSession     = 'S'
 	tagExpiry      = 'X'
+	tagBestV1      = 'B' // format 1: best event of an open session
+	tagSessionV1   = 'T' // format 1: session timer (no value)
 	tagCursor      = 'C'
 	tagRing        = 'R'
 	tagCounters    = 'N'
@@ -46,7 +48,8 @@ const (
 // TimerKind tells session timers from retention timers.
 type TimerKind byte
 
-// Timer kinds.
+// Timer kinds. A session timer is the record of an open session itself
+// (PutSession), filed under its deadline; a retention timer has no value.
 const (
 	SessionTimer TimerKind = tagSession
 	ExpiryTimer  TimerKind = tagExpiry
@@ -57,13 +60,18 @@ type Options struct {
 	Logger       zerolog.Logger
 	CacheSize    int64  // block cache for blocks, besides the memtables; default 64 MiB
 	MemTableSize uint64 // default 32 MiB
-	FS           vfs.FS // default the OS file system; vfs.NewMem() in tests
+	// MemTables is how many memtables may be in memory (one written, the
+	// others flushing) before writes stop; default 3. Their memory is
+	// reserved in the block cache, on top of CacheSize.
+	MemTables int
+	FS        vfs.FS // default the OS file system; vfs.NewMem() in tests
 }
 
 // DB is the state store of one data dir.
 type DB struct {
 	p      *pebble.DB
 	writer string
+	format uint64 // the stored format version (1 until upgraded)
 }
 
 // Open opens (or creates) the state in dir. It refuses state written in
@@ -75,27 +83,33 @@ func Open(dir string, o Options) (*DB, error) {
 	if o.CacheSize == 0 {
 		o.CacheSize = 64 << 20
 	}
-	// Pebble reserves the memory of its memtables (up to two while one
-	// flushes) in the block cache: size the cache on top of them, or blocks
-	// get no room at all.
-	o.CacheSize += 2 * int64(o.MemTableSize)
+	if o.MemTables < 2 {
+		o.MemTables = 3
+	}
+	// Pebble reserves the memory of its memtables in the block cache: size
+	// the cache on top of them, or blocks get no room at all.
+	o.CacheSize += int64(o.MemTables) * int64(o.MemTableSize)
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
 	popts := &pebble.Options{
 		FS:                          o.FS,
 		Cache:                       cache,
 		MemTableSize:                o.MemTableSize,
-		MemTableStopWritesThreshold: 4,
+		MemTableStopWritesThreshold: o.MemTables,
 		FormatMajorVersion:          pebble.FormatNewest,
 		// Uniformly spread key updates make every L0 table overlap all of
 		// Lbase: compacting L0 later, with more tables at once, rewrites Lbase
 		// less often. Measured with BenchmarkStep (1M keys, 10M events of
 		// 500 B): 16 instead of 4 gave 16% more events/s and 42% more events
-		// per CPU-second; lookups stay cheap through the filters. 48 gave
-		// the step 5% more and 19% more per CPU-second, but end to end the
-		// final flush's point reads took 7.1–8.3 s instead of 5.5–5.7 and
-		// the peak RSS rose by 10–20 MiB: not kept.
-		L0CompactionThreshold: 16,
+		// per CPU-second; lookups stay cheap through the filters. With the
+		// session log (closing sessions reads no key state): 32 instead of
+		// 16 gave 7% more events/s at the same CPU (1M keys, 5M events of
+		// 1 KB, back to back).
+		// Table handles: with a staging file cache and one connection per
+		// Nakadi stream, a daemon with a thousand event types stays under
+		// 2,048 descriptors.
+		MaxOpenFiles:          500,
+		L0CompactionThreshold: 32,
 		L0StopWritesThreshold: 1000,
 		Logger:                pebbleLogger{o.Logger.With().Str("component", "pebble").Logger()},
 	}
@@ -106,20 +120,12 @@ func Open(dir string, o Options) (*DB, error) {
 	for i := 1; i < len(popts.Levels); i++ {
 		popts.Levels[i] = popts.Levels[0]
 	}
-	// Best events (raw JSON, hundreds of bytes to MBs) go to blob files, so
-	// compactions move references instead of rewriting them (measured: 20%
-	// more events/s with 1.5 KB events at 1M keys). Every flush writes a blob
-	// file, and with keys spread uniformly every Lbase table references
-	// them all: a reference depth of 100 made compactions rewrite all values
-	// every few minutes (a fifth of their CPU); at 1000 they do not, and the
-	// garbage of superseded values is reclaimed by blob rewrites (age,
-	// garbage ratio). Measured: 8% more events/s.
-	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
-		return pebble.ValueSeparationPolicy{
-			Enabled: true, MinimumSize: 256, MaxBlobReferenceDepth: 1000,
-			RewriteMinimumAge: 10 * time.Minute, TargetGarbageRatio: 0.5,
-		}
-	}
+	// Values are small (key states, session records that name where their
+	// best event is in the engine's session log, cursors, file records):
+	// no value separation, and blocks are not compressed — the CPU that
+	// compression took in flushes and compactions is worth more than the
+	// disk it saved.
+	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
 	p, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
@@ -135,8 +141,12 @@ func Open(dir string, o Options) (*DB, error) {
 // checkVersion decodes a stored format version; ok when this binary reads it.
 func checkVersion(v []byte) (got uint64, ok bool) {
 	got, n := binary.Uvarint(v)
-	return got, n > 0 && got == FormatVersion
+	return got, n > 0 && (got == 1 || got == FormatVersion)
 }
+
+// Format is the stored format version: FormatVersion, or 1 until
+// UpgradeFrom1 ran.
+func (db *DB) Format() uint64 { return db.format }
 
 // init checks the format version and loads (or creates) the writer id.
 func (db *DB) init() error {
@@ -151,8 +161,11 @@ func (db *DB) init() error {
 			return err
 		}
 		_ = b.Set([]byte{tagVersion}, binary.AppendUvarint(nil, FormatVersion), nil)
+		db.format = FormatVersion
 	} else if got, ok := checkVersion(v); !ok {
-		return fmt.Errorf("%w: the data dir holds state format %d, this binary reads format %d", ErrFormat, got, FormatVersion)
+		return fmt.Errorf("%w: the data dir holds state format %d, this binary reads formats 1 and %d", ErrFormat, got, FormatVersion)
+	} else {
+		db.format = got
 	}
 	w, err := db.get([]byte{tagWriter})
 	if err != nil {
@@ -276,7 +289,6 @@ func prefixEnd(prefix []byte) []byte {
 func slotKey(tag byte, slot Slot) []byte { return appendUint32([]byte{tag}, uint32(slot)) }
 
 func keyStateKey(slot Slot, key []byte) []byte { return appendRecordKey(nil, tagKey, slot, key) }
-func bestKey(slot Slot, key []byte) []byte     { return appendRecordKey(nil, tagBest, slot, key) }
 
 // appendRecordKey appends the key of a per-key record: tag, slot, key.
 func appendRecordKey(dst []byte, tag byte, slot Slot, key []byte) []byte {
@@ -299,27 +311,22 @@ func (db *DB) KeyState(slot Slot, key []byte, decode func(v []byte) error) (foun
 	return db.getInto(keyStateKey(slot, key), decode)
 }
 
-// Best returns the best event of the key's open session.
-func (db *DB) Best(slot Slot, key []byte) (offset string, raw []byte, err error) {
-	v, err := db.get(bestKey(slot, key))
-	if err != nil || v == nil {
-		return "", nil, err
-	}
-	d := dec{b: v}
-	offset = d.str()
-	raw = d.bytes()
-	return offset, raw, d.err
-}
-
 // Timers calls fn for the slot's timers of one kind with deadline <= until,
 // oldest first, until fn returns false or an error.
-func (db *DB) Timers(kind TimerKind, slot Slot, until int64, fn func(deadline int64, key []byte) (bool, error)) error {
-	lower := slotKey(byte(kind), slot)
-	upper := timerKey(kind, slot, until, nil)
-	upper = append(upper, 0xff, 0xff, 0xff, 0xff) // every key at exactly `until`
-	err := db.scanRange(lower, upper, func(k, _ []byte) error {
+// A session timer's value is its session's record (PutSession); key and
+// value are valid only during the call. The scan starts at deadline from:
+// a caller that knows every timer before it is gone passes it, so the scan
+// does not walk over the deletions of timers handled before (they stay in
+// Pebble as tombstones until compacted).
+func (db *DB) Timers(kind TimerKind, slot Slot, from, until int64, fn func(deadline int64, key, value []byte) (bool, error)) error {
+	lower := timerKey(kind, slot, from, nil)
+	upper := prefixEnd(slotKey(byte(kind), slot))
+	if until < math.MaxInt64 {
+		upper = timerKey(kind, slot, until+1, nil) // every key at exactly `until` too
+	}
+	err := db.scanRange(lower, upper, func(k, v []byte) error {
 		deadline := int64(binary.BigEndian.Uint64(k[5:13]) ^ (1 << 63))
-		more, err := fn(deadline, k[13:])
+		more, err := fn(deadline, k[13:], v)
 		if err != nil {
 			return err
 		}
@@ -337,9 +344,10 @@ func (db *DB) Timers(kind TimerKind, slot Slot, until int64, fn func(deadline in
 // errStopScan ends a scan early from its callback.
 var errStopScan = errors.New("state: stop scan")
 
-// NextTimer returns the earliest deadline of the slot's timers of one kind.
-func (db *DB) NextTimer(kind TimerKind, slot Slot) (deadline int64, ok bool, err error) {
-	err = db.Timers(kind, slot, 1<<62, func(d int64, _ []byte) (bool, error) {
+// NextTimer returns the earliest deadline of the slot's timers of one kind,
+// at or after from.
+func (db *DB) NextTimer(kind TimerKind, slot Slot, from int64) (deadline int64, ok bool, err error) {
+	err = db.Timers(kind, slot, from, math.MaxInt64, func(d int64, _, _ []byte) (bool, error) {
 		deadline, ok = d, true
 		return false, nil
 	})

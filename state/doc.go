@@ -22,9 +22,9 @@
 //	'I' event_type 0x00 partition   slot id
 //	'i'                             next slot id
 //	'M' slot key                    the key's compaction state (encoded by the engine)
-//	'B' slot key                    best event of the key's open session: offset, raw JSON
-//	'T' slot deadline key           session timer (may be stale: checked against 'M' when due)
-//	'X' slot deadline key           retention timer: forget hi(k) (also checked when due)
+//	'S' slot deadline key           an open session, filed under its deadline: the engine's
+//	                                key state and best event offset, then the best event
+//	'X' slot deadline key           retention timer: forget hi(k) (checked against 'M' when due)
 //	'C' slot                        consumed cursor: applied offset, ring bounds
 //	'R' slot seq                    recent durable batch: end offset, event count, first eid
 //	'N' event_type                  counters (docs/design.md)
@@ -32,9 +32,12 @@
 //	'G' fileID                      the open staging file (at most one per fileID)
 //	'O' fileID seq                  outbox: a sealed file waiting for upload and notice
 //
-// Timers are ordered by deadline within a slot, so closing due sessions is a
-// range scan per slot, never a full scan. Session timers are lazy: a session
-// that receives events keeps its first timer; when that timer is due and the
-// session's real deadline is later, the timer is moved (one write per timer
-// period instead of one per event).
+// Sessions and timers are ordered by deadline within a slot, so closing due
+// sessions is one range scan per slot that reads their best events in
+// passing — never a point read per session, never a full scan. A session's
+// record is filed lazily: an event for an open session rewrites the record
+// where it is (the best event changes anyway); when it is due and the
+// session's real deadline is later, it is moved (one move per gap instead
+// of one per event). Format 1 kept the best event ('B') and a session timer
+// ('T') apart; UpgradeFrom1 turns them into 'S' records.
 package state

@@ -3,7 +3,10 @@ package state
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"math"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,10 +35,9 @@ func TestRoundTrips(t *testing.T) {
 	st := []byte("an opaque key state")
 	key := []byte("k1")
 	b.PutKeyState(7, key, st)
-	b.PutBest(7, key, "001-0001-000000000000000010", []byte(`{"a":1}`))
-	b.PutTimer(SessionTimer, 7, 100, key)
-	b.PutTimer(SessionTimer, 7, -100, []byte("neg"))
-	b.PutTimer(SessionTimer, 7, 300, []byte("late"))
+	b.PutSession(7, 100, key, []byte("head|"), []byte(`{"a":1}`))
+	b.PutSession(7, -100, []byte("neg"), nil, []byte("n"))
+	b.PutSession(7, 300, []byte("late"), nil, []byte("l"))
 	b.PutTimer(ExpiryTimer, 7, 50, key)
 	b.PutCursor(7, Cursor{Offset: "x", RingHead: 2, RingNext: 4})
 	b.PutRing(7, RingEntry{Seq: 2, Offset: "a", Count: 5, FirstEID: "e"})
@@ -67,20 +69,23 @@ func TestRoundTrips(t *testing.T) {
 	if ok, err := db.KeyState(7, key, func(v []byte) error { got = bytes.Clone(v); return nil }); !ok || err != nil || !bytes.Equal(got, st) {
 		t.Fatalf("key state %q %v %v", got, ok, err)
 	}
-	if off, raw, err := db.Best(7, key); err != nil || off != "001-0001-000000000000000010" || string(raw) != `{"a":1}` {
-		t.Fatalf("best %q %q %v", off, raw, err)
-	}
-	var deadlines []int64
-	if err := db.Timers(SessionTimer, 7, 100, func(d int64, k []byte) (bool, error) {
-		deadlines = append(deadlines, d)
+	var due []string
+	if err := db.Timers(SessionTimer, 7, math.MinInt64, 100, func(d int64, k, v []byte) (bool, error) {
+		due = append(due, fmt.Sprintf("%d %s %s", d, k, v))
 		return true, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(deadlines) != 2 || deadlines[0] != -100 || deadlines[1] != 100 {
-		t.Fatalf("due timers %v", deadlines)
+	if want := []string{"-100 neg n", `100 k1 head|{"a":1}`}; !slices.Equal(due, want) {
+		t.Fatalf("due sessions %q, want %q", due, want)
 	}
-	if d, ok, _ := db.NextTimer(ExpiryTimer, 7); !ok || d != 50 {
+	if d, ok, _ := db.NextTimer(SessionTimer, 7, math.MinInt64); !ok || d != -100 {
+		t.Fatalf("next session %d %v", d, ok)
+	}
+	if d, ok, _ := db.NextTimer(SessionTimer, 7, 0); !ok || d != 100 {
+		t.Fatalf("next session from 0: %d %v", d, ok)
+	}
+	if d, ok, _ := db.NextTimer(ExpiryTimer, 7, math.MinInt64); !ok || d != 50 {
 		t.Fatalf("next expiry %d %v", d, ok)
 	}
 	if c, _ := db.Cursor(7); c.Offset != "x" || c.RingNext != 4 {
@@ -126,7 +131,7 @@ func TestRefusesOtherFormat(t *testing.T) {
 	if !errors.Is(err, ErrFormat) {
 		t.Fatalf("want ErrFormat, got %v", err)
 	}
-	want := "the data dir holds state format 2, this binary reads format 1"
+	want := "the data dir holds state format 3, this binary reads formats 1 and 2"
 	if !bytes.Contains([]byte(err.Error()), []byte(want)) {
 		t.Fatalf("message %q does not name both versions", err)
 	}
@@ -143,5 +148,59 @@ func TestImportsNoPipelinePackage(t *testing.T) {
 		if strings.HasPrefix(dep, "materializer/pipeline") {
 			t.Errorf("state depends on %s", dep)
 		}
+	}
+}
+
+// A format-1 data dir (best events and session timers apart) is upgraded:
+// each open session becomes one record under its timer's deadline; stale
+// timers and orphan best events go; the version becomes 2.
+func TestUpgradeFrom1(t *testing.T) {
+	fs := vfs.NewMem()
+	db := openMem(t, fs)
+	b := db.p.NewBatch()
+	set := func(k, v []byte) { _ = b.Set(k, v, nil) }
+	set([]byte{tagVersion}, []byte{1})
+	for i, k := range []string{"a", "b", "stale"} {
+		key := []byte(k)
+		set(timerKey(TimerKind(tagSessionV1), 3, int64(100+i), key), nil)
+		set(keyStateKey(3, key), []byte("state-"+k))
+		if k != "stale" {
+			e := enc{}
+			e.str("off-" + k)
+			e.uvarint(uint64(len("raw-" + k)))
+			set(appendRecordKey(nil, tagBestV1, 3, key), append(e.b, "raw-"+k...))
+		}
+	}
+	set(appendRecordKey(nil, tagBestV1, 3, []byte("orphan")), []byte{0, 0})
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openMem(t, fs)
+	defer db.Close()
+	if db.Format() != 1 {
+		t.Fatalf("format %d before the upgrade", db.Format())
+	}
+	err := db.UpgradeFrom1(func(deadline int64, state []byte, offset string) ([]byte, []byte, bool, error) {
+		return append(state, '+'), []byte(fmt.Sprintf("%d,%s|", deadline, offset)), true, nil
+	})
+	if err != nil || db.Format() != FormatVersion {
+		t.Fatalf("upgrade: %v, format %d", err, db.Format())
+	}
+	var got []string
+	_ = db.Timers(SessionTimer, 3, math.MinInt64, math.MaxInt64, func(d int64, k, v []byte) (bool, error) {
+		got = append(got, fmt.Sprintf("%d %s %s", d, k, v))
+		return true, nil
+	})
+	if want := []string{"100 a 100,off-a|raw-a", "101 b 101,off-b|raw-b"}; !slices.Equal(got, want) {
+		t.Fatalf("sessions %q, want %q", got, want)
+	}
+	var st []byte
+	_, _ = db.KeyState(3, []byte("a"), func(v []byte) error { st = bytes.Clone(v); return nil })
+	if string(st) != "state-a+" {
+		t.Fatalf("key state %q", st)
+	}
+	for _, tag := range []byte{tagSessionV1, tagBestV1} {
+		_ = db.scan([]byte{tag}, func(k, _ []byte) error { t.Errorf("format-1 record left: %q", k); return nil })
 	}
 }

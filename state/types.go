@@ -106,6 +106,9 @@ type File struct {
 	Header      bool   // the file starts with a header row
 	Compression string // none | gzip
 	Columns     []Column
+	// Final: no byte will be added to the file any more (a sealed segment
+	// of the engine's session log); a checkpoint may link it as it is.
+	Final bool
 }
 
 // Outbox is a sealed file waiting to be uploaded and announced.
@@ -214,6 +217,7 @@ func (d *dec) file(f *File) {
 func encodeFile(f *File) []byte {
 	e := enc{}
 	e.file(f)
+	e.bool(f.Final)
 	return e.b
 }
 
@@ -221,6 +225,9 @@ func decodeFile(v []byte) (File, error) {
 	d := dec{b: v}
 	var f File
 	d.file(&f)
+	if len(d.b) > 0 {
+		f.Final = d.bool()
+	}
 	return f, d.err
 }
 

@@ -1,5 +1,5 @@
-// Package systemd holds the unit file of materializer and its tests; it has
-// no Go code of its own.
+// Package systemd holds the unit files of materializer (the daemon and the
+// loader) and their tests; it has no Go code of its own.
 package systemd
 
 import (
@@ -15,12 +15,17 @@ import (
 	"materializer/conf"
 )
 
-const unitFile = "materializer.service"
+const (
+	unitFile     = "materializer.service"
+	loadUnitFile = "materializer-load.service"
+)
 
-// directives parses the unit: "Section.Key" -> values in order.
-func directives(t *testing.T) map[string][]string {
+var unitFiles = []string{unitFile, loadUnitFile}
+
+// directives parses a unit: "Section.Key" -> values in order.
+func directives(t *testing.T, file string) map[string][]string {
 	t.Helper()
-	data, err := os.ReadFile(unitFile)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,43 +49,69 @@ func directives(t *testing.T) map[string][]string {
 	return m
 }
 
+// common are the directives both units have: notify with a watchdog,
+// reload by SIGHUP, restart on failure but not on a bad config, hardening.
+var common = map[string]string{
+	"Service.Type":                     "notify",
+	"Service.ExecReload":               "/bin/kill -HUP $MAINPID",
+	"Service.Restart":                  "on-failure",
+	"Service.NoNewPrivileges":          "yes",
+	"Service.ProtectSystem":            "strict",
+	"Service.PrivateTmp":               "yes",
+	"Service.ProtectHome":              "yes",
+	"Service.User":                     "materializer",
+	"Service.RestartPreventExitStatus": "2",
+	"Service.MemoryDenyWriteExecute":   "yes",
+	"Service.CapabilityBoundingSet":    "",
+}
+
 func TestUnitDirectives(t *testing.T) {
-	d := directives(t)
-	want := map[string]string{
-		"Service.Type":                     "notify",
-		"Service.ExecStart":                "/usr/local/bin/materializer run -config /etc/materializer/materializer.toml",
-		"Service.ExecReload":               "/bin/kill -HUP $MAINPID",
-		"Service.Restart":                  "on-failure",
-		"Service.StateDirectory":           "materializer",
-		"Service.ReadWritePaths":           "/var/lib/materializer",
-		"Service.NoNewPrivileges":          "yes",
-		"Service.ProtectSystem":            "strict",
-		"Service.PrivateTmp":               "yes",
-		"Service.ProtectHome":              "yes",
-		"Service.User":                     "materializer",
-		"Service.RestartPreventExitStatus": "2",
+	checkDirectives(t, unitFile, map[string]string{
+		"Service.ExecStart":      "/usr/local/bin/materializer run -config /etc/materializer/materializer.toml",
+		"Service.StateDirectory": "materializer",
+		"Service.ReadWritePaths": "/var/lib/materializer",
+	})
+}
+
+// The loader's unit runs `materializer load` with the same hardening; it
+// has no state directory (the loader keeps nothing on local disk).
+func TestLoadUnitDirectives(t *testing.T) {
+	checkDirectives(t, loadUnitFile, map[string]string{
+		"Service.ExecStart": "/usr/local/bin/materializer load -config /etc/materializer/materializer.toml",
+	})
+	if d := directives(t, loadUnitFile); d["Service.StateDirectory"] != nil || d["Service.ReadWritePaths"] != nil {
+		t.Errorf("the loader's unit writes local state: %v %v", d["Service.StateDirectory"], d["Service.ReadWritePaths"])
 	}
-	for k, v := range want {
-		if got := d[k]; len(got) != 1 || got[0] != v {
-			t.Errorf("%s = %q, want %q", k, got, v)
+}
+
+func checkDirectives(t *testing.T, file string, own map[string]string) {
+	t.Helper()
+	d := directives(t, file)
+	for _, want := range []map[string]string{common, own} {
+		for k, v := range want {
+			if got := d[k]; len(got) != 1 || got[0] != v {
+				t.Errorf("%s: %s = %q, want %q", file, k, got, v)
+			}
 		}
 	}
 	if len(d["Service.WatchdogSec"]) != 1 {
-		t.Errorf("WatchdogSec missing")
+		t.Errorf("%s: WatchdogSec missing", file)
 	}
 }
 
 // TestStopTimeoutExceedsDrain: systemd must not SIGKILL a daemon that is
 // still inside its drain budget.
 func TestStopTimeoutExceedsDrain(t *testing.T) {
-	d := directives(t)
-	stop, err := time.ParseDuration(strings.TrimSpace(d["Service.TimeoutStopSec"][0]))
-	if err != nil {
-		t.Fatalf("TimeoutStopSec: %v", err)
-	}
-	drain := conf.Default().Daemon.DrainTimeout.Duration()
-	if stop <= drain {
-		t.Fatalf("TimeoutStopSec %v must exceed the default daemon.drain_timeout %v", stop, drain)
+	for _, file := range unitFiles {
+		d := directives(t, file)
+		stop, err := time.ParseDuration(strings.TrimSpace(d["Service.TimeoutStopSec"][0]))
+		if err != nil {
+			t.Fatalf("%s: TimeoutStopSec: %v", file, err)
+		}
+		drain := conf.Default().Daemon.DrainTimeout.Duration()
+		if stop <= drain {
+			t.Fatalf("%s: TimeoutStopSec %v must exceed the default daemon.drain_timeout %v", file, stop, drain)
+		}
 	}
 }
 
@@ -92,17 +123,23 @@ func TestStopTimeoutExceedsDrain(t *testing.T) {
 func TestSystemdAnalyzeVerify(t *testing.T) {
 	tool, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze not installed: the unit file is not verified")
+		t.Skip("systemd-analyze not installed: the unit files are not verified")
 	}
+	for _, file := range unitFiles {
+		t.Run(file, func(t *testing.T) { verify(t, tool, file) })
+	}
+}
+
+func verify(t *testing.T, tool, file string) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(unitFile)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	unit := filepath.Join(t.TempDir(), unitFile)
+	unit := filepath.Join(t.TempDir(), file)
 	text := strings.ReplaceAll(string(data), "/usr/local/bin/materializer", self)
 	if err := os.WriteFile(unit, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

@@ -34,6 +34,7 @@ type Options struct {
 	Seed     uint64
 	Duration time.Duration // stop cleanly after this long (0 = at Ctrl-C)
 	Every    time.Duration // a summary line this often
+	Load     bool          // also run the loader into a throwaway PostgreSQL
 	Self     string        // the binary as the user invoked it, for the banner
 	Out, Err io.Writer
 	Signals  <-chan os.Signal // SIGINT/SIGTERM stop, SIGHUP reloads
@@ -67,6 +68,7 @@ type demo struct {
 	pub     *publisher
 	pipe    *pipeline.Pipeline
 	base    string // admin URL
+	loader  *demoLoader
 }
 
 // Run runs the demo until it is stopped (Ctrl-C, SIGTERM, -duration) and
@@ -134,7 +136,13 @@ func (d *demo) startServices(base *conf.Config, text string) error {
 	}
 	d.pub = newPublisher(d.nk, d.Seed, d.Articles, d.Rate)
 	d.cfgPath = filepath.Join(d.Dir, "demo.toml")
-	eff := effectiveConfig(text, d.Config, settings{Dir: d.Dir, NakadiURL: d.nk.URL(), NATSURL: d.natsURL, AdminListen: d.Admin})
+	set := settings{Dir: d.Dir, NakadiURL: d.nk.URL(), NATSURL: d.natsURL, AdminListen: d.Admin}
+	if d.Load {
+		if set.DSNFile, err = d.startPostgresFor(); err != nil {
+			return err
+		}
+	}
+	eff := effectiveConfig(text, d.Config, set)
 	if err := os.WriteFile(d.cfgPath, []byte(eff), 0o644); err != nil {
 		return err
 	}
@@ -147,6 +155,7 @@ func (d *demo) startServices(base *conf.Config, text string) error {
 }
 
 func (d *demo) tearDown() {
+	d.stopLoader()
 	if d.nats != nil {
 		d.nats.Shutdown()
 		d.nats.WaitForShutdown()
@@ -176,6 +185,9 @@ func (d *demo) run() error {
 		return err
 	}
 	d.base = "http://" + addr
+	if err := d.runLoader(log); err != nil {
+		return err
+	}
 	pctx, stopPipe := context.WithCancel(context.Background())
 	defer stopPipe()
 	done := make(chan struct{})

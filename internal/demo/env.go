@@ -85,6 +85,7 @@ func startNATS(dir string) (*server.Server, string, error) {
 // embedded services listen and where files go.
 type settings struct {
 	Dir, NakadiURL, NATSURL, AdminListen string
+	DSNFile                              string // [load] dsn_file with -load
 }
 
 // effectiveConfig returns the config text the pipeline runs with: the demo
@@ -99,6 +100,9 @@ func effectiveConfig(text, source string, s settings) string {
 	}
 	if s.AdminListen != "" {
 		set = append(set, struct{ section, key, value string }{"daemon", "admin_listen", s.AdminListen})
+	}
+	if s.DSNFile != "" {
+		set = append(set, struct{ section, key, value string }{"load", "dsn_file", s.DSNFile})
 	}
 	for _, kv := range set {
 		text = setTOMLKey(text, kv.section, kv.key, strconv.Quote(kv.value))

@@ -64,6 +64,7 @@ func (r *report) banner() {
 	fmt.Fprintf(p, "  notices   %s notices -config %s -from all\n", d.Self, d.show(d.cfgPath))
 	fmt.Fprintf(p, "            (nats CLI: nats sub '%s.>' --stream %s --all --raw --server %s)\n", c.Notify.SubjectPrefix, c.Notify.Stream, d.natsURL)
 	fmt.Fprintf(p, "  ddl       %s ddl -config %s -dialect postgres\n", d.Self, d.show(d.cfgPath))
+	fmt.Fprint(p, d.loaderLine())
 	fmt.Fprintf(p, "\nA summary line follows every %s. Ctrl-C stops: the generator stops, open sessions are flushed\n", d.Every)
 	fmt.Fprintf(p, "and delivered, then the pipeline drains (Ctrl-C again stops at once). %s is cleared at the next start.\n\n", d.show(d.Dir))
 	fmt.Fprint(d.Out, b.String())
@@ -101,8 +102,8 @@ func (r *report) summary(parent context.Context, prefix string) {
 	if n, ok := r.notices(ctx); ok {
 		notices = strconv.FormatInt(n, 10)
 	}
-	fmt.Fprintf(&b, " files delivered: %d main, %d correction, %d rejected | notices %s\n",
-		files["main"], files["correction"], files["rejected"], notices)
+	fmt.Fprintf(&b, " files delivered: %d main, %d correction, %d rejected | notices %s%s\n",
+		files["main"], files["correction"], files["rejected"], notices, r.d.loaderSummary())
 	if parent.Err() != nil {
 		return
 	}
@@ -187,6 +188,7 @@ func (r *report) finish(ctx context.Context, stopGenerator func()) {
 	} else {
 		fmt.Fprintf(out, "stopping: flush delivered %d file(s)\n", n)
 	}
+	r.d.waitLoaded(ctx, 30*time.Second)
 	r.summary(ctx, fmt.Sprintf("demo finished after %s:", time.Since(r.start).Round(time.Second)))
 	w := window(r.d.Articles)
 	fmt.Fprintf(out, "generated %d events (seed %d, %d articles, window %d, step %d)\n\n",

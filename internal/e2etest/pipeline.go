@@ -16,7 +16,7 @@ import (
 // StartPipeline runs the pipeline in-process, with its metrics on reg (nil:
 // a fresh registry), until stop or the test's end; stop may be called more
 // than once. It returns once the pipeline is ready.
-func StartPipeline(t testing.TB, cfg *conf.Config, reg *prometheus.Registry) (p *pipeline.Pipeline, stop func()) {
+func StartPipeline(t testing.TB, cfg *conf.Config, reg prometheus.Registerer) (p *pipeline.Pipeline, stop func()) {
 	t.Helper()
 	if reg == nil {
 		reg = prometheus.NewRegistry()

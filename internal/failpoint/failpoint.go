@@ -12,6 +12,10 @@ const (
 	AfterUpload       = "after-upload"        // object in storage, notice not published
 	AfterNotice       = "after-notice"        // notice acknowledged, outbox entry not removed
 	MidFileWrite      = "mid-file-write"      // half of a step's rows written to a staging file
+
+	LoadAfterDownload = "load-after-download" // loader: a batch's files fetched and checked, nothing applied
+	LoadAfterCopy     = "load-after-copy"     // loader: files copied and merged, transaction not committed
+	LoadAfterCommit   = "load-after-commit"   // loader: transaction committed, notices not acked
 )
 
 // Env is the environment variable that arms a failpoint.

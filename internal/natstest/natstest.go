@@ -1,9 +1,11 @@
 // Package natstest runs an in-process nats-server with JetStream for
 // tests: plain, with TLS (a throwaway CA and certificates), with JWT
 // credentials (operator mode, a creds file), or with user/password; it can
-// be shut down and restarted on the same port and store directory. Proxy
-// sits between client and server and can hold the server's replies, to
-// make JetStream acks time out.
+// be shut down and restarted on the same port and store directory.
+// StartCluster runs a JetStream cluster of several such servers whose nodes
+// can be stopped, lost and started again. Proxy sits between client and
+// server and can hold the server's replies, to make JetStream acks time
+// out, or cut the connection.
 package natstest
 
 import (
@@ -38,6 +40,14 @@ type Option func(*Server)
 // Start starts the server; it shuts down at test cleanup.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	s := newServer(t, opts...)
+	s.start()
+	return s
+}
+
+// newServer sets a server up without starting it; it shuts down at test
+// cleanup.
+func newServer(t testing.TB, opts ...Option) *Server {
 	s := &Server{t: t, storeDir: t.TempDir(), scheme: "nats"}
 	s.opts = server.Options{
 		Host:      "127.0.0.1",
@@ -50,8 +60,6 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.start()
-	s.opts.Port = s.srv.Addr().(*net.TCPAddr).Port
 	t.Cleanup(s.Shutdown)
 	return s
 }
@@ -139,6 +147,9 @@ func (s *Server) tryStart() error {
 	}
 	s.mu.Lock()
 	s.srv = srv
+	if s.opts.Port <= 0 { // later starts use the same port
+		s.opts.Port = srv.Addr().(*net.TCPAddr).Port
+	}
 	s.mu.Unlock()
 	return nil
 }

@@ -8,13 +8,15 @@ import (
 
 // Proxy forwards TCP between clients and a server. Hold stops passing the
 // server's bytes to clients (they queue, nothing is lost) until Release:
-// a JetStream ack then arrives too late.
+// a JetStream ack then arrives too late. Cut drops every connection and
+// refuses new ones until Mend: the network between the two is gone.
 type Proxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
 	cond   *sync.Cond
 	held   bool
+	cut    bool
 	conns  []net.Conn
 	wg     sync.WaitGroup
 }
@@ -45,6 +47,24 @@ func (p *Proxy) Hold() {
 	p.mu.Unlock()
 }
 
+// Cut closes every connection and refuses new ones until Mend.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// Mend accepts connections again after Cut.
+func (p *Proxy) Mend() {
+	p.mu.Lock()
+	p.cut = false
+	p.mu.Unlock()
+}
+
 // Release forwards again, queued bytes first.
 func (p *Proxy) Release() {
 	p.mu.Lock()
@@ -66,6 +86,12 @@ func (p *Proxy) accept() {
 			continue
 		}
 		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			c.Close()
+			s.Close()
+			continue
+		}
 		p.conns = append(p.conns, c, s)
 		p.mu.Unlock()
 		p.wg.Add(2)

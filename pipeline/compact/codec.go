@@ -10,7 +10,8 @@ var ErrCorrupt = errors.New("compact: corrupt key state")
 
 // AppendEncoded appends the stored encoding of the key state: a uvarint of
 // flags (1 HasHi, 2 Open), Hi and HiEID length-prefixed, then OpenedAt,
-// LastAt and ClosedAt as varints. The state layer keeps it as bytes.
+// LastAt, ClosedAt and Filed as varints. The state layer keeps it as bytes.
+// (State format 1 had no Filed: a value without it decodes with Filed 0.)
 func (st *KeyState) AppendEncoded(dst []byte) []byte {
 	var flags uint64
 	if st.HasHi {
@@ -26,12 +27,22 @@ func (st *KeyState) AppendEncoded(dst []byte) []byte {
 	dst = append(dst, st.HiEID...)
 	dst = binary.AppendVarint(dst, st.OpenedAt)
 	dst = binary.AppendVarint(dst, st.LastAt)
-	return binary.AppendVarint(dst, st.ClosedAt)
+	dst = binary.AppendVarint(dst, st.ClosedAt)
+	return binary.AppendVarint(dst, st.Filed)
 }
 
 // Decode decodes a stored encoding into st, reusing its slices (it keeps
 // nothing of v).
 func (st *KeyState) Decode(v []byte) error {
+	_, err := st.DecodePrefix(v)
+	return err
+}
+
+// DecodePrefix decodes the key state at the start of v and returns what
+// follows it (a session record carries its best event there). The key state
+// must be followed by something else or nothing: a format-1 state (without
+// Filed) is read only as a whole value.
+func (st *KeyState) DecodePrefix(v []byte) (rest []byte, err error) {
 	d := decoder{b: v}
 	flags := d.uvarint()
 	st.HasHi = flags&1 != 0
@@ -41,7 +52,11 @@ func (st *KeyState) Decode(v []byte) error {
 	st.OpenedAt = d.varint()
 	st.LastAt = d.varint()
 	st.ClosedAt = d.varint()
-	return d.err
+	st.Filed = 0
+	if len(d.b) > 0 {
+		st.Filed = d.varint()
+	}
+	return d.b, d.err
 }
 
 // decoder reads fields in the order AppendEncoded wrote them; the first

@@ -55,6 +55,10 @@ type KeyState struct {
 	OpenedAt int64 // unix nanoseconds, processing time
 	LastAt   int64 // arrival of the newest event of the open session
 	ClosedAt int64 // when the last session closed; hi is kept until ClosedAt+Retention
+	// Filed is, while a session is open, the deadline its record is filed
+	// under in the state (the engine moves it lazily when the session got
+	// more events); 0 when closed.
+	Filed int64
 }
 
 // Event is the part of an event compaction looks at.
@@ -108,6 +112,7 @@ func (st *KeyState) Deadline(w Window) int64 {
 func (st *KeyState) Close(now int64) {
 	st.Open = false
 	st.ClosedAt = now
+	st.Filed = 0
 }
 
 // ExpiresAt is when a closed key's hi(k) is forgotten.

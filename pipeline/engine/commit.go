@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
@@ -17,16 +18,16 @@ import (
 // commit writes the step's rows, seals what must roll, and commits the
 // step's state batch synced; then it marks the step's Nakadi batches durable.
 func (e *Engine) commit(st *step) error {
-	// Written in key order — best events, then key states (their tags sort
-	// so) — because Pebble inserts a batch into its memtable in batch order,
-	// and a skiplist insert next to the previous one finds its place in
-	// cache-warm nodes.
+	// Written in key order — key states, then session records (their tags
+	// sort so; sessions by deadline) — because Pebble inserts a batch into
+	// its memtable in batch order, and a skiplist insert next to the
+	// previous one finds its place in cache-warm nodes.
 	sortKeys(st.order)
 	for _, ke := range st.order {
-		e.putBest(st, ke)
-	}
-	for _, ke := range st.order {
 		e.putKey(st, ke)
+	}
+	if err := e.putSessions(st); err != nil {
+		return err
 	}
 	for et := range st.types {
 		if invariants && !et.counters.Balanced() {
@@ -41,8 +42,14 @@ func (e *Engine) commit(st *step) error {
 	if err != nil {
 		return err
 	}
-	for i := range recs {
-		st.batch.PutFile(&recs[i])
+	logs, err := e.sessions.flush()
+	if err != nil {
+		return err
+	}
+	for _, rs := range [][]state.File{recs, logs} {
+		for i := range rs {
+			st.batch.PutFile(&rs[i])
+		}
 	}
 	if err := e.roll(st); err != nil {
 		return err
@@ -90,13 +97,47 @@ func sortKeys(order []*keyEntry) {
 	}
 }
 
-func (e *Engine) putBest(st *step, ke *keyEntry) {
-	switch {
-	case ke.bestDirty:
-		st.batch.PutBest(ke.slot.id, ke.key, ke.bestOffset, ke.best)
-	case ke.bestGone:
-		st.batch.DeleteBest(ke.slot.id, ke.key)
+// putSessions writes the record of every open session whose best event
+// changed in this step (opened or replaced: the event goes to the session
+// log) or that moved to a later deadline, filed under its deadline, in
+// (slot, deadline, key) order. A record already at that deadline is
+// overwritten.
+func (e *Engine) putSessions(st *step) error {
+	var open []*keyEntry
+	for _, ke := range st.order {
+		if (ke.bestDirty || ke.moved) && ke.st.Open {
+			open = append(open, ke)
+		}
 	}
+	slices.SortFunc(open, func(a, b *keyEntry) int {
+		return cmp.Or(cmp.Compare(a.slot.id, b.slot.id), cmp.Compare(a.st.Filed, b.st.Filed), bytes.Compare(a.key, b.key))
+	})
+	for _, ke := range open {
+		offset, body := ke.bodyOffset, ke.body
+		if ke.bestDirty {
+			loc, err := e.sessions.append(ke.best)
+			if err != nil {
+				return err
+			}
+			offset, st.body = ke.bestOffset, appendLocBody(st.body[:0], loc)
+			body = st.body
+		}
+		if _, loc, inLog, err := parseBody(body); err != nil {
+			return err
+		} else if inLog {
+			st.filed = append(st.filed, filedNote{loc.seg, ke.slot, ke.st.Filed})
+		}
+		st.head = appendSessionHead(st.head[:0], &ke.st, offset)
+		st.batch.PutSession(ke.slot.id, ke.st.Filed, ke.key, st.head, body)
+	}
+	return nil
+}
+
+// filedNote: a record of slot filed under deadline points into seg.
+type filedNote struct {
+	seg      uint64
+	slot     *slot
+	deadline int64
 }
 
 func (e *Engine) putKey(st *step, ke *keyEntry) {
@@ -167,10 +208,20 @@ func (e *Engine) afterCommit(st *step) {
 	for _, o := range st.sealed {
 		delete(e.forceSeal, o.ID)
 	}
+	for _, n := range st.filed {
+		e.sessions.filed(n.seg, n.slot, n.deadline)
+	}
+	if err := e.sessions.remove(e.sessions.dead()); err != nil {
+		// The segment's file stays; recovery removes it as a stray.
+		e.sessions.warn(err)
+	}
 	for _, ke := range st.order {
 		switch {
 		case ke.dirty:
 			e.cache.putEncoded(ke.slotKey, ke.enc, &ke.ref)
+			if ke.enc != nil && !ke.ref.found() { // not from the cache: maybe new
+				e.filter.add(ke.slotKey)
+			}
 		case !ke.ref.found(): // loaded from Pebble: cache it
 			e.cache.put(ke.slotKey, &ke.st)
 		}
@@ -202,7 +253,11 @@ func (e *Engine) nextTimer(kind state.TimerKind, sl *slot) (int64, error) {
 			return 0, err
 		}
 	}
-	d, ok, err := e.db.NextTimer(kind, sl.id)
+	from := sl.sessionFloor
+	if kind == state.ExpiryTimer {
+		from = sl.expiryFloor
+	}
+	d, ok, err := e.db.NextTimer(kind, sl.id, from)
 	if err != nil || !ok {
 		return math.MaxInt64, err
 	}

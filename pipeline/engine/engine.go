@@ -71,14 +71,16 @@ type Options struct {
 	// MaxUncommitted is Nakadi's max_uncommitted_events; it bounds how far
 	// back a redelivery can start, hence how many recent batches to keep.
 	MaxUncommitted int
-	StepEvents     int // most events per step; default 8192
-	Workers        int // parse/validate goroutines; default GOMAXPROCS
+	StepEvents     int           // most events per step; default 8192
+	Workers        int           // parse/validate goroutines; default GOMAXPROCS
+	KeyCacheBytes  int64         // key cache and key filter (an eighth); default 16 MiB; < 0: none
+	MaxOpenFiles   int           // staging files holding an OS handle at most; default 256
+	LogSegmentSize int64         // when a session log segment is full; default 64 MiB (tests make it small)
+	Tick           time.Duration // how often due timers and file ages are checked; default 250 ms
 	// MaxStepFailures is how many times in a row a step may fail (other
 	// than for a full disk) before Run gives up with the error; default 10
 	// (about half a minute of retries). See faults.go.
 	MaxStepFailures int
-	KeyCacheBytes   int64         // committed key states kept in memory; default 16 MiB; < 0: none
-	Tick            time.Duration // how often due timers and file ages are checked; default 250 ms
 	Now             func() time.Time
 	Logger          zerolog.Logger
 	Metrics         *Metrics
@@ -104,15 +106,18 @@ type Engine struct {
 
 	// Owned by the Run goroutine.
 	stage      *files.Stage
+	sessions   *sessionLog // best events of open sessions
 	slots      map[state.Partition]*slot
 	slotOrder  []*slot
 	nextSlot   state.Slot
 	parser     flatten.Parser
 	cache      *keyCache               // committed states of recently used keys
+	filter     *keyFilter              // every key with state (a Bloom filter)
 	rejected   tableInfo               // of rejected files
 	encoded    []byte                  // the last step's key-state arena, reused
 	lastSealed []state.Outbox          // what the last committed step sealed (Flush returns it)
 	more       bool                    // the last step left due timers for the next
+	lastNow    int64                   // the last step's time (a clock that goes back resets the timer floors)
 	seqs       map[state.FileID]uint64 // next file seq, once read or allocated
 	forceSeal  map[state.FileID]bool   // open files to seal in the next step
 	rows       []rowBuf                // per-table row buffers of emit
@@ -130,9 +135,10 @@ type Engine struct {
 	// timerFault, set by tests, fails the reads of a slot's earliest timer.
 	timerFault func() error
 
-	recovered atomic.Bool
-	heartbeat atomic.Int64                // unix ns of the loop's last turn
-	failing   atomic.Pointer[FailingStep] // set while a step fails and is retried
+	recovered     atomic.Bool
+	heartbeat     atomic.Int64                // unix ns of the loop's last turn
+	keyCacheBytes atomic.Int64                // the key cache's memory in use, as of the last step
+	failing       atomic.Pointer[FailingStep] // set while a step fails and is retried
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -167,6 +173,9 @@ func New(opts Options, types []EventType) (*Engine, error) {
 	if opts.Tick <= 0 {
 		opts.Tick = 250 * time.Millisecond
 	}
+	if opts.LogSegmentSize <= 0 {
+		opts.LogSegmentSize = 64 << 20
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -188,7 +197,11 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		rejected: rejectedTable(opts.CSV),
 	}
 	var err error
-	if e.cache, err = newKeyCache(opts.KeyCacheBytes); err != nil {
+	// An eighth of the key cache's memory is the key filter: 16 MiB for
+	// 13M keys at about 1% false positives with the default budget.
+	filterBytes := opts.KeyCacheBytes / 8
+	e.filter = newKeyFilter(filterBytes)
+	if e.cache, err = newKeyCache(opts.KeyCacheBytes - e.filter.bytes()); err != nil {
 		return nil, err
 	}
 	for _, t := range types {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"materializer/conf"
 	"materializer/pipeline/flatten"
 	"materializer/pipeline/nakadi"
 )
@@ -62,9 +64,14 @@ func appendHex(b []byte, v uint64, width int) []byte {
 }
 
 // BenchmarkStep measures the engine's step — decide, the staging-file write
-// and the Pebble batch, synced per step — on one goroutine, so the figure
-// (events/s) is events/s per core of the state writer. Keys are drawn uniformly from 1M; run with
-// -benchtime=10000000x for the 10M-event figure of the README.
+// and the Pebble batch, synced per step, sessions closing as they do in the
+// daemon — on one goroutine, so the figure (events/s) is events/s per core
+// of the state writer. Keys are drawn uniformly from 1M or 10M; Pebble's
+// memtables and block cache and the key cache are sized by the default
+// memory budget (daemon.memory_limit = 512MiB); the simulated clock runs at
+// 100k events/s, so with a 20 s session gap sessions open and close all the
+// time. Run with -benchtime=10000000x (1M keys) or -benchtime=20000000x
+// (10M keys), one at a time; peakRSS_MiB is the benchmark process's.
 //
 // In the daemon the workers prepare (parse, extract, validate) each Nakadi
 // batch in parallel before the state writer takes it; here the same
@@ -79,11 +86,11 @@ func appendHex(b []byte, v uint64, width int) []byte {
 // growing with the key count). They neither parse nor validate events: the
 // generator hands them key and version.
 func BenchmarkStep(b *testing.B) {
-	for _, size := range []int{500, 1500} {
-		for _, cache := range []int64{32 << 20, 128 << 20} {
-			b.Run(fmt.Sprintf("event=%dB/keys=1M/cache=%dMiB", size, cache>>20), func(b *testing.B) { benchStep(b, size, 1_000_000, cache) })
-		}
+	budget := conf.Daemon{MemoryLimit: conf.Bytes(512 << 20), KeyCacheBytes: conf.Bytes(0)}.MemoryBudget()
+	for _, keys := range []int{1_000_000, 10_000_000} {
+		b.Run(fmt.Sprintf("event=1KB/keys=%dM/budget=512MiB", keys/1_000_000), func(b *testing.B) { benchStep(b, 1000, keys, budget) })
 	}
+	b.Run("event=200B/keys=1M/budget=512MiB", func(b *testing.B) { benchStep(b, 200, 1_000_000, budget) })
 }
 
 // BenchmarkStepFloor runs the floors of BenchmarkStep (see there); -bench
@@ -159,14 +166,14 @@ func (l *benchLoad) next(n int) ([]*nakadi.Batch, []benchEvt) {
 // takes what arrived since the last one, up to StepEvents.
 const benchStepEvents = 8192
 
-// benchStep runs the engine with a key-state cache of cacheBytes
-// (daemon.key_cache_bytes; the default is 16 MiB).
-func benchStep(b *testing.B, size, keys int, cacheBytes int64) {
+// benchStep runs the engine with the memory budget's Pebble and key cache
+// sizes.
+func benchStep(b *testing.B, size, keys int, budget conf.Budget) {
 	h := newHarness(b)
-	h.cacheSize, h.memTable = 0, 0 // production defaults
+	h.cacheSize, h.memTable = budget.BlockCache, uint64(budget.MemTableSize)
 	h.opts = Options{RollMaxBytes: 256 << 20, RollMaxAge: time.Hour, Compression: "none", MaxUncommitted: 50000,
-		KeyCacheBytes: cacheBytes}
-	args := map[string]string{"key": "article_id", "order": "version", "gap": "120s", "max": "1800s", "retention": "168h"}
+		KeyCacheBytes: budget.KeyCache}
+	args := map[string]string{"key": "article_id", "order": "version", "gap": "20s", "max": "10m", "retention": "168h"}
 	h.types = []EventType{testEventType(b, "article.updated", args, []string{
 		"article article_id:int version:int brand price:decimal:price.amount occurred_at:timestamp:metadata.occurred_at",
 	})}
@@ -192,7 +199,7 @@ func benchStep(b *testing.B, size, keys int, cacheBytes int64) {
 		}
 		prepared += time.Since(t0)
 		b.StartTimer()
-		h.clock = h.clock.Add(10 * time.Millisecond)
+		h.clock = h.clock.Add(benchStepEvents * 10 * time.Microsecond) // 100k events/s
 		if err := h.e.applyStep(jobs, nil); err != nil {
 			b.Fatal(err)
 		}
@@ -203,6 +210,8 @@ func benchStep(b *testing.B, size, keys int, cacheBytes int64) {
 	m := h.e.opts.Metrics
 	hits, reads := counterValue(m.KeyCacheHits), counterValue(m.KeyStateReads)
 	b.ReportMetric(100*hits/(hits+reads), "cache-hit%")
+	b.ReportMetric(counterValue(m.SessionsClosed), "sessions-closed")
+	b.ReportMetric(float64(peakRSS())/(1<<20), "peakRSS_MiB")
 	if testing.Verbose() {
 		b.Log(h.db.Metrics().String())
 	}
@@ -279,6 +288,21 @@ func reportStep(b *testing.B, load *benchLoad, cpu time.Duration) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heapMiB")
+}
+
+// peakRSS is this process's peak resident set size (VmHWM) in bytes.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // cpuTime is the CPU time (user+system) this process has used.

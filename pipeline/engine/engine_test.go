@@ -160,6 +160,9 @@ func (h *harness) close() {
 	if h.e != nil && h.e.stage != nil {
 		h.e.stage.Close()
 	}
+	if h.e != nil && h.e.sessions != nil {
+		h.e.sessions.close()
+	}
 	if h.db != nil {
 		_ = h.db.Close()
 	}
@@ -348,7 +351,8 @@ func (h *harness) ago(ns int64) string {
 	return "-" + h.clock.Sub(time.Unix(0, ns)).String()
 }
 
-// files prints every staging file (open or sealed, not yet delivered).
+// files prints every staging file (open or sealed, not yet delivered), but
+// the session log's segments.
 func (h *harness) files(t *testing.T) string {
 	dir := filepath.Join(h.dir, "staging")
 	entries, err := os.ReadDir(dir)
@@ -362,7 +366,7 @@ func (h *harness) files(t *testing.T) string {
 	}
 	var names []string
 	for _, e := range entries {
-		if !e.IsDir() {
+		if !e.IsDir() && !strings.HasPrefix(e.Name(), logEventType+".") {
 			names = append(names, e.Name())
 		}
 	}

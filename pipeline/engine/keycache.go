@@ -207,6 +207,12 @@ func (c *keyCache) victim(h uint64) int {
 	return best
 }
 
+// inUse is the memory the cache has written: its index and the part of the
+// ring written so far (pages never written take none).
+func (c *keyCache) inUse() int64 {
+	return int64(len(c.index))*8 + int64(min(c.head, uint64(len(c.ring))))
+}
+
 // append writes an entry of n bytes at the head and returns its position.
 // Entries are contiguous: one that does not fit before the ring's end goes
 // to its start, after padding.

@@ -18,9 +18,10 @@ type Metrics struct {
 	OpenFileBytes      prometheus.Gauge
 	FilesSealed        prometheus.Counter
 	EventToFile        prometheus.Histogram
-	// KeyCacheHits and KeyStateReads count the key states a step found in
-	// the key cache and those it read from Pebble.
-	KeyCacheHits, KeyStateReads prometheus.Counter
+	// KeyCacheHits, NewKeys and KeyStateReads count the key states a step
+	// found in the key cache, those the key filter knew to be new, and
+	// those it read from Pebble.
+	KeyCacheHits, NewKeys, KeyStateReads prometheus.Counter
 	// Rejected counts rejected events by event type and cause
 	// (docs/operations.md#metrics).
 	Rejected *prometheus.CounterVec
@@ -55,9 +56,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "materializer_engine_key_state_lookups_total",
-		Help: "Key states the engine needed, by where it found them: source=cache (daemon.key_cache_bytes) or state (a Pebble read).",
+		Help: "Key states the engine needed, by where it found them: source=cache (the key cache), new (the key filter knew the key had none) or state (a Pebble read).",
 	}, []string{"source"})
-	m.KeyCacheHits, m.KeyStateReads = lookups.WithLabelValues("cache"), lookups.WithLabelValues("state")
+	m.KeyCacheHits, m.NewKeys, m.KeyStateReads = lookups.WithLabelValues("cache"), lookups.WithLabelValues("new"), lookups.WithLabelValues("state")
 	m.Rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "materializer_events_rejected_total",
 		Help: "Events written to rejected files, by cause: parse, utf8, missing_key, ordering, type, required, limit_rows, limit_bytes, limit_field, limit_event, other.",
@@ -135,7 +136,8 @@ func (m *Metrics) observeStep(st *step, d time.Duration) {
 	m.SessionsClosed.Add(float64(len(st.emitWaits)))
 	m.FilesSealed.Add(float64(len(st.sealed)))
 	m.KeyCacheHits.Add(float64(st.cacheHits))
-	m.KeyStateReads.Add(float64(len(st.order) - st.cacheHits))
+	m.NewKeys.Add(float64(st.newKeys))
+	m.KeyStateReads.Add(float64(len(st.order) - st.cacheHits - st.newKeys))
 	for _, w := range st.emitWaits {
 		m.EventToFile.Observe(time.Duration(w).Seconds())
 	}

@@ -612,7 +612,9 @@ func (m *modelRun) readRows() (main, corr map[string][]int, rejected map[string]
 	}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
-		names = append(names, e.Name()) // the seq is zero-padded: name order is seq order
+		if !strings.HasPrefix(e.Name(), logEventType+".") { // not the session log
+			names = append(names, e.Name()) // the seq is zero-padded: name order is seq order
+		}
 	}
 	sort.Strings(names)
 	for _, name := range names {

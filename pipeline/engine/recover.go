@@ -3,9 +3,11 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
+	"materializer/pipeline/compact"
 	"materializer/pipeline/files"
 	"materializer/state"
 )
@@ -29,11 +31,18 @@ func (e *Engine) recover() error {
 		e.stage.Close()
 		e.stage = nil
 	}
+	if e.sessions != nil {
+		e.sessions.close()
+		e.sessions = nil
+	}
 	e.cache.clear()
 	if err := e.checkFingerprints(); err != nil {
 		return err
 	}
-	open, err := e.db.Files()
+	if err := e.db.UpgradeFrom1(upgradeSession); err != nil {
+		return err
+	}
+	all, err := e.db.Files()
 	if err != nil {
 		return err
 	}
@@ -41,15 +50,22 @@ func (e *Engine) recover() error {
 	if err != nil {
 		return err
 	}
-	keep := make([]string, len(outbox))
-	for i, o := range outbox {
-		keep[i] = o.Name
-	}
-	stage, err := files.Open(files.Options{Dir: e.opts.StagingDir, Compression: e.opts.Compression, Level: e.opts.CompressionLevel}, open, keep)
+	open, logs := splitFiles(all)
+	log, err := openLog(e.log, e.opts.StagingDir, e.db.WriterID(), e.opts.LogSegmentSize, e.db, logs)
 	if err != nil {
 		return err
 	}
-	e.stage = stage
+	keep := log.names()
+	for _, o := range outbox {
+		keep = append(keep, o.Name)
+	}
+	stage, err := files.Open(files.Options{Dir: e.opts.StagingDir, Compression: e.opts.Compression, Level: e.opts.CompressionLevel,
+		MaxOpenFiles: e.opts.MaxOpenFiles}, open, keep)
+	if err != nil {
+		log.close()
+		return err
+	}
+	e.stage, e.sessions = stage, log
 	e.seqs = map[state.FileID]uint64{}
 	e.forceSeal = map[state.FileID]bool{}
 	for _, f := range open {
@@ -60,7 +76,70 @@ func (e *Engine) recover() error {
 	if len(e.forceSeal) > 0 {
 		e.log.Warn().Int("files", len(e.forceSeal)).Msg("staging files opened under another table mapping are sealed before new rows are written")
 	}
-	return e.loadSlots()
+	if err := e.loadSlots(); err != nil {
+		return err
+	}
+	e.filter.clear()
+	if err := e.fillFilter(e.slotOrder); err != nil {
+		return err
+	}
+	return e.rebuildLog()
+}
+
+// fillFilter adds every key with state of the slots to the key filter.
+func (e *Engine) fillFilter(slots []*slot) error {
+	var mk []byte
+	for _, sl := range slots {
+		err := e.db.Keys(sl.id, func(key, _ []byte) error {
+			mk = append(appendSlot(mk[:0], sl.id), key...)
+			e.filter.add(string(mk))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitFiles tells the open staging files from the session log's segments.
+func splitFiles(all []state.File) (staging, logs []state.File) {
+	for _, f := range all {
+		if IsSessionLog(f) {
+			logs = append(logs, f)
+		} else {
+			staging = append(staging, f)
+		}
+	}
+	return staging, logs
+}
+
+// rebuildLog notes which session records point into which log segment and
+// removes the segments none does.
+func (e *Engine) rebuildLog() error {
+	all, _, err := e.db.Slots()
+	if err != nil {
+		return err
+	}
+	byID := make(map[state.Slot]*slot, len(e.slotOrder))
+	for _, sl := range e.slotOrder {
+		byID[sl.id] = sl
+	}
+	if err := e.sessions.rebuild(e.db, byID, all); err != nil {
+		return err
+	}
+	return e.sessions.remove(e.sessions.dead())
+}
+
+// upgradeSession files an open session of state format 1 under its timer's
+// deadline (state.UpgradeFrom1); a closed key's timer was stale.
+func upgradeSession(deadline int64, stateV1 []byte, offset string) (newState, head []byte, ok bool, err error) {
+	var ks compact.KeyState
+	if err := ks.Decode(stateV1); err != nil || !ks.Open {
+		return nil, nil, false, err
+	}
+	ks.Filed = deadline
+	return ks.AppendEncoded(nil), append(appendSessionHead(nil, &ks, offset), bodyInline), true, nil
 }
 
 // mappingCurrent reports whether an open file was written with the columns
@@ -162,7 +241,7 @@ func (e *Engine) loadSlotsOf(et *eventType, all map[state.Partition]state.Slot, 
 		if p.EventType != et.Name {
 			continue
 		}
-		sl := &slot{id: id, part: p, et: et}
+		sl := &slot{id: id, part: p, et: et, sessionFloor: math.MinInt64, expiryFloor: math.MinInt64}
 		if sl.cur, err = e.db.Cursor(id); err != nil {
 			return err
 		}

@@ -30,6 +30,9 @@ type slot struct {
 
 	nextSession int64 // earliest session timer (MaxInt64: none)
 	nextExpiry  int64 // earliest retention timer
+	// Every session (retention) timer before these deadlines is gone: scans
+	// start there, not at the tombstones of the timers handled before.
+	sessionFloor, expiryFloor int64
 }
 
 func (sl *slot) resetStream(stream string) {
@@ -42,7 +45,8 @@ func (e *Engine) slotFor(st *step, et *eventType, partition string) *slot {
 	if sl, ok := e.slots[p]; ok {
 		return sl
 	}
-	sl := &slot{id: e.nextSlot, part: p, et: et, nextSession: math.MaxInt64, nextExpiry: math.MaxInt64}
+	sl := &slot{id: e.nextSlot, part: p, et: et, nextSession: math.MaxInt64, nextExpiry: math.MaxInt64,
+		sessionFloor: math.MinInt64, expiryFloor: math.MinInt64}
 	e.nextSlot++
 	e.slots[p] = sl
 	et.slots = append(et.slots, sl)

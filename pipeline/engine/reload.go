@@ -51,6 +51,9 @@ func (e *Engine) AddEventType(ctx context.Context, t EventType) error {
 		if err == nil {
 			err = e.loadSlotsOf(et, all, next)
 		}
+		if err == nil {
+			err = e.fillFilter(et.slots)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: loading slots of %s: %w", errBroken, t.Name, err)
 		}

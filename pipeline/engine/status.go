@@ -39,6 +39,9 @@ func (e *Engine) Status() Status {
 	return e.status
 }
 
+// KeyCacheBytes is the memory the key cache holds (as of the last step).
+func (e *Engine) KeyCacheBytes() int64 { return e.keyCacheBytes.Load() }
+
 // OpenFileBytes is the size of all open staging files (part of the staged
 // bytes that backpressure watches).
 func (e *Engine) OpenFileBytes() int64 {
@@ -51,6 +54,7 @@ func (e *Engine) publishStatus() {
 	if e.stage == nil {
 		return // between a failed recovery and its retry
 	}
+	e.keyCacheBytes.Store(e.cache.inUse())
 	type key struct{ et, p string }
 	files := map[key][2]int64{}
 	for _, f := range e.stage.Files() {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -32,15 +33,20 @@ type step struct {
 	sealAll string                // seal every open file of this event type ("*": of all)
 	sealed  []state.Outbox
 	events  int
-	more    bool   // timers left for another step
-	encoded []byte // arena of the encoded states of the step's dirty keys
+	more    bool        // timers left for another step
+	encoded []byte      // arena of the encoded states of the step's dirty keys
+	kept    []byte      // arena of best events read from moved session records
+	head    []byte      // a session record's head, reused
+	body    []byte      // a session record's body, reused
+	filed   []filedNote // the session log's notes, applied after the commit
 	// emitWaits holds, per session closed in this step, the time from its
 	// first event's arrival to the close (observed once the step is durable).
 	emitWaits []int64
-	// cacheHits counts the key states found in the key cache; the rest of
-	// the step's keys (order) were read from Pebble.
-	cacheHits int
-	rejects   map[rejectCount]int // rejected events by event type and cause (metrics.go)
+	// cacheHits counts the key states found in the key cache, newKeys those
+	// the key filter knew to be new; the rest of the step's keys (order)
+	// were read from Pebble.
+	cacheHits, newKeys int
+	rejects            map[rejectCount]int // rejected events by event type and cause (metrics.go)
 }
 
 // timerScan says which timer kinds of a slot a step scanned. Only a scan
@@ -62,16 +68,29 @@ type keyEntry struct {
 	dirty      bool
 	ref        cacheRef // where the key cache found st (zero: st did not come from it); the new state is put there
 	enc        []byte   // st encoded at commit (nil: deleted); valid after putKey
-	best       []byte   // best event set in this step (valid until commit)
+	best       []byte   // best event set in this step (valid until commit); appended to the session log at commit
 	bestOffset string
 	bestDirty  bool
-	bestGone   bool // best deleted in this step
+	// From the key's session record, when a timer scan met it: the best
+	// event's offset and the record's body (where the event is); moved:
+	// the record is written again, with this body, under a later deadline.
+	bodyOffset string
+	body       []byte
+	moved      bool
 }
 
 // newStep starts a step for about events events (a size hint).
 func (e *Engine) newStep(events int) *step {
+	now := e.now()
+	if now < e.lastNow {
+		// The clock went back: new timers may come before the floors.
+		for _, sl := range e.slotList() {
+			sl.sessionFloor, sl.expiryFloor = math.MinInt64, math.MinInt64
+		}
+	}
+	e.lastNow = now
 	return &step{
-		now:     e.now(),
+		now:     now,
 		batch:   e.db.NewStepBatch(),
 		encoded: e.encoded[:0],
 		keys:    make(map[string]*keyEntry, events),
@@ -126,28 +145,33 @@ func (e *Engine) keyEntry(st *step, sl *slot, key []byte) (*keyEntry, error) {
 	if !fresh {
 		return ke, nil
 	}
-	if hit, err := e.fromCache(st, ke); hit || err != nil {
+	if known, err := e.fromMemory(st, ke); known || err != nil {
 		return ke, err
 	}
 	_, err := e.db.KeyState(sl.id, ke.key, ke.st.Decode)
 	return ke, err
 }
 
-// fromCache loads a new entry's state from the key cache; on a miss
-// (hit false) the caller reads it from Pebble.
-func (e *Engine) fromCache(st *step, ke *keyEntry) (hit bool, err error) {
-	hit, err = e.cache.get(ke.slotKey, &ke.st, &ke.ref)
-	if hit {
+// fromMemory loads a new entry's state from the key cache, or knows from
+// the key filter that the key has none; otherwise (known false) the caller
+// reads it from Pebble.
+func (e *Engine) fromMemory(st *step, ke *keyEntry) (known bool, err error) {
+	hit, err := e.cache.get(ke.slotKey, &ke.st, &ke.ref)
+	switch {
+	case hit || err != nil:
 		st.cacheHits++
+		return true, err
+	case !e.filter.mayHave(ke.slotKey):
+		st.newKeys++ // ke.st is empty: the key was never seen
+		return true, nil
 	}
-	return hit, err
+	return false, nil
 }
 
 // entry returns the step's entry for a key; fresh is true when it was just
 // created (its state not loaded yet).
 func (st *step) entry(sl *slot, key []byte) (ke *keyEntry, fresh bool) {
-	st.scratch = append(st.scratch[:0], byte(sl.id>>24), byte(sl.id>>16), byte(sl.id>>8), byte(sl.id))
-	st.scratch = append(st.scratch, key...)
+	st.scratch = append(appendSlot(st.scratch[:0], sl.id), key...)
 	if ke, ok := st.keys[string(st.scratch)]; ok {
 		return ke, false
 	}
@@ -168,6 +192,11 @@ func (st *step) entry(sl *slot, key []byte) (ke *keyEntry, fresh bool) {
 	return ke, true
 }
 
+// appendSlot appends a slot id as the first 4 bytes of a slot key.
+func appendSlot(dst []byte, id state.Slot) []byte {
+	return append(dst, byte(id>>24), byte(id>>16), byte(id>>8), byte(id))
+}
+
 // prefetch loads the state of every key the jobs touch, per slot with one
 // sorted pass (state.DB.KeyStates), before any event is applied.
 func (e *Engine) prefetch(st *step, jobs []*job) error {
@@ -185,11 +214,11 @@ func (e *Engine) prefetch(st *step, jobs []*job) error {
 			if !fresh {
 				continue
 			}
-			hit, err := e.fromCache(st, ke)
+			known, err := e.fromMemory(st, ke)
 			if err != nil {
 				return err
 			}
-			if !hit {
+			if !known {
 				bySlot[sl] = append(bySlot[sl], ke)
 			}
 		}
@@ -268,9 +297,8 @@ func (e *Engine) applyEvent(st *step, sl *slot, j *job, i int) error {
 	case compact.Opened:
 		et.counters.Open++
 		ke.setBest(raw, j.b.Cursor.Offset)
-		deadline := ke.st.Deadline(et.Window)
-		st.batch.PutTimer(state.SessionTimer, sl.id, deadline, ke.key)
-		sl.nextSession = min(sl.nextSession, deadline)
+		ke.st.Filed = ke.st.Deadline(et.Window)
+		sl.nextSession = min(sl.nextSession, ke.st.Filed)
 	case compact.Replaced:
 		et.counters.Superseded++
 		ke.setBest(raw, j.b.Cursor.Offset)
@@ -284,29 +312,14 @@ func (e *Engine) applyEvent(st *step, sl *slot, j *job, i int) error {
 
 func (ke *keyEntry) setBest(raw []byte, offset string) {
 	ke.dirty = true
-	ke.best, ke.bestOffset, ke.bestDirty, ke.bestGone = raw, offset, true, false
+	ke.best, ke.bestOffset, ke.bestDirty = raw, offset, true
 }
 
-// loadBest returns the key's best event, from this step or from state.
-func (e *Engine) loadBest(ke *keyEntry) (raw []byte, offset string, err error) {
-	if ke.bestDirty {
-		return ke.best, ke.bestOffset, nil
-	}
-	offset, raw, err = e.db.Best(ke.slot.id, ke.key)
-	if err == nil && raw == nil {
-		err = fmt.Errorf("%w: open session without a best event (slot %d)", errBroken, ke.slot.id)
-	}
-	return raw, offset, err
-}
-
-// closeSession emits the best event of an open session to main and starts
-// the key's retention.
-func (e *Engine) closeSession(st *step, ke *keyEntry) error {
+// closeSession emits the best event of an open session (raw, read from its
+// session record or set in this step) to main and starts the key's
+// retention.
+func (e *Engine) closeSession(st *step, ke *keyEntry, raw []byte, offset string) error {
 	sl := ke.slot
-	raw, offset, err := e.loadBest(ke)
-	if err != nil {
-		return err
-	}
 	if e.trace != nil {
 		e.trace("%s/%s close %s", sl.et.Name, sl.part.Partition, ke.describe())
 	}
@@ -318,7 +331,7 @@ func (e *Engine) closeSession(st *step, ke *keyEntry) error {
 	st.emitWaits = append(st.emitWaits, st.now-ke.st.OpenedAt)
 	ke.st.Close(st.now)
 	ke.dirty = true
-	ke.best, ke.bestDirty, ke.bestGone = nil, false, true
+	ke.best, ke.bestDirty = nil, false
 	expires := ke.st.ExpiresAt(sl.et.Window)
 	st.batch.PutTimer(state.ExpiryTimer, sl.id, expires, ke.key)
 	sl.nextExpiry = min(sl.nextExpiry, expires)
@@ -375,38 +388,119 @@ func (e *Engine) closed(st *step, sl *slot) {
 	}
 }
 
-// dueSessions handles up to budget session timers of the slot with deadline
-// <= until; force closes sessions whose real deadline is later too. done
-// reports that no timer was left.
+// dueSessions handles up to budget sessions of the slot with deadline <=
+// until, in one range scan over their records (which hold their state and
+// best event); force closes sessions whose real deadline is later too. done
+// reports that none was left.
 func (e *Engine) dueSessions(st *step, sl *slot, budget int, until int64, force bool) (n int, done bool, err error) {
 	done = true
-	err = e.db.Timers(state.SessionTimer, sl.id, until, func(deadline int64, key []byte) (bool, error) {
+	floor := st.now // every timer up to now is handled, and new ones come later
+	err = e.db.Timers(state.SessionTimer, sl.id, sl.sessionFloor, until, func(deadline int64, key, val []byte) (bool, error) {
 		if n >= budget {
 			done = false
+			floor = min(floor, deadline)
 			return false, nil
 		}
 		n++
-		ke, err := e.keyEntry(st, sl, key)
+		ke, fresh := st.entry(sl, key)
+		var rec compact.KeyState
+		rest, err := rec.DecodePrefix(val)
+		if err == nil {
+			ke.bodyOffset, ke.body, err = splitHead(rest)
+		}
 		if err != nil {
-			return false, err
+			return false, fmt.Errorf("session record of slot %d: %w", sl.id, err)
+		}
+		if fresh {
+			// Not touched in this step: the record holds the key's state,
+			// so closing needs no read of it.
+			ke.st = rec
 		}
 		st.batch.DeleteTimer(state.SessionTimer, sl.id, deadline, ke.key)
-		if !ke.st.Open {
-			return true, nil // stale: the session was closed meanwhile
+		if !ke.st.Open || ke.st.Filed != deadline {
+			return true, nil // stale: another record is the session's
 		}
 		if real := ke.st.Deadline(sl.et.Window); real > st.now && !force {
-			st.batch.PutTimer(state.SessionTimer, sl.id, real, ke.key) // the session got more events
+			// The session got more events: file it under its real deadline.
+			ke.st.Filed = real
+			ke.dirty = true
+			if !ke.bestDirty {
+				ke.body, ke.moved = st.keep(ke.body), true
+			}
 			return true, nil
 		}
-		return true, e.closeSession(st, ke)
+		raw, offset := ke.best, ke.bestOffset
+		if !ke.bestDirty {
+			if raw, err = e.bestOf(st, ke.body); err != nil {
+				return false, err
+			}
+			offset = ke.bodyOffset
+		}
+		return true, e.closeSession(st, ke, raw, offset)
 	})
+	if err == nil {
+		sl.sessionFloor = max(sl.sessionFloor, floor)
+	}
 	return n, done, err
+}
+
+// keep copies b into the step's arena (a scan's values are valid only
+// during its callback).
+func (st *step) keep(b []byte) []byte {
+	if cap(st.kept)-len(st.kept) < len(b) {
+		st.kept = make([]byte, 0, max(64<<10, 2*cap(st.kept), len(b)))
+	}
+	n := len(st.kept)
+	st.kept = append(st.kept, b...)
+	return st.kept[n:len(st.kept):len(st.kept)]
+}
+
+// appendSessionHead appends the head of a session record: the key state,
+// then the best event's offset; the body follows it: the event's place in
+// the session log (or, upgraded from state format 1, the event itself).
+func appendSessionHead(dst []byte, ks *compact.KeyState, offset string) []byte {
+	dst = ks.AppendEncoded(dst)
+	dst = binary.AppendUvarint(dst, uint64(len(offset)))
+	return append(dst, offset...)
+}
+
+// splitHead splits what follows the key state in a session record: the
+// best event's offset and the body (aliasing rest).
+func splitHead(rest []byte) (offset string, body []byte, err error) {
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || uint64(len(rest)-k) < n {
+		return "", nil, compact.ErrCorrupt
+	}
+	return string(rest[k : k+int(n)]), rest[k+int(n):], nil
+}
+
+// bestOf returns the best event a record body names, read into the step's
+// arena (a body is valid only during its scan's callback).
+func (e *Engine) bestOf(st *step, body []byte) ([]byte, error) {
+	inline, loc, inLog, err := parseBody(body)
+	switch {
+	case err != nil:
+		return nil, err
+	case !inLog:
+		return st.keep(inline), nil
+	}
+	n := len(st.kept)
+	if cap(st.kept)-n < int(loc.len) {
+		st.kept = make([]byte, 0, max(64<<10, 2*cap(st.kept), int(loc.len)))
+		n = 0
+	}
+	if st.kept, err = e.sessions.read(st.kept, loc); err != nil {
+		return nil, err
+	}
+	return st.kept[n:len(st.kept):len(st.kept)], nil
 }
 
 func (e *Engine) dueExpiries(st *step, sl *slot, budget int) (int, error) {
 	n := 0
-	err := e.db.Timers(state.ExpiryTimer, sl.id, st.now, func(deadline int64, key []byte) (bool, error) {
+	floor := st.now
+	err := e.db.Timers(state.ExpiryTimer, sl.id, sl.expiryFloor, st.now, func(deadline int64, key, _ []byte) (bool, error) {
 		if n >= budget {
+			floor = min(floor, deadline)
 			return false, nil
 		}
 		n++
@@ -424,6 +518,9 @@ func (e *Engine) dueExpiries(st *step, sl *slot, budget int) (int, error) {
 		}
 		return true, nil
 	})
+	if err == nil {
+		sl.expiryFloor = max(sl.expiryFloor, floor)
+	}
 	return n, err
 }
 

@@ -7,10 +7,18 @@
 // names, so the files always match the committed state. With gzip each step
 // appends one gzip member: the recorded lengths are member boundaries and a
 // multi-member file is one valid gzip stream.
+//
+// A daemon with many event types has many open staging files (event type ×
+// table × kind × partition), more than it may hold file descriptors: an
+// open staging file is logical, and at most Options.MaxOpenFiles of them
+// hold an OS handle at a time (the least recently written is closed first,
+// as Pebble's table cache does). A handle is only closed once what was
+// written through it is fsynced.
 package files
 
 import (
 	"bytes"
+	"container/list"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +29,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"golang.org/x/sync/errgroup"
 
 	"materializer/internal/failpoint"
 	"materializer/internal/fsync"
@@ -39,10 +48,14 @@ const RejectedTable = "_rejected"
 
 // Options configure the staging area.
 type Options struct {
-	Dir         string
-	Compression string // none | gzip
-	Level       int    // gzip level
+	Dir          string
+	Compression  string // none | gzip
+	Level        int    // gzip level
+	MaxOpenFiles int    // OS handles held at most; default 256
 }
+
+// syncParallel is how many fsyncs a Flush runs at once.
+const syncParallel = 32
 
 // ErrUnknownFile is returned for an operation on a file that is not open.
 var ErrUnknownFile = errors.New("files: no such open file")
@@ -51,6 +64,7 @@ var ErrUnknownFile = errors.New("files: no such open file")
 type Stage struct {
 	opts    Options
 	open    map[state.FileID]*file
+	handles list.List // files holding an OS handle, most recently written first
 	dirty   []*file
 	gz      *gzip.Writer
 	zbuf    bytes.Buffer
@@ -58,11 +72,12 @@ type Stage struct {
 }
 
 type file struct {
-	rec     state.File // as of the last Flush
-	f       *os.File
-	pending []byte // CSV appended during this step, uncompressed
-	dirty   bool   // has pending rows
-	isNew   bool   // not written yet: the header goes first
+	rec     state.File    // as of the last Flush
+	f       *os.File      // nil while the file holds no OS handle
+	handle  *list.Element // its place in Stage.handles while f is set
+	pending []byte        // CSV appended during this step, uncompressed
+	dirty   bool          // has pending rows
+	isNew   bool          // not written yet: the header goes first
 	header  []byte
 }
 
@@ -90,6 +105,9 @@ func Open(opts Options, open []state.File, keep []string) (*Stage, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("files: %w", err)
 	}
+	if opts.MaxOpenFiles <= 0 {
+		opts.MaxOpenFiles = 256
+	}
 	s := &Stage{opts: opts, open: map[state.FileID]*file{}}
 	if opts.Compression == "gzip" {
 		gz, err := gzip.NewWriterLevel(&s.zbuf, opts.Level)
@@ -104,12 +122,10 @@ func Open(opts Options, open []state.File, keep []string) (*Stage, error) {
 	}
 	for _, rec := range open {
 		known[rec.Name] = true
-		f, err := s.reopen(rec)
-		if err != nil {
-			s.Close()
+		if err := s.recover(rec); err != nil {
 			return nil, err
 		}
-		s.open[rec.ID] = f
+		s.open[rec.ID] = &file{rec: rec}
 	}
 	if err := s.removeStrays(known); err != nil {
 		s.Close()
@@ -118,32 +134,65 @@ func Open(opts Options, open []state.File, keep []string) (*Stage, error) {
 	return s, nil
 }
 
-func (s *Stage) reopen(rec state.File) (*file, error) {
+// recover cuts an open file back to its committed length (a crash may have
+// left more) and checks it is not shorter.
+func (s *Stage) recover(rec state.File) error {
 	path := filepath.Join(s.opts.Dir, rec.Name)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return nil, fmt.Errorf("files: staging file of committed state is missing: %w", err)
+		return fmt.Errorf("files: staging file of committed state is missing: %w", err)
 	}
+	defer func() { _ = f.Close() }()
 	fi, err := f.Stat()
 	if err != nil {
-		_ = f.Close()
-		return nil, err
+		return err
 	}
 	if fi.Size() < rec.Length {
-		_ = f.Close()
-		return nil, fmt.Errorf("files: %s has %d bytes, committed state says %d", path, fi.Size(), rec.Length)
+		return fmt.Errorf("files: %s has %d bytes, committed state says %d", path, fi.Size(), rec.Length)
 	}
 	if fi.Size() > rec.Length {
 		if err := f.Truncate(rec.Length); err != nil {
-			_ = f.Close()
-			return nil, fmt.Errorf("files: truncate %s: %w", path, err)
+			return fmt.Errorf("files: truncate %s: %w", path, err)
 		}
-		if err := f.Sync(); err != nil {
-			_ = f.Close()
-			return nil, err
-		}
+		return f.Sync()
 	}
-	return &file{rec: rec, f: f}, nil
+	return nil
+}
+
+// acquire gives f an OS handle (opening it again if it had one before) and
+// makes it the most recently used; a handle beyond MaxOpenFiles is closed,
+// least recently written first. Callers only let that happen to files whose
+// writes are fsynced.
+func (s *Stage) acquire(f *file, flags int) error {
+	if f.f != nil {
+		s.handles.MoveToFront(f.handle)
+		return nil
+	}
+	h, err := os.OpenFile(s.Path(f.rec.Name), flags, 0o640)
+	if err != nil {
+		return err
+	}
+	f.f, f.handle = h, s.handles.PushFront(f)
+	s.trim(s.opts.MaxOpenFiles)
+	return nil
+}
+
+// trim closes handles, least recently used first, until at most n are open.
+func (s *Stage) trim(n int) {
+	for s.handles.Len() > n {
+		s.release(s.handles.Back().Value.(*file))
+	}
+}
+
+// release closes f's handle, if it has one.
+func (s *Stage) release(f *file) error {
+	if f.f == nil {
+		return nil
+	}
+	s.handles.Remove(f.handle)
+	err := f.f.Close()
+	f.f, f.handle = nil, nil
+	return err
 }
 
 func (s *Stage) removeStrays(known map[string]bool) error {
@@ -185,13 +234,12 @@ func (s *Stage) Create(rec state.File, header []byte) error {
 	if _, ok := s.open[rec.ID]; ok {
 		return fmt.Errorf("files: %s already has an open file", rec.Name)
 	}
-	path := s.Path(rec.Name)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
+	rec.Length = 0
+	f := &file{rec: rec, isNew: true, header: header}
+	if err := s.acquire(f, os.O_RDWR|os.O_CREATE|os.O_EXCL); err != nil {
 		return fmt.Errorf("files: create: %w", err)
 	}
-	rec.Length = 0
-	s.open[rec.ID] = &file{rec: rec, f: f, isNew: true, header: header}
+	s.open[rec.ID] = f
 	return nil
 }
 
@@ -226,51 +274,31 @@ func (s *Stage) Append(id state.FileID, rows []byte, nrows, events int, occurred
 // each), fsyncs them and, if files were created, the directory. It returns
 // the updated records for the step's state batch. After an error the stage
 // is unusable: recover with Open from the committed records.
+//
+// Files are written and fsynced in groups of at most half MaxOpenFiles, so
+// a step that touches more files than may hold handles closes only handles
+// whose writes are fsynced.
 func (s *Stage) Flush() ([]state.File, error) {
 	if len(s.dirty) == 0 {
 		return nil, nil
 	}
 	created := false
 	out := make([]state.File, 0, len(s.dirty))
-	for _, f := range s.dirty {
-		data := f.pending
-		if f.isNew && len(f.header) > 0 {
-			data = append(append(s.scratch[:0], f.header...), f.pending...)
-			s.scratch = data
-		}
-		if s.gz != nil {
-			s.zbuf.Reset()
-			s.gz.Reset(&s.zbuf)
-			if _, err := s.gz.Write(data); err != nil {
-				return nil, fmt.Errorf("files: gzip: %w", err)
+	group := max(1, s.opts.MaxOpenFiles/2)
+	for start := 0; start < len(s.dirty); start += group {
+		part := s.dirty[start:min(start+group, len(s.dirty))]
+		for _, f := range part {
+			created = created || f.isNew
+			if err := s.write(f); err != nil {
+				return nil, err
 			}
-			if err := s.gz.Close(); err != nil {
-				return nil, fmt.Errorf("files: gzip: %w", err)
-			}
-			data = s.zbuf.Bytes()
+			out = append(out, f.rec)
 		}
-		if failpoint.Enabled && len(data) > 1 {
-			// A crash with half the step's bytes of this file written.
-			if _, err := f.f.WriteAt(data[:len(data)/2], f.rec.Length); err == nil {
-				failpoint.Inject(failpoint.MidFileWrite)
-			}
+		if err := syncAll(part); err != nil {
+			return nil, err
 		}
-		if _, err := f.f.WriteAt(data, f.rec.Length); err != nil {
-			return nil, fmt.Errorf("files: write %s: %w", f.rec.Name, err)
-		}
-		f.rec.Length += int64(len(data))
-		created = created || f.isNew
-		f.isNew = false
-		f.dirty = false
-		if cap(f.pending) > keepPending {
-			f.pending = nil // grown for a large step
-		}
-		out = append(out, f.rec)
 	}
 	s.shrink()
-	if err := syncAll(s.dirty); err != nil {
-		return nil, err
-	}
 	s.dirty = s.dirty[:0]
 	if created {
 		if err := fsync.Dir(s.opts.Dir); err != nil {
@@ -299,23 +327,57 @@ func (s *Stage) shrink() {
 	}
 }
 
-// syncAll fsyncs the files concurrently: one slow fsync per file would
-// otherwise add up on every step.
+// write appends a dirty file's pending rows (the header first in a new file).
+func (s *Stage) write(f *file) error {
+	data := f.pending
+	if f.isNew && len(f.header) > 0 {
+		data = append(append(s.scratch[:0], f.header...), f.pending...)
+		s.scratch = data
+	}
+	if s.gz != nil {
+		s.zbuf.Reset()
+		s.gz.Reset(&s.zbuf)
+		if _, err := s.gz.Write(data); err != nil {
+			return fmt.Errorf("files: gzip: %w", err)
+		}
+		if err := s.gz.Close(); err != nil {
+			return fmt.Errorf("files: gzip: %w", err)
+		}
+		data = s.zbuf.Bytes()
+	}
+	if err := s.acquire(f, os.O_RDWR); err != nil {
+		return fmt.Errorf("files: open %s: %w", f.rec.Name, err)
+	}
+	if failpoint.Enabled && len(data) > 1 {
+		// A crash with half the step's bytes of this file written.
+		if _, err := f.f.WriteAt(data[:len(data)/2], f.rec.Length); err == nil {
+			failpoint.Inject(failpoint.MidFileWrite)
+		}
+	}
+	if _, err := f.f.WriteAt(data, f.rec.Length); err != nil {
+		return fmt.Errorf("files: write %s: %w", f.rec.Name, err)
+	}
+	f.rec.Length += int64(len(data))
+	f.isNew = false
+	f.dirty = false
+	if cap(f.pending) > keepPending {
+		f.pending = nil // grown for a large step
+	}
+	return nil
+}
+
+// syncAll fsyncs the files, syncParallel at a time: one slow fsync per file
+// would otherwise add up on every step.
 func syncAll(fs []*file) error {
 	if len(fs) == 1 {
 		return syncFile(fs[0])
 	}
-	errs := make(chan error, len(fs))
+	var g errgroup.Group
+	g.SetLimit(syncParallel)
 	for _, f := range fs {
-		go func() { errs <- syncFile(f) }()
+		g.Go(func() error { return syncFile(f) })
 	}
-	var first error
-	for range fs {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return g.Wait()
 }
 
 func syncFile(f *file) error {
@@ -336,7 +398,7 @@ func (s *Stage) Seal(id state.FileID) (state.File, error) {
 		return state.File{}, fmt.Errorf("files: seal %s with unflushed rows", f.rec.Name)
 	}
 	delete(s.open, id)
-	if err := f.f.Close(); err != nil {
+	if err := s.release(f); err != nil {
 		return state.File{}, fmt.Errorf("files: close %s: %w", f.rec.Name, err)
 	}
 	return f.rec, nil
@@ -362,8 +424,6 @@ func (s *Stage) Remove(name string) error {
 
 // Close closes every open file handle (the files stay).
 func (s *Stage) Close() {
-	for _, f := range s.open {
-		_ = f.f.Close()
-	}
+	s.trim(0)
 	s.open = map[state.FileID]*file{}
 }

@@ -2,6 +2,7 @@ package files
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -168,5 +169,63 @@ func TestBuffersShrinkAfterALargeStep(t *testing.T) {
 	f := s.open[id]
 	if cap(f.pending) > keepPending || cap(s.scratch) > keepBuffer || s.zbuf.Cap() > keepBuffer {
 		t.Fatalf("after a small step: pending %d, scratch %d, gzip %d bytes of capacity", cap(f.pending), cap(s.scratch), s.zbuf.Cap())
+	}
+}
+
+// Many open staging files hold at most MaxOpenFiles OS handles: each step
+// writes to more files than that, yet every file holds exactly its rows,
+// also after a recovery.
+func TestOpenFilesShareBoundedHandles(t *testing.T) {
+	const files, steps, handles = 23, 5, 4
+	for _, comp := range []string{"none", "gzip"} {
+		t.Run(comp, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := Options{Dir: dir, Compression: comp, Level: 1, MaxOpenFiles: handles}
+			s, err := Open(opts, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := make([]state.FileID, files)
+			for i := range ids {
+				ids[i] = id
+				ids[i].Partition = fmt.Sprint(i)
+				rec := newRec(1, comp)
+				rec.ID, rec.Name = ids[i], Name(ids[i], "w1", 1, comp)
+				must(t, s.Create(rec, []byte("a\n")))
+			}
+			var recs []state.File
+			for step := range steps {
+				for i := range ids {
+					must(t, s.Append(ids[i], []byte(fmt.Sprintf("%d-%d\n", i, step)), 1, 1, 0))
+				}
+				if recs, err = s.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				if n := s.handles.Len(); n > handles {
+					t.Fatalf("step %d: %d OS handles, at most %d", step, n, handles)
+				}
+			}
+			s.Close()
+			s, err = Open(opts, recs, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if n := s.handles.Len(); n != 0 {
+				t.Fatalf("%d handles open after recovery, want none until a write", n)
+			}
+			for i, rec := range recs {
+				want := "a\n"
+				for step := range steps {
+					want += fmt.Sprintf("%d-%d\n", i, step)
+				}
+				if got := readAll(t, s.Path(rec.Name), comp); got != want {
+					t.Fatalf("%s: %q, want %q", rec.Name, got, want)
+				}
+				if _, err := s.Seal(rec.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -57,6 +57,19 @@ var dialects = map[string]dialect{
 	},
 }
 
+// SQLTable is one table DDL creates: its name and its columns with their
+// SQL types, as the dialect spells them (unquoted; Oracle's upper-cased).
+type SQLTable struct {
+	Name    string
+	Columns []SQLColumn
+}
+
+// SQLColumn is one column of an SQLTable.
+type SQLColumn struct {
+	Name string
+	Type string
+}
+
 // DDL returns the CREATE TABLE statements of an event type's tables for a
 // warehouse dialect (postgres, redshift, oracle): per table `{table}` for
 // main rows and `{table}_correction` with the same columns, then
@@ -67,46 +80,73 @@ var dialects = map[string]dialect{
 // ErrDialect, the Problems of Compile, or one naming an identifier the
 // dialect cannot hold (too long, or a '"' in an Oracle name).
 func DDL(dialectName, eventType string, tables []TableSpec) (string, error) {
-	dl, ok := dialects[dialectName]
-	if !ok {
-		return "", fmt.Errorf("%w: %q", ErrDialect, dialectName)
-	}
-	m, err := Compile(tables, CSV{})
+	sqlTables, err := Tables(dialectName, eventType, tables)
 	if err != nil {
 		return "", err
 	}
+	dl := dialects[dialectName]
 	var b strings.Builder
-	var bad []string
-	ident := func(name string) string {
-		q, err := dl.quote(name)
-		if err != nil && !slices.Contains(bad, err.Error()) {
-			bad = append(bad, err.Error())
+	for _, t := range sqlTables {
+		cols := make([][2]string, len(t.Columns))
+		for i, c := range t.Columns {
+			cols[i] = [2]string{dl.mustQuote(c.Name), c.Type}
 		}
-		return q
-	}
-	for _, t := range m.tables {
-		for _, name := range []string{t.name, t.name + "_correction"} {
-			cols := make([][2]string, len(t.cols))
-			for i, c := range t.cols {
-				q := ident(c.name)
-				typ := dl.columnType(c)
-				if dl.upper && c.source == SourceEvent && c.typ == TypeJSON {
-					typ += " CHECK (" + q + " IS JSON)"
-				}
-				cols[i] = [2]string{q, typ}
-			}
-			writeCreate(&b, ident(name), cols)
-		}
-	}
-	cols := make([][2]string, len(rejectedColumns))
-	for i, name := range rejectedColumns {
-		cols[i] = [2]string{ident(name), dl.rejected[i]}
-	}
-	writeCreate(&b, ident(strings.ReplaceAll(eventType, ".", "_")+"_rejected"), cols)
-	if len(bad) > 0 {
-		return "", fmt.Errorf("flatten: %s: %s", dialectName, strings.Join(bad, "; "))
+		writeCreate(&b, dl.mustQuote(t.Name), cols)
 	}
 	return b.String(), nil
+}
+
+// Tables is what DDL writes, as values: per table `{table}` and
+// `{table}_correction`, then `{event_type}_rejected`, each with its
+// columns' SQL types (Oracle's JSON columns carry their IS JSON check).
+func Tables(dialectName, eventType string, tables []TableSpec) ([]SQLTable, error) {
+	dl, ok := dialects[dialectName]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrDialect, dialectName)
+	}
+	m, err := Compile(tables, CSV{})
+	if err != nil {
+		return nil, err
+	}
+	var out []SQLTable
+	var bad []string
+	name := func(n string) string {
+		if _, err := dl.quote(n); err != nil && !slices.Contains(bad, err.Error()) {
+			bad = append(bad, err.Error())
+		}
+		if dl.upper {
+			return strings.ToUpper(n)
+		}
+		return n
+	}
+	for _, t := range m.tables {
+		cols := make([]SQLColumn, len(t.cols))
+		for i, c := range t.cols {
+			typ := dl.columnType(c)
+			if dl.upper && c.source == SourceEvent && c.typ == TypeJSON {
+				q, _ := dl.quote(c.name)
+				typ += " CHECK (" + q + " IS JSON)"
+			}
+			cols[i] = SQLColumn{Name: name(c.name), Type: typ}
+		}
+		out = append(out, SQLTable{Name: name(t.name), Columns: cols},
+			SQLTable{Name: name(t.name + "_correction"), Columns: cols})
+	}
+	cols := make([]SQLColumn, len(rejectedColumns))
+	for i, n := range rejectedColumns {
+		cols[i] = SQLColumn{Name: name(n), Type: dl.rejected[i]}
+	}
+	out = append(out, SQLTable{Name: name(RejectedTableName(eventType)), Columns: cols})
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("flatten: %s: %s", dialectName, strings.Join(bad, "; "))
+	}
+	return out, nil
+}
+
+// RejectedTableName is the warehouse table of an event type's rejected
+// rows: `{event_type}_rejected` with '.' → '_'.
+func RejectedTableName(eventType string) string {
+	return strings.ReplaceAll(eventType, ".", "_") + "_rejected"
 }
 
 func (dl dialect) columnType(c column) string {
@@ -117,6 +157,12 @@ func (dl dialect) columnType(c column) string {
 		return dl.types[TypeInt]
 	}
 	return dl.lineage
+}
+
+// mustQuote quotes a name Tables has already checked.
+func (dl dialect) mustQuote(name string) string {
+	q, _ := dl.quote(name)
+	return q
 }
 
 // quote returns name as a quoted identifier of the dialect.

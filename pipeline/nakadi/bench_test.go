@@ -44,7 +44,7 @@ var _ io.Reader = (*loopReader)(nil)
 // events in batches of 500: one op is one batch line.
 func BenchmarkReader(b *testing.B) {
 	line := benchLine(500, 1024)
-	r := newStreamReader(&loopReader{data: line}, 0, 0)
+	r := newStreamReader(&loopReader{data: line}, readBufferSize, 0)
 	b.SetBytes(int64(len(line)))
 	b.ReportAllocs()
 	events, n := 0, 0

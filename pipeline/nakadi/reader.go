@@ -10,10 +10,13 @@ import (
 // ErrLineTooLong is returned for a stream line above Config.MaxLineBytes.
 var ErrLineTooLong = errors.New("nakadi: stream line too long")
 
-// Sizes of the stream reader.
+// Sizes of the stream reader. The read buffer is small, so a daemon with a
+// thousand event types (a stream each) holds little memory while they are
+// idle: a longer line is gathered in a buffer of its own, which the batch
+// then takes (one copy per line, as for a short one), so nothing that grew
+// for a long line stays with the stream.
 const (
-	readBufferSize  = 1 << 20   // most batch lines fit: one copy per batch
-	shrinkAccAbove  = 8 << 20   // drop an accumulation buffer above this after use
+	readBufferSize  = 32 << 10  // keep-alives and small batches are read in place
 	defaultMaxLine  = 256 << 20 // Nakadi caps its stream buffer at 50 MB
 	minReadBuffer   = 4 << 10
 	maxReadBufferSz = 64 << 20
@@ -23,10 +26,11 @@ const (
 // them. Event batches get one buffer each (the batch owns it); keep-alives
 // are parsed in place without a buffer.
 type streamReader struct {
-	br      *bufio.Reader
-	acc     []byte // accumulates lines longer than br's buffer
-	maxLine int
-	p       parser
+	br       *bufio.Reader
+	acc      []byte // gathers a line longer than br's buffer; the batch takes it
+	longLine int    // the length of the last long line: a stream's batches are alike
+	maxLine  int
+	p        parser
 }
 
 func newStreamReader(r io.Reader, bufSize, maxLine int) *streamReader {
@@ -49,14 +53,20 @@ func (r *streamReader) next() (*Batch, error) {
 			continue // blank line
 		}
 		b := &Batch{bytes: len(line) + 1}
-		if err := r.p.parse(line, b); err != nil {
-			return nil, err
-		}
-		if len(r.p.spans) > 0 {
+		err = r.p.parse(line, b)
+		switch {
+		case err != nil:
+		case len(r.p.spans) == 0: // a keep-alive: nothing to keep
+		case r.acc != nil: // a long line: the batch takes the buffer it was gathered in
+			r.p.fillEvents(line, b)
+		default:
 			buf := append([]byte(nil), line...) // not zeroed first, unlike make+copy
 			r.p.fillEvents(buf, b)
 		}
-		r.releaseAcc()
+		r.acc = nil
+		if err != nil {
+			return nil, err
+		}
 		return b, nil
 	}
 }
@@ -74,7 +84,9 @@ func (r *streamReader) readLine() ([]byte, error) {
 	default:
 		return nil, err
 	}
-	r.acc = append(r.acc[:0], line...)
+	// Sized for a line like the last long one (and a little more), so a
+	// batch line is gathered without growing the buffer again and again.
+	r.acc = append(make([]byte, 0, max(2*len(line), r.longLine+r.longLine/8)), line...)
 	for {
 		line, err = r.br.ReadSlice('\n')
 		if len(r.acc)+len(line) > r.maxLine {
@@ -84,6 +96,7 @@ func (r *streamReader) readLine() ([]byte, error) {
 		r.acc = append(r.acc, line...)
 		switch {
 		case err == nil:
+			r.longLine = len(r.acc)
 			return r.acc[:len(r.acc)-1], nil
 		case errors.Is(err, bufio.ErrBufferFull):
 		case errors.Is(err, io.EOF):
@@ -91,12 +104,5 @@ func (r *streamReader) readLine() ([]byte, error) {
 		default:
 			return nil, err
 		}
-	}
-}
-
-// releaseAcc frees a very large accumulation buffer after use.
-func (r *streamReader) releaseAcc() {
-	if cap(r.acc) > shrinkAccAbove {
-		r.acc = nil
 	}
 }

@@ -171,6 +171,8 @@ func TestConnectRejectsBadOptions(t *testing.T) {
 		{URLs: "nats://h", SubjectPrefix: "a.*"},
 		{URLs: "nats://h", Stream: "a.b"},
 		{URLs: "nats://h", DuplicateWindow: 30 * time.Minute},
+		{URLs: "nats://h", Replicas: 6},
+		{URLs: "nats://h", Replicas: -1},
 		{URLs: "nats://h", TLSCertFile: "c"},
 		{URLs: "nats://h", TLSCAFile: "/nonexistent/ca.pem"},
 	} {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"materializer/internal/e2etest"
 	"materializer/pipeline/notify"
 )
 
@@ -59,28 +60,16 @@ func streamMsgs(t *testing.T, nc *nats.Conn, stream string) []*nats.Msg {
 	return out
 }
 
+// counter sums the counters (or gauges) named name whose labels match.
 func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue metric
-				}
-			}
-			total += m.GetCounter().GetValue()
-		}
-	}
-	return total
+	return e2etest.Metric(t, reg, name, labels)
+}
+
+// gauge is counter for a gauge, for readability.
+func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	return counter(t, reg, name, labels)
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {

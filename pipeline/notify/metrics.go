@@ -13,6 +13,9 @@ type metrics struct {
 	duration   prometheus.Histogram
 	connected  prometheus.Gauge
 	reconnects prometheus.Counter
+
+	streamReplicas prometheus.Gauge
+	streamMismatch *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -42,6 +45,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "materializer_notify_reconnects_total",
 			Help: "Reconnections to NATS after a lost connection.",
 		}),
+		streamReplicas: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "materializer_notify_stream_replicas",
+			Help: "Replicas of the notice stream, as found or created at the last check (0: not checked yet).",
+		}),
+		streamMismatch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "materializer_notify_stream_mismatch",
+			Help: "1 while the existing notice stream differs from the notify settings, by setting: replicas, duplicate_window, storage, retention (used, reported) or subjects, sealed, no_ack, mirror (refused: notices wait).",
+		}, []string{"setting"}),
 	}
 	m.published = metric.Register(reg, m.published)
 	m.errors = metric.Register(reg, m.errors)
@@ -49,5 +60,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.duration = metric.Register(reg, m.duration)
 	m.connected = metric.Register(reg, m.connected)
 	m.reconnects = metric.Register(reg, m.reconnects)
+	m.streamReplicas = metric.Register(reg, m.streamReplicas)
+	m.streamMismatch = metric.Register(reg, m.streamMismatch)
 	return m
 }

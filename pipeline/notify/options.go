@@ -44,8 +44,8 @@ type Options struct {
 	// MaxAge of a stream created by EnsureStream (default 30 days; < 0:
 	// keep notices forever).
 	MaxAge time.Duration
-	// Replicas of a stream created by EnsureStream (default 1; 3 on a
-	// cluster).
+	// Replicas of a stream created by EnsureStream (1..5, default 1; 3 on
+	// a cluster); an existing stream with fewer is reported.
 	Replicas int
 	// AckTimeout bounds the wait for one JetStream ack or API reply
 	// (default 5s);
@@ -121,6 +121,9 @@ func (o Options) validate() error {
 	}
 	if o.DuplicateWindow < MinDuplicateWindow {
 		return fmt.Errorf("%w: duplicate window %s is below %s", ErrConfig, o.DuplicateWindow, MinDuplicateWindow)
+	}
+	if o.Replicas < 1 || o.Replicas > 5 {
+		return fmt.Errorf("%w: stream replicas %d: JetStream keeps 1 to 5", ErrConfig, o.Replicas)
 	}
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		return fmt.Errorf("%w: set both TLS cert and key files, or neither", ErrConfig)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,8 +25,10 @@ type Publisher struct {
 	log     zerolog.Logger
 	metrics *metrics
 
-	ensureMu sync.Mutex
-	ensured  bool
+	ensureMu     sync.Mutex // guards the three below; held while the stream is checked
+	ensured      bool       // the stream was found usable …
+	checkedAt    time.Time  // … at this time
+	lastFindings string     // what the last check reported
 }
 
 // Connect connects to NATS. A server that is down is not an error: the

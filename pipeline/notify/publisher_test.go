@@ -171,12 +171,14 @@ func TestPublishWhileNATSDown(t *testing.T) {
 }
 
 // outboxLoop publishes id-0..id-n in order like the outbox: retry the
-// head with backoff until it is acknowledged, then the next.
+// head with backoff until it is acknowledged, then the next. It gives up
+// when a notice fails for a minute.
 func outboxLoop(ctx context.Context, p *notify.Publisher, n int, acked, allowed *atomic.Int64) error {
 	deadline := time.Now().Add(time.Minute)
 	for i := 0; i <= n; {
 		if int64(i) >= allowed.Load() {
 			time.Sleep(time.Millisecond)
+			deadline = time.Now().Add(time.Minute)
 			continue
 		}
 		err := p.Publish(ctx, "materializer.files.a", fmt.Sprintf("id-%d", i), []byte(fmt.Sprintf(`{"i":%d}`, i)))
@@ -184,6 +186,7 @@ func outboxLoop(ctx context.Context, p *notify.Publisher, n int, acked, allowed 
 		case err == nil:
 			i++
 			acked.Add(1)
+			deadline = time.Now().Add(time.Minute)
 		case !notify.Retryable(err):
 			return err
 		case time.Now().After(deadline):

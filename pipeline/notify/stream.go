@@ -4,15 +4,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// recheckEvery is how often Publish checks the stream's settings again,
+// so what was reported at start follows an operator's fix (or a change).
+const recheckEvery = 10 * time.Minute
+
+// Error codes of the JetStream API that Publish treats specially.
+const (
+	// errCodeNoPeers: the cluster has fewer servers than the stream's
+	// replicas ("no suitable peers for placement"; a server that is only
+	// down still counts).
+	errCodeNoPeers jetstream.ErrorCode = 10005
+	// errCodeReplicasNotSupported: more than one replica asked of a
+	// server that is not part of a cluster.
+	errCodeReplicasNotSupported jetstream.ErrorCode = 10074
+)
+
 // EnsureStream creates the stream if it is missing (subjects {prefix}.>,
-// file storage, DuplicateWindow, MaxAge, Replicas) or checks that the
-// existing one captures {prefix}.>: ErrStreamMismatch if not. A stream
-// that de-duplicates for less than an hour, or keeps messages in memory,
-// is used with a warning. Publish calls it once by itself; call it at
+// file storage, DuplicateWindow, MaxAge, Replicas), or checks the existing
+// one: a missing {prefix}.> is added; a stream where no notice can be
+// stored (sealed, a mirror, no acks) is refused with ErrStreamMismatch;
+// other settings that differ from the options (fewer replicas, a shorter
+// duplicate window, memory storage, a retention that removes consumed
+// notices) are logged as warnings and shown in
+// materializer_notify_stream_mismatch, and the stream is used as it is.
+// Publish calls it once by itself and every ten minutes after; call it at
 // start-up to fail fast on a mismatch.
 func (p *Publisher) EnsureStream(ctx context.Context) error {
 	p.ensureMu.Lock()
@@ -25,18 +46,28 @@ func (p *Publisher) EnsureStream(ctx context.Context) error {
 	if err := p.ensureStream(ctx); err != nil {
 		return err
 	}
-	p.ensured = true
+	p.ensured, p.checkedAt = true, p.opts.Now()
 	return nil
 }
 
+// ensure runs EnsureStream before the first publish, after the stream went
+// missing, and every recheckEvery. A recheck that cannot reach the stream
+// does not hold notices back: the stream was fine a moment ago.
 func (p *Publisher) ensure(ctx context.Context) error {
 	p.ensureMu.Lock()
-	done := p.ensured
+	done, at := p.ensured, p.checkedAt
 	p.ensureMu.Unlock()
-	if done {
+	if done && p.opts.Now().Sub(at) < recheckEvery {
 		return nil
 	}
-	return p.EnsureStream(ctx)
+	err := p.EnsureStream(ctx)
+	if done && err != nil && !errors.Is(err, ErrPermanent) {
+		p.ensureMu.Lock()
+		p.checkedAt = p.opts.Now()
+		p.ensureMu.Unlock()
+		return nil
+	}
+	return err
 }
 
 func (p *Publisher) forget() {
@@ -48,12 +79,14 @@ func (p *Publisher) forget() {
 func (p *Publisher) ensureStream(ctx context.Context) error {
 	s, err := p.js.Stream(ctx, p.opts.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = p.js.CreateStream(ctx, p.streamConfig())
+		want := p.streamConfig()
+		s, err = p.js.CreateStream(ctx, want)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // created by another daemon meanwhile
 			s, err = p.js.Stream(ctx, p.opts.Stream)
 		} else if err == nil {
-			p.log.Info().Str("stream", p.opts.Stream).Str("subjects", p.subjects()).
-				Dur("duplicate_window", p.opts.DuplicateWindow).Msg("created JetStream stream")
+			p.log.Info().Str("stream", p.opts.Stream).Str("subjects", p.subjects()).Int("replicas", want.Replicas).
+				Stringer("duplicate_window", p.opts.DuplicateWindow).Msg("created JetStream stream")
+			p.report(want, nil)
 			return nil
 		}
 	}
@@ -61,23 +94,79 @@ func (p *Publisher) ensureStream(ctx context.Context) error {
 		return p.streamError(err)
 	}
 	cfg := s.CachedInfo().Config
-	err = p.checkStream(cfg)
-	if !errors.Is(err, ErrStreamMismatch) {
-		return err
+	findings, refuse := inspectStream(cfg, p.opts)
+	if refuse == nil {
+		if refuse = p.coverSubjects(ctx, &cfg); refuse != nil {
+			findings = append(findings, finding{setting: "subjects"})
+		}
 	}
-	// The stream exists for other subjects (another prefix, or the prefix
-	// changed by a reload): add ours rather than fail every notice.
+	p.report(cfg, findings)
+	return refuse
+}
+
+// coverSubjects adds {prefix}.> to a stream that exists for other subjects
+// (another prefix, or the prefix changed by a reload) rather than fail
+// every notice; ErrStreamMismatch if that fails.
+func (p *Publisher) coverSubjects(ctx context.Context, cfg *jetstream.StreamConfig) error {
+	for _, s := range cfg.Subjects {
+		if subjectCovers(s, p.subjects()) {
+			return nil
+		}
+	}
+	err := fmt.Errorf("%w: stream %s exists with subjects %q, which do not capture %q: "+
+		"add that subject to the stream, or change notify.subject_prefix / notify.stream",
+		ErrStreamMismatch, cfg.Name, cfg.Subjects, p.subjects())
 	cfg.Subjects = append(cfg.Subjects, p.subjects())
-	if _, uerr := p.js.UpdateStream(ctx, cfg); uerr != nil {
+	if _, uerr := p.js.UpdateStream(ctx, *cfg); uerr != nil {
 		return fmt.Errorf("%w (adding the subject failed: %v)", err, uerr)
 	}
 	p.log.Info().Str("stream", cfg.Name).Strs("subjects", cfg.Subjects).Msg("added the notice subject to the existing JetStream stream")
 	return nil
 }
 
+// report shows the stream's settings in the metrics and logs the findings
+// when they differ from the last check's (a recheck repeats nothing).
+func (p *Publisher) report(cfg jetstream.StreamConfig, findings []finding) {
+	p.metrics.streamReplicas.Set(float64(max(cfg.Replicas, 1)))
+	found := map[string]bool{}
+	var text strings.Builder
+	for _, f := range findings {
+		found[f.setting] = true
+		text.WriteString(f.setting + ":" + f.msg + "\n")
+	}
+	for _, s := range streamSettings {
+		p.metrics.streamMismatch.WithLabelValues(s).Set(map[bool]float64{true: 1}[found[s]])
+	}
+	if text.String() == p.lastFindings {
+		return
+	}
+	p.lastFindings = text.String()
+	if cfg.Replicas > p.opts.Replicas {
+		p.log.Info().Str("stream", cfg.Name).Int("replicas", cfg.Replicas).Int("stream_replicas", p.opts.Replicas).
+			Msg("the stream has more replicas than notify.stream_replicas; it is used as it is")
+	}
+	for _, f := range findings {
+		if f.msg != "" {
+			p.log.Warn().Str("stream", cfg.Name).Str("setting", f.setting).Msg(f.msg)
+		}
+	}
+}
+
 func (p *Publisher) streamError(err error) error {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 {
+	if !errors.As(err, &apiErr) {
+		return fmt.Errorf("%w: stream %s: %w", ErrUnavailable, p.opts.Stream, err)
+	}
+	switch apiErr.ErrorCode {
+	case errCodeNoPeers:
+		return permanent(fmt.Errorf("%w: stream %s: notify.stream_replicas = %d needs a NATS cluster of at least %d servers: %w",
+			ErrConfig, p.opts.Stream, p.opts.Replicas, p.opts.Replicas, err))
+	case errCodeReplicasNotSupported:
+		return permanent(fmt.Errorf("%w: stream %s: notify.stream_replicas = %d needs a NATS cluster, the server is standalone: %w",
+			ErrConfig, p.opts.Stream, p.opts.Replicas, err))
+	}
+	switch {
+	case apiErr.Code >= 400 && apiErr.Code < 500:
 		return permanent(fmt.Errorf("%w: stream %s: %w", ErrConfig, p.opts.Stream, err))
 	}
 	return fmt.Errorf("%w: stream %s: %w", ErrUnavailable, p.opts.Stream, err)
@@ -100,24 +189,4 @@ func (p *Publisher) streamConfig() jetstream.StreamConfig {
 		cfg.MaxAge = p.opts.MaxAge
 	}
 	return cfg
-}
-
-func (p *Publisher) checkStream(cfg jetstream.StreamConfig) error {
-	covered := false
-	for _, s := range cfg.Subjects {
-		covered = covered || subjectCovers(s, p.subjects())
-	}
-	if !covered {
-		return fmt.Errorf("%w: stream %s exists with subjects %q, which do not capture %q: "+
-			"add that subject to the stream, or change notify.subject_prefix / notify.stream",
-			ErrStreamMismatch, cfg.Name, cfg.Subjects, p.subjects())
-	}
-	if cfg.Duplicates < MinDuplicateWindow {
-		p.log.Warn().Str("stream", cfg.Name).Stringer("duplicate_window", cfg.Duplicates).
-			Msg("stream de-duplicates for less than an hour: a notice repeated after a long outage may be stored twice")
-	}
-	if cfg.Storage != jetstream.FileStorage {
-		p.log.Warn().Str("stream", cfg.Name).Msg("stream keeps notices in memory: a NATS restart loses them")
-	}
-	return nil
 }
