@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -76,7 +77,7 @@ func TestFullDiskPausesAndResumes(t *testing.T) {
 	dir := t.TempDir()
 	path, _ := e2etest.Config(t, e2etest.Setup{Dir: dir, NakadiURL: nk.URL()})
 	staging := filepath.Join(dir, "data", "staging")
-	disktest.MountTmpfs(t, staging, "2m")
+	disktest.MountTmpfs(t, staging, "64m")             // room for the session log once the filler goes
 	filler := filepath.Join(staging, "fill", "filler") // in a directory: recovery removes stray files only
 	disktest.Fill(t, filler, 24<<10)
 
@@ -114,7 +115,7 @@ func TestFullDiskPausesAndResumes(t *testing.T) {
 	waitStatus(t, base+"/readyz", 200)
 	e2etest.Publish(t, nk, events[half:])
 	waitReceived(t, base, len(events), 2*time.Minute)
-	if code, body := do(t, "POST", base+"/v1/flush", ""); code != 200 {
+	if code, body := flushWithin(t, base, 2*time.Minute); code != 200 {
 		t.Fatalf("flush: %d %s", code, body)
 	}
 	s, _ := adminStatus(t, base)
@@ -125,6 +126,19 @@ func TestFullDiskPausesAndResumes(t *testing.T) {
 	}
 	e2etest.CheckDelivered(t, e2etest.ReadDelivered(t, filepath.Join(dir, "storage")), x)
 	p.stopOK(30*time.Second, "stop")
+}
+
+// flushWithin posts /v1/flush and gives up after d (0 and the error when
+// it did not answer).
+func flushWithin(t *testing.T, base string, d time.Duration) (int, string) {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: d}).Post(base+"/v1/flush", "", nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 func grepLines(text string, subs ...string) string {
