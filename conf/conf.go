@@ -180,7 +180,7 @@ func Default() Config {
 			AdminListen:   "127.0.0.1:8080",
 			LogLevel:      "info",
 			LogFormat:     "json",
-			DrainTimeout:  defaultDuration("30s"),
+			DrainTimeout:  defaultDuration("90s"),
 			OnStop:        OnStopHandover,
 			MemoryLimit:   Bytes(512 << 20),
 			KeyCacheBytes: Bytes(0),

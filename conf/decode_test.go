@@ -62,7 +62,7 @@ func TestDefaultsApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Daemon.DrainTimeout.Duration(); got != 30*time.Second {
+	if got := cfg.Daemon.DrainTimeout.Duration(); got != 90*time.Second {
 		t.Errorf("drain_timeout = %v", got)
 	}
 	if got := cfg.Storage.MaxStagedBytes.Bytes(); got != 10<<30 {

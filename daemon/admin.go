@@ -35,6 +35,7 @@ type adminServer struct {
 	requests *prometheus.CounterVec
 	started  time.Time
 	ready    func() bool
+	drained  func() bool
 	draining atomic.Bool
 }
 
@@ -47,6 +48,8 @@ type adminConfig struct {
 	Now      func() time.Time
 	// Ready answers /readyz and the materializer_ready gauge.
 	Ready func() bool
+	// Drained (optional) makes /readyz say "drained" while it is true.
+	Drained func() bool
 }
 
 // newAdminServer listens on cfg.Listen at once, so a taken port fails
@@ -56,7 +59,10 @@ func newAdminServer(cfg adminConfig) (*adminServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin server: %w", err)
 	}
-	a := &adminServer{ln: ln, mux: http.NewServeMux(), auth: cfg.Auth, ready: cfg.Ready,
+	if cfg.Drained == nil {
+		cfg.Drained = func() bool { return false }
+	}
+	a := &adminServer{ln: ln, mux: http.NewServeMux(), auth: cfg.Auth, ready: cfg.Ready, drained: cfg.Drained,
 		log: cfg.Log.With().Str("component", "admin").Logger(), started: cfg.Now()}
 	a.srv = &http.Server{
 		Handler:           a.mux,
@@ -137,6 +143,8 @@ func (a *adminServer) readyz(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case a.draining.Load():
 		writeText(w, http.StatusServiceUnavailable, "draining")
+	case a.drained():
+		writeText(w, http.StatusServiceUnavailable, "drained")
 	case !a.ready():
 		writeText(w, http.StatusServiceUnavailable, "not ready")
 	default:

@@ -21,6 +21,8 @@ type pipelineAPI interface {
 	Checkpoints(ctx context.Context) ([]checkpoint.Info, error)
 	Pause(ctx context.Context, eventType string) error
 	Resume(ctx context.Context, eventType string) error
+	Drain(ctx context.Context) (pipeline.HandoverResult, error)
+	Undrain(ctx context.Context) error
 }
 
 // servePipeline adds the /v1 routes of the pipeline.
@@ -37,6 +39,12 @@ func (a *adminServer) servePipeline(p pipelineAPI) {
 	})
 	a.write("POST /v1/flush", func(w http.ResponseWriter, r *http.Request) {
 		answer[pipeline.FlushResult](a, w, r)(p.Flush(r.Context(), r.URL.Query().Get("event_type")))
+	})
+	a.write("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+		answer[pipeline.HandoverResult](a, w, r)(p.Drain(r.Context()))
+	})
+	a.write("POST /v1/undrain", func(w http.ResponseWriter, r *http.Request) {
+		answer[drainState](a, w, r)(drainState{"consuming"}, p.Undrain(r.Context()))
 	})
 	a.write("POST /v1/event-types/{name}/pause", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
@@ -63,6 +71,11 @@ type eventTypeState struct {
 	State     string `json:"state"`
 }
 
+// drainState is the answer of undrain.
+type drainState struct {
+	State string `json:"state"`
+}
+
 // statusOf maps the pipeline's errors to HTTP statuses.
 func statusOf(err error) int {
 	switch {
@@ -70,6 +83,8 @@ func statusOf(err error) int {
 		return http.StatusServiceUnavailable
 	case errors.Is(err, pipeline.ErrUnknownEventType):
 		return http.StatusNotFound
+	case errors.Is(err, pipeline.ErrHandoverIncomplete):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	case errors.Is(err, context.Canceled):

@@ -128,6 +128,8 @@ func TestAdminActionsUntilWired(t *testing.T) {
 		{"GET", "/v1/checkpoints"},
 		{"POST", "/v1/event-types/article.updated/pause"},
 		{"POST", "/v1/event-types/article.updated/resume"},
+		{"POST", "/v1/drain"},
+		{"POST", "/v1/undrain"},
 	} {
 		code, body := do(t, tc.method, f.base+tc.path, "")
 		if code != 503 || strings.TrimSpace(body) != "{\n  \"error\": \"pipeline not running\"\n}" {
@@ -325,3 +327,9 @@ func (p *placeholderPipeline) Checkpoints(context.Context) ([]checkpoint.Info, e
 func (p *placeholderPipeline) Pause(context.Context, string) error { return pipeline.ErrNotRunning }
 
 func (p *placeholderPipeline) Resume(context.Context, string) error { return pipeline.ErrNotRunning }
+
+func (p *placeholderPipeline) Drain(context.Context) (pipeline.HandoverResult, error) {
+	return pipeline.HandoverResult{}, pipeline.ErrNotRunning
+}
+
+func (p *placeholderPipeline) Undrain(context.Context) error { return pipeline.ErrNotRunning }

@@ -99,7 +99,7 @@ func typesRun(b *testing.B, nakadiURL, natsURL string, names []string, perType i
 data_dir = %q
 admin_listen = "127.0.0.1:0"
 log_format = "json"
-log_level = "warn"
+log_level = "info"
 [nakadi]
 url = %q
 owning_application = "materializer-bench"
@@ -125,8 +125,12 @@ nats_url = %q
 		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
 			r.fds = max(r.fds, len(fds))
 		}
-		_, metrics := get(b, base+"/metrics")
-		r.goroutines = max(r.goroutines, int(metricValue(metrics, "go_goroutines")))
+		// The goroutine profile's first line, not /metrics: the metrics of
+		// a thousand event types are megabytes to render.
+		_, prof := get(b, base+"/debug/pprof/goroutine?debug=1")
+		var n int
+		fmt.Sscanf(prof, "goroutine profile: total %d", &n)
+		r.goroutines = max(r.goroutines, n)
 	}
 	for {
 		sample()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"materializer/internal/articles"
 	"materializer/internal/e2etest"
@@ -12,28 +11,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // demoTestConfig is conf/demo.toml with a shorter session gap and roll age
 // (so that files roll within seconds) and an admin port of the system's
@@ -81,7 +61,7 @@ func TestDemo(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, "demo", "-config", cfg, "-duration", "14s", "-every", "2s", "-rate", "300", "-seed", "7")
 	cmd.Dir = dir
-	var stdout, stderr syncBuffer
+	var stdout, stderr e2etest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

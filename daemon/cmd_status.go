@@ -76,6 +76,8 @@ func printStatus(w io.Writer, st *statusView, base string, now time.Time) error 
 	switch {
 	case st.Draining:
 		state = "draining"
+	case st.Drained:
+		state = "drained (`materializer drain -undo` or a restart consumes again)"
 	case st.Ready:
 		state = "ready"
 	}
@@ -86,6 +88,9 @@ func printStatus(w io.Writer, st *statusView, base string, now time.Time) error 
 		p.printf("STAGING DISK FULL: consuming paused until space returns: %s\n", st.StepError)
 	case st.StepError != "":
 		p.printf("PROCESSING STEPS FAIL (retried, then the daemon exits): %s\n", st.StepError)
+	}
+	if st.WriterID != "" {
+		p.printf("writer %s\n", st.WriterID)
 	}
 	if len(st.EventTypes) > 0 {
 		printDelivery(p, st.EventTypes[0].Delivery, now)

@@ -120,33 +120,7 @@ roll_max_rows = 60
 roll_max_age  = "1s"
 [notify]
 nats_url = %q
-[[event_types]]
-name          = "article.updated"
-partition_key = ["article_id"]
-ordering_key  = "version"
-ordering      = "number"
-session_gap   = "1s"
-session_max   = "3s"
-  [[event_types.tables]]
-  name    = "article"
-  columns = [
-    { name = "article_id",  path = "article_id",           type = "int", required = true },
-    { name = "version",     path = "version",              type = "int" },
-    { name = "brand",       path = "brand" },
-    { name = "price",       path = "price.amount",         type = "decimal" },
-    { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
-    { name = "eid",         path = "metadata.eid" },
-    %s
-  ]
-  [[event_types.tables]]
-  name    = "article_size"
-  columns = [
-    { name = "article_id", path = "article_id",   type = "int" },
-    { name = "size",       path = "sizes[*].size" },
-    { name = "qty",        path = "sizes[*].qty", type = "int" },
-    { name = "eid",        path = "metadata.eid" },
-  ]
-`, filepath.Join(r.dir, "data"), r.nk.URL(), batchLimit, r.storage, r.ns.URL(), extra)
+%s`, filepath.Join(r.dir, "data"), r.nk.URL(), batchLimit, r.storage, r.ns.URL(), e2etest.TrackedArticleType("1s", "3s", extra))
 	if err := os.WriteFile(r.conf, []byte(text), 0o644); err != nil {
 		r.t.Fatal(err)
 	}

@@ -93,6 +93,7 @@ func (d *daemon) build(opts runOptions, root zerolog.Logger) error {
 	}
 	d.admin, err = newAdminServer(adminConfig{
 		Listen: d.cfg.Daemon.AdminListen, Auth: d.auth, Registry: reg, Log: root, Now: opts.Now, Ready: d.pipe.Ready,
+		Drained: d.pipe.Drained,
 	})
 	if err != nil {
 		return err
@@ -261,6 +262,11 @@ func (d *daemon) supervise(ctx context.Context) {
 }
 
 func (d *daemon) readyChanged(ready bool) {
+	if !ready && d.pipe.Drained() {
+		d.log.Info().Msg("drained: not ready until undrained or restarted")
+		d.notify("STATUS=drained: idle until `materializer drain -undo` or a restart")
+		return
+	}
 	if !ready {
 		d.log.Warn().Msg("pipeline not ready")
 		d.notify("STATUS=not ready")

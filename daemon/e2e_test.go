@@ -103,8 +103,9 @@ func waitReceived(t *testing.T, base string, n int, timeout time.Duration) pipel
 // The full contract against real servers: a
 // generated dataset with out-of-order events, duplicates, conflicts and
 // malformed events goes through the real binary into versitygw and NATS;
-// SIGTERM in the middle of the load, then a restart on the same data dir;
-// then a flush. Every article's newest main row is its highest version, the
+// SIGTERM in the middle of the load (a handover: the sessions open then
+// close and are delivered), then a restart on the same data dir; then a
+// flush. Every article's newest main row is its highest version, the
 // correction rows are exactly the out-of-order and conflicting events, the
 // malformed ones are in rejected files, the counters reconcile and every file
 // has exactly one notice.
@@ -131,9 +132,9 @@ func TestEndToEnd(t *testing.T) {
 	s, _ = adminStatus(t, base)
 	x := e2etest.Expect(events)
 	c := s.Counters
-	if c.Received != uint64(len(events)) || !c.Balanced() || c.Open != 0 || c.Main != uint64(len(x.Newest)) ||
-		c.Rejected != uint64(x.Rejected) || c.Duplicate != uint64(x.Duplicates) {
-		t.Errorf("counters %+v; want received=%d main=%d rejected=%d duplicate=%d", c, len(events), len(x.Newest), x.Rejected, x.Duplicates)
+	e2etest.CheckCounters(t, events, c)
+	if c.Main < uint64(len(x.Newest)) {
+		t.Errorf("main = %d, fewer than the %d articles", c.Main, len(x.Newest))
 	}
 	_, metrics := do(t, "GET", base+"/metrics", "")
 	for outcome, want := range map[string]uint64{"received": c.Received, "main": c.Main, "superseded": c.Superseded,

@@ -51,6 +51,7 @@ func init() {
 		{"ddl", "-config FILE [-dialect postgres|redshift|oracle]", "print CREATE TABLE statements for the configured tables", cmdDDL},
 		{"checkpoint", "list|create|restore -config FILE [-id ID|latest] [-yes]", "list, take or restore checkpoints", cmdCheckpoint},
 		{"status", "-config FILE", "human view of GET /v1/status", cmdStatus},
+		{"drain", "-config FILE [-timeout 10m] [-undo]", "hand this member's work to the fleet and stay idle (or -undo)", cmdDrain},
 		{"notices", "-config FILE", "tail delivery notices as JSON lines", cmdNotices},
 		{"demo", "", "everything embedded, no external service needed", cmdDemo},
 		{"load", "-config FILE [-replay ID]", "DWH loader: notices -> PostgreSQL tables, exactly once", cmdLoad},

@@ -84,7 +84,7 @@ func (b *backpressure) check(ctx context.Context) {
 }
 
 // set engages or releases backpressure: every consumer pauses, or every
-// consumer not paused by an operator resumes.
+// consumer not paused by an operator (nor drained) resumes.
 func (b *backpressure) set(on bool) {
 	p := b.p
 	p.mu.Lock()
@@ -95,7 +95,7 @@ func (b *backpressure) set(on bool) {
 		switch {
 		case on:
 			c.Pause()
-		case !p.paused[name]:
+		case !p.paused[name] && !p.drained:
 			c.Resume()
 		}
 	}

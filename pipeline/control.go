@@ -60,7 +60,8 @@ func (p *Pipeline) Pause(_ context.Context, eventType string) error {
 	return p.setPaused(eventType, true)
 }
 
-// Resume restarts consuming one event type (unless backpressure holds it).
+// Resume restarts consuming one event type (unless backpressure or a
+// drain holds it).
 func (p *Pipeline) Resume(_ context.Context, eventType string) error {
 	return p.setPaused(eventType, false)
 }
@@ -82,7 +83,7 @@ func (p *Pipeline) setPaused(eventType string, paused bool) error {
 		return nil
 	}
 	delete(p.paused, eventType)
-	if !p.bp.engaged() {
+	if !p.bp.engaged() && !p.drained {
 		c.Resume()
 	}
 	p.plog.Info().Str("event_type", eventType).Msg("resumed by operator")

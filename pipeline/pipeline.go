@@ -79,10 +79,13 @@ type Pipeline struct {
 	groupCtx  context.Context
 	recovered atomic.Bool
 
+	handing chan struct{} // held by the handover under way (handover.go)
+
 	mu        sync.Mutex
 	consumers map[string]*nakadi.Consumer
 	names     []string
 	paused    map[string]bool // paused by an operator (admin API)
+	drained   bool            // a handover stopped reading (drain, stop)
 }
 
 // stagingHandles is how many staging files hold an OS handle at most; with
@@ -104,7 +107,7 @@ func New(o Options) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg: o.Config, log: o.Logger, plog: o.Logger.With().Str("component", "pipeline").Logger(),
 		reg: o.Registry, now: o.Now, opts: o.Overrides,
-		paused: map[string]bool{}, consumers: map[string]*nakadi.Consumer{},
+		paused: map[string]bool{}, consumers: map[string]*nakadi.Consumer{}, handing: make(chan struct{}, 1),
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -123,6 +126,17 @@ func New(o Options) (*Pipeline, error) {
 	p.transport.MaxIdleConnsPerHost = 32
 	p.bp = newBackpressure(p, o.Registry)
 	if o.Registry != nil {
+		o.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "materializer_drained",
+			Help: "1 while a drain (POST /v1/drain) keeps this member idle.",
+		}, func() float64 {
+			if p.Drained() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	if o.Registry != nil {
 		o.Registry.MustRegister(memoryCollector{p})
 	}
 	return p, nil
@@ -132,8 +146,14 @@ func New(o Options) (*Pipeline, error) {
 func (p *Pipeline) Close() error { return p.lock.Release() }
 
 // Run opens the state and runs every component until ctx ends or one
-// fails; it returns after every goroutine it started exited: nil when ctx
-// was cancelled (the drain), the error when a component failed on its own.
+// fails; it returns after every goroutine it started exited. When ctx ends
+// (a stop) with daemon.on_stop = "handover", every component keeps running
+// until a handover gave everything away (handover.go), within
+// daemon.drain_timeout; with "keep", they stop at once and what is durable
+// stays for the next start on this data dir. It returns nil after a clean
+// stop, an error wrapping ErrHandoverIncomplete when the handover left work
+// behind (it logs what, at error level), and the error of a component that
+// failed on its own.
 func (p *Pipeline) Run(ctx context.Context) error {
 	dataDir := p.Config().Daemon.DataDir
 	if err := checkpoint.CheckNoPending(dataDir); err != nil {
@@ -156,9 +176,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.publisher.Close()
 		}
 	}()
-	g, gctx := errgroup.WithContext(ctx)
+	// The components run until the stop is done with them (stop), not
+	// until ctx ends; sctx ends with ctx, for what must not outlive the
+	// signal (the checkpoint schedule).
+	runCtx, stopAll := context.WithCancel(context.Background())
+	defer stopAll()
+	g, gctx := errgroup.WithContext(runCtx)
+	sctx, cancelS := context.WithCancel(gctx)
+	defer cancelS()
+	context.AfterFunc(ctx, cancelS)
 	in := make(chan *nakadi.Batch, 8)
 	p.group, p.groupCtx, p.in = g, gctx, in
+	var stopErr error
+	g.Go(func() error { stopErr = p.stop(ctx, gctx, stopAll); return nil })
 	g.Go(func() error { return p.eng.Run(gctx, in) })
 	g.Go(func() error { return p.outbox.Run(gctx) })
 	g.Go(func() error { p.watchRecovery(gctx); return nil })
@@ -172,7 +202,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if p.publisher != nil {
 		g.Go(func() error { p.ensureStream(gctx, p.publisher); return nil })
 	}
-	g.Go(func() error { return p.ckpt.Run(gctx) })
+	g.Go(func() error { return p.ckpt.Run(sctx) })
 	err = g.Wait()
 	p.recovered.Store(false)
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -180,8 +210,69 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	if err == nil && ctx.Err() != nil {
 		p.ckpt.Shutdown() // a clean stop: checkpoint.on_shutdown
+		err = stopErr
 	}
 	return err
+}
+
+// stop waits for ctx to end (a stop) and then, with daemon.on_stop =
+// "handover", hands everything over before it stops every component
+// (stopAll); a component failing on its own (gctx) ends the wait too. It
+// returns the handover's error.
+func (p *Pipeline) stop(ctx, gctx context.Context, stopAll func()) error {
+	defer stopAll()
+	select {
+	case <-gctx.Done():
+		return nil
+	case <-ctx.Done():
+	}
+	if p.Config().Daemon.OnStop != conf.OnStopHandover {
+		return nil
+	}
+	budget := p.Config().Daemon.DrainTimeout.Duration()
+	hctx, cancel := context.WithTimeout(gctx, budget-stopReserve(budget))
+	defer cancel()
+	if !p.waitRecovered(hctx) {
+		p.plog.Error().Str("data_dir", p.Config().Daemon.DataDir).Msg("stopped during recovery: no handover; the state stays for the next start on this data dir")
+		return fmt.Errorf("%w: stopped during recovery", ErrHandoverIncomplete)
+	}
+	res, err := p.handover(hctx)
+	p.logHandover(res, err)
+	return err
+}
+
+// stopReserve is the part of daemon.drain_timeout a stop keeps after the
+// handover: the consumers' last commits, the engine's last step, the
+// shutdown checkpoint.
+func stopReserve(budget time.Duration) time.Duration { return min(budget/4, 10*time.Second) }
+
+// waitRecovered waits until the engine finished its recovery.
+func (p *Pipeline) waitRecovered(ctx context.Context) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !p.eng.Recovered() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// logHandover logs a stop's handover: what it did, or — at error level —
+// what stays in the data dir and why.
+func (p *Pipeline) logHandover(res HandoverResult, err error) {
+	l := res.Left
+	if err == nil {
+		p.plog.Info().Int("files_delivered", len(res.Files)).Int("events_left_to_nakadi", res.Resent).Str("took", res.Took).
+			Msg("handover complete: every session closed, every file delivered, every cursor committed")
+		return
+	}
+	p.plog.Error().Err(err).Str("data_dir", p.Config().Daemon.DataDir).Uint64("open_sessions", l.OpenSessions).
+		Int("open_files", l.OpenFiles).Int64("open_file_bytes", l.OpenFileBytes).Int64("undelivered_files", l.PendingFiles).
+		Int64("undelivered_bytes", l.PendingBytes).Int("uncommitted_events", l.UncommittedEvents).Str("delivery_error", l.DeliveryError).
+		Str("took", res.Took).Msg("handover incomplete: this work stays in the data dir; start the daemon on this data dir to deliver it")
 }
 
 // startConsumer runs a consumer in the group.
@@ -286,21 +377,35 @@ func (p *Pipeline) ensureStream(ctx context.Context, pub *notify.Publisher) {
 	}
 }
 
-// Ready: recovered, processing steps succeed (a step that fails, or waits
-// for disk space, is not ready), and every event type not paused by an
-// operator or by backpressure streams.
+// Ready: recovered, not drained, processing steps succeed (a step that
+// fails, or waits for disk space, is not ready), and every event type not
+// paused by an operator or by backpressure streams.
 func (p *Pipeline) Ready() bool {
 	if !p.recovered.Load() || p.eng.Failing() != nil {
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.drained {
+		return false
+	}
 	for name, c := range p.consumers {
 		if !p.paused[name] && !p.bp.engaged() && !c.Ready() {
 			return false
 		}
 	}
 	return true
+}
+
+// consumerList returns the consumers, in no particular order.
+func (p *Pipeline) consumerList() []*nakadi.Consumer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*nakadi.Consumer, 0, len(p.consumers))
+	for _, c := range p.consumers {
+		out = append(out, c)
+	}
+	return out
 }
 
 // Healthy feeds the systemd watchdog: the engine must still be stepping.

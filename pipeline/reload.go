@@ -229,7 +229,7 @@ func (p *Pipeline) addEventType(ctx context.Context, et *conf.EventType) error {
 	p.mu.Lock()
 	p.consumers[et.Name] = c
 	p.names = append(p.names, et.Name)
-	if p.bp.engaged() {
+	if p.bp.engaged() || p.drained {
 		c.Pause()
 	}
 	p.mu.Unlock()

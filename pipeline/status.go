@@ -13,6 +13,11 @@ import (
 // snake_case.
 type Status struct {
 	Ready bool `json:"ready"`
+	// Drained is true after a drain (POST /v1/drain) until undrained.
+	Drained bool `json:"drained"`
+	// WriterID is this data dir's writer id: the writer of its files and
+	// notices.
+	WriterID string `json:"writer_id,omitempty"`
 	// StepError is the error of a processing step that fails and is
 	// retried (disk_full: it waits for space on the staging disk); empty
 	// while steps succeed.
@@ -25,7 +30,7 @@ type Status struct {
 // EventTypeStatus is one entry of Status.EventTypes.
 type EventTypeStatus struct {
 	Name            string            `json:"name"`
-	State           string            `json:"state"` // consuming | paused | disk full | backpressure | not streaming
+	State           string            `json:"state"` // consuming | drained | paused | disk full | backpressure | not streaming
 	Counters        state.Counters    `json:"counters"`
 	Balanced        bool              `json:"counters_balanced"`
 	CompactionRatio float64           `json:"compaction_ratio"`
@@ -34,6 +39,7 @@ type EventTypeStatus struct {
 	OpenFileBytes   int64             `json:"open_file_bytes"`
 	Subscription    string            `json:"subscription_id"`
 	StreamID        string            `json:"stream_id,omitempty"`
+	Rebalancing     bool              `json:"rebalancing"` // a partition may be moving: /stats polled fast
 	LastError       string            `json:"last_error,omitempty"`
 	Partitions      []PartitionStatus `json:"partitions"`
 	Delivery        outbox.Status     `json:"delivery"`
@@ -52,10 +58,12 @@ type PartitionStatus struct {
 
 // Status returns a snapshot of every event type.
 func (p *Pipeline) Status(context.Context) (Status, error) {
-	s := Status{Ready: p.Ready(), Memory: MemoryStatus{Budget: p.budget, InUse: p.memoryInUse()}, EventTypes: []EventTypeStatus{}}
+	s := Status{Ready: p.Ready(), Drained: p.Drained(), Memory: MemoryStatus{Budget: p.budget, InUse: p.memoryInUse()},
+		EventTypes: []EventTypeStatus{}}
 	if !p.recovered.Load() {
 		return s, nil
 	}
+	s.WriterID = p.db.WriterID()
 	if f := p.eng.Failing(); f != nil {
 		s.StepError, s.DiskFull = f.Err, f.DiskFull
 	}
@@ -72,7 +80,7 @@ func (p *Pipeline) Status(context.Context) (Status, error) {
 		s.EventTypes = append(s.EventTypes, EventTypeStatus{
 			Name: et.Name, State: p.stateOf(et.Name, c), Counters: et.Counters, Balanced: et.Counters.Balanced(),
 			CompactionRatio: et.CompactionRatio, OpenSessions: et.Counters.Open, OpenFiles: et.OpenFiles,
-			OpenFileBytes: et.OpenFileBytes, Subscription: cs.SubscriptionID, StreamID: cs.StreamID,
+			OpenFileBytes: et.OpenFileBytes, Subscription: cs.SubscriptionID, StreamID: cs.StreamID, Rebalancing: cs.Rebalancing,
 			LastError: cs.LastError, Delivery: delivery, Partitions: mergePartitions(et.Partitions, cs),
 		})
 	}
@@ -82,6 +90,8 @@ func (p *Pipeline) Status(context.Context) (Status, error) {
 // stateOf names what an event type's consumer does. Called with p.mu held.
 func (p *Pipeline) stateOf(name string, c *nakadi.Consumer) string {
 	switch {
+	case p.drained:
+		return "drained"
 	case p.paused[name]:
 		return "paused"
 	case p.bp.engaged() && p.diskFull():

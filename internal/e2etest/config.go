@@ -42,6 +42,40 @@ session_max   = "2h"
 `, ordering, priceType)
 }
 
+// TrackedArticleType is the article.updated event type of the crash and
+// fleet tests: short sessions (keys close many), and an eid column in both
+// tables so the checks can tell every row's event; extra adds columns to
+// the article table (a changed mapping).
+func TrackedArticleType(sessionGap, sessionMax, extra string) string {
+	return fmt.Sprintf(`[[event_types]]
+name          = "article.updated"
+partition_key = ["article_id"]
+ordering_key  = "version"
+ordering      = "number"
+session_gap   = %q
+session_max   = %q
+  [[event_types.tables]]
+  name    = "article"
+  columns = [
+    { name = "article_id",  path = "article_id",           type = "int", required = true },
+    { name = "version",     path = "version",              type = "int" },
+    { name = "brand",       path = "brand" },
+    { name = "price",       path = "price.amount",         type = "decimal" },
+    { name = "occurred_at", path = "metadata.occurred_at", type = "timestamp" },
+    { name = "eid",         path = "metadata.eid" },
+    %s
+  ]
+  [[event_types.tables]]
+  name    = "article_size"
+  columns = [
+    { name = "article_id", path = "article_id",   type = "int" },
+    { name = "size",       path = "sizes[*].size" },
+    { name = "qty",        path = "sizes[*].qty", type = "int" },
+    { name = "eid",        path = "metadata.eid" },
+  ]
+`, sessionGap, sessionMax, extra)
+}
+
 // ArticleTypeTOML is ArticleType with numeric versions and decimal prices.
 var ArticleTypeTOML = ArticleType("number", "decimal")
 

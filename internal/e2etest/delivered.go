@@ -30,13 +30,15 @@ import (
 
 // File is one file found in a file:// target.
 type File struct {
-	Key    string
-	Kind   string // main | correction | rejected
-	Table  string
-	Seq    int
-	Header []string
-	Rows   [][]string
-	Raw    []byte
+	Key       string
+	Kind      string // main | correction | rejected
+	Table     string
+	Partition string
+	Writer    string
+	Seq       int
+	Header    []string
+	Rows      [][]string
+	Raw       []byte
 }
 
 // ReadDelivered reads every file under a file:// target root.
@@ -78,13 +80,14 @@ func ParseDelivered(t testing.TB, key string, raw []byte) File {
 	if len(parts) != 5 || !strings.HasPrefix(parts[3], "dt=") {
 		t.Fatalf("object key %q does not follow {event_type}/{table}/{kind}/dt=…/{name}", key)
 	}
-	name := strings.Split(parts[4], ".")
 	f := File{Key: key, Table: parts[1], Kind: parts[2], Raw: raw}
-	for _, p := range name {
-		if len(p) == 10 {
-			f.Seq, _ = strconv.Atoi(p)
-		}
+	// {event_type}.{table}.{kind}.p{partition}.{writer}.{seq}.csv[.gz]
+	name := strings.Split(strings.TrimPrefix(parts[4], strings.Join(parts[:3], ".")+"."), ".")
+	if len(name) < 4 || !strings.HasPrefix(name[0], "p") || len(name[2]) != 10 {
+		t.Fatalf("object name %q does not follow {event_type}.{table}.{kind}.p{partition}.{writer}.{seq}.csv[.gz]", parts[4])
 	}
+	f.Partition, f.Writer = name[0][1:], name[1]
+	f.Seq, _ = strconv.Atoi(name[2])
 	data := raw
 	if strings.HasSuffix(key, ".gz") {
 		zr, err := gzip.NewReader(bytes.NewReader(raw))
@@ -106,6 +109,18 @@ func ParseDelivered(t testing.TB, key string, raw []byte) File {
 	}
 	f.Header, f.Rows = recs[0], recs[1:]
 	return f
+}
+
+// checkShape: every row has the file's columns (a file never mixes two
+// mappings).
+func (f File) checkShape(t testing.TB) {
+	t.Helper()
+	for i, r := range f.Rows {
+		if len(r) != len(f.Header) {
+			t.Errorf("%s: row %d has %d fields, the header %d (%v): rows of two mappings in one file", f.Key, i+1, len(r), len(f.Header), f.Header)
+			return
+		}
+	}
 }
 
 // column returns the index of a header column.

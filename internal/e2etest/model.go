@@ -67,12 +67,7 @@ func CheckExactlyOnce(t testing.TB, events []articles.Event, files []File, c sta
 	sortByStream(files)
 	versions := map[int][]int{} // article → versions of its main rows, in file order
 	for _, f := range files {
-		for i, r := range f.Rows {
-			if len(r) != len(f.Header) {
-				t.Errorf("%s: row %d has %d fields, the header %d (%v): rows of two mappings in one file", f.Key, i+1, len(r), len(f.Header), f.Header)
-				break
-			}
-		}
+		f.checkShape(t)
 		switch f.Table {
 		case "article", "article_size":
 			ei := f.Column(t, "eid")
@@ -165,12 +160,12 @@ func exactSet(t testing.TB, what string, got rowTally, want map[string]bool) {
 	}
 }
 
-// childRows: article_size holds, for each event with an article row
-// of that kind, exactly one row per element of its sizes array.
+// childRows: article_size holds, for each article row of that kind,
+// exactly one row per element of its event's sizes array.
 func childRows(t testing.TB, kind string, parents, children rowTally, byEID map[string]articles.Event) {
 	t.Helper()
-	for eid := range parents {
-		if want := sizes(t, byEID[eid]); children[eid] != want {
+	for eid, n := range parents {
+		if want := n * sizes(t, byEID[eid]); children[eid] != want {
 			t.Errorf("%s/article_size: event %s has %d rows, want %d", kind, eid, children[eid], want)
 		}
 	}

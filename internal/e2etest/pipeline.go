@@ -1,6 +1,7 @@
 package e2etest
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"testing"
@@ -73,4 +74,23 @@ func Flush(t testing.TB, p *pipeline.Pipeline) pipeline.FlushResult {
 		t.Fatal(err)
 	}
 	return res
+}
+
+// SyncBuffer is a bytes.Buffer that logs may be written to from several
+// goroutines while a test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

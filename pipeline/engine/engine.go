@@ -104,6 +104,14 @@ type Engine struct {
 	typesMu sync.RWMutex
 	types   map[string]*eventType
 
+	// Barrier calls go to the dispatcher (barrierIn), which stamps them
+	// with queued and passes them to the state writer (barrierOut), which
+	// keeps them in barriers until applied reaches their stamp.
+	barrierIn, barrierOut chan *barrier
+	queued                uint64 // jobs queued; owned by the dispatcher
+	applied               uint64 // jobs applied; owned by the Run goroutine
+	barriers              []*barrier
+
 	// Owned by the Run goroutine.
 	stage      *files.Stage
 	sessions   *sessionLog // best events of open sessions
@@ -189,12 +197,14 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		opts.MaxStepFailures = 10
 	}
 	e := &Engine{
-		opts:     opts,
-		log:      opts.Logger.With().Str("component", "engine").Logger(),
-		db:       opts.DB,
-		types:    map[string]*eventType{},
-		ctl:      make(chan func()),
-		rejected: rejectedTable(opts.CSV),
+		opts:       opts,
+		log:        opts.Logger.With().Str("component", "engine").Logger(),
+		db:         opts.DB,
+		types:      map[string]*eventType{},
+		ctl:        make(chan func()),
+		barrierIn:  make(chan *barrier),
+		barrierOut: make(chan *barrier),
+		rejected:   rejectedTable(opts.CSV),
 	}
 	var err error
 	// An eighth of the key cache's memory is the key filter: 16 MiB for
@@ -261,35 +271,41 @@ func (e *Engine) startWorkers(ctx context.Context, in <-chan *nakadi.Batch, orde
 	jobs := make(chan *job, 4*e.opts.Workers)
 	big := make(chan struct{}, 1) // one big event parsed at a time (prepare.go)
 	wg.Add(1 + e.opts.Workers)
+	queue := func(b *nakadi.Batch) bool {
+		if !nakadi.ValidPartition(b.Cursor.Partition) {
+			// The consumer refuses such names (ErrInvalidName); a batch
+			// from elsewhere never becomes a slot or a file name. Not
+			// applied and never durable: Nakadi sends it again.
+			e.log.Error().Bool("alert", true).Str("event_type", b.Cursor.EventType).Int("partition_bytes", len(b.Cursor.Partition)).
+				Msg("batch with an invalid partition id dropped: it is neither applied nor committed")
+			return true
+		}
+		j := &job{b: b, et: e.eventType(b.Cursor.EventType), done: make(chan struct{}), big: big}
+		select {
+		case order <- j:
+		case <-ctx.Done():
+			return false
+		}
+		e.queued++
+		jobs <- j // never blocks for long: workers drain jobs until it closes
+		return true
+	}
 	go func() {
 		defer wg.Done()
 		defer close(jobs)
 		for {
-			var b *nakadi.Batch
-			var ok bool
 			select {
 			case <-ctx.Done():
 				return
-			case b, ok = <-in:
-				if !ok {
+			case b, ok := <-in:
+				if !ok || !queue(b) {
+					return
+				}
+			case br := <-e.barrierIn:
+				if !e.takeBarrier(ctx, br, in, queue) {
 					return
 				}
 			}
-			if !nakadi.ValidPartition(b.Cursor.Partition) {
-				// The consumer refuses such names (ErrInvalidName); a batch
-				// from elsewhere never becomes a slot or a file name. Not
-				// applied and never durable: Nakadi sends it again.
-				e.log.Error().Bool("alert", true).Str("event_type", b.Cursor.EventType).Int("partition_bytes", len(b.Cursor.Partition)).
-					Msg("batch with an invalid partition id dropped: it is neither applied nor committed")
-				continue
-			}
-			j := &job{b: b, et: e.eventType(b.Cursor.EventType), done: make(chan struct{}), big: big}
-			select {
-			case order <- j:
-			case <-ctx.Done():
-				return
-			}
-			jobs <- j // never blocks for long: workers drain jobs until it closes
 		}
 	}()
 	for i := 0; i < e.opts.Workers; i++ {
@@ -329,6 +345,10 @@ func (e *Engine) loop(ctx context.Context, order <-chan *job) error {
 				return e.stopped
 			}
 			continue
+		case b := <-e.barrierOut:
+			e.barriers = append(e.barriers, b)
+			e.releaseBarriers()
+			continue
 		case <-tick.C:
 		case <-again:
 		case j := <-order:
@@ -340,6 +360,8 @@ func (e *Engine) loop(ctx context.Context, order <-chan *job) error {
 			}
 			return err
 		}
+		e.applied += uint64(len(jobs))
+		e.releaseBarriers()
 	}
 }
 

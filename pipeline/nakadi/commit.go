@@ -69,7 +69,13 @@ func (c *Consumer) commitGroup(ctx context.Context, sid string, items []commitIt
 			c.commitGroup(ctx, sid, []commitItem{it})
 		}
 	case errors.Is(err, ErrSessionGone):
-		c.partitionLost(sid, items[0].sp.key, err.Error())
+		// Ask /stats now: it names the new owner if the move is done.
+		c.suspectMove("422 on commit")
+		if err := c.pollStats(ctx); err != nil {
+			c.log.Debug().Err(err).Msg("stats poll after a 422 failed")
+		}
+		key := items[0].sp.key
+		c.partitionLost(sid, key, c.newOwner(key, sid), err.Error())
 	case errors.Is(err, ErrBadRequest):
 		// Our request is wrong and will stay wrong: drop it; Nakadi re-sends.
 		c.log.Error().Err(err).Str("stream_id", sid).Msg("commit rejected as malformed; dropping these cursors")

@@ -49,6 +49,9 @@ type Config struct {
 	// StatsInterval is how often /stats is polled for lag and assignment;
 	// default 30s; negative turns polling off.
 	StatsInterval time.Duration
+	// StatsFastInterval is how often /stats is polled while a partition
+	// may be moving (moves.go); default 1s.
+	StatsFastInterval time.Duration
 	// IdleTimeout ends a stream that sent no byte for that long; default
 	// max(BatchFlushTimeout, 2×CommitTimeout) + 10s (a stream without
 	// partitions, or in its closing window, is silent that long).
@@ -104,6 +107,7 @@ func (c Config) withDefaults() Config {
 	def(&c.CommitTimeout, 60*time.Second)
 	def(&c.CommitInterval, min(2*time.Second, c.CommitTimeout/6))
 	def(&c.StatsInterval, 30*time.Second)
+	def(&c.StatsFastInterval, time.Second)
 	def(&c.IdleTimeout, max(c.BatchFlushTimeout, 2*c.CommitTimeout)+10*time.Second)
 	def(&c.DrainTimeout, 5*time.Second)
 	def(&c.BackoffMin, 200*time.Millisecond)
@@ -171,6 +175,9 @@ func (c Config) validate() error {
 	}
 	if c.CommitInterval <= 0 || c.CommitInterval > c.CommitTimeout/3 {
 		bad("commit_interval", c.CommitInterval, "in (0, commit_timeout/3]")
+	}
+	if c.StatsFastInterval <= 0 {
+		bad("stats_fast_interval", c.StatsFastInterval, "must be positive")
 	}
 	if c.IdleTimeout <= max(c.BatchFlushTimeout, 2*c.CommitTimeout) {
 		bad("idle_timeout", c.IdleTimeout, "must exceed max(batch_flush_timeout, 2×commit_timeout)")

@@ -3,6 +3,7 @@ package nakadi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,8 @@ type Consumer struct {
 
 	kick      chan struct{} // wakes the dispatcher: lost notice or pause
 	commitNow chan struct{} // starts a commit before the interval
+	statsNow  chan struct{} // polls /stats now: a partition may have moved
+	handing   sync.Mutex    // held by the dispatcher while it hands a batch out
 
 	mu         sync.Mutex
 	running    bool
@@ -43,6 +46,7 @@ type Consumer struct {
 	firstSeq   uint64
 	logLimit   map[string]*limitedLog
 	windowWarn bool
+	moves      moves // how often /stats is polled
 }
 
 // streamState is one stream, kept a while after it ended so that late
@@ -61,6 +65,13 @@ type streamState struct {
 	// first[k] orders the first line of k on this stream against /stats
 	// requests (a stale /stats answer must not take a fresh partition away).
 	first map[PartitionKey]uint64
+	// lastLine[k] is when the last line of k arrived, lastAny the last line
+	// of any partition; silent[k] is set once k's silence was reported
+	// (moves.go).
+	lastLine map[PartitionKey]time.Time
+	lastAny  time.Time
+	silent   map[PartitionKey]bool
+	idle     *idleReader // the stream's reader, once reading
 }
 
 // New checks the config and returns a consumer.
@@ -80,6 +91,7 @@ func New(cfg Config) (*Consumer, error) {
 		api:       newAPI(cfg),
 		kick:      make(chan struct{}, 1),
 		commitNow: make(chan struct{}, 1),
+		statsNow:  make(chan struct{}, 1),
 		streams:   make(map[string]*streamState),
 		resumed:   make(chan struct{}),
 		parts:     make(map[PartitionKey]*partStat),
@@ -218,10 +230,11 @@ func (c *Consumer) Durable(b *Batch) {
 }
 
 // Pause stops handing out batches and closes the stream's connection; it
-// does not reconnect until Resume. Batches already handed out are processed
-// normally: mark them durable and they are committed with their stream id
-// (inside Nakadi's closing window; later, Nakadi re-sends them). Batches
-// read but not yet handed out are dropped and will be re-sent.
+// does not reconnect until Resume. When Pause returns, no batch is handed
+// out any more (lost notices still are). Batches already handed out are
+// processed normally: mark them durable and they are committed with their
+// stream id (inside Nakadi's closing window; later, Nakadi re-sends them).
+// Batches read but not yet handed out are dropped and will be re-sent.
 func (c *Consumer) Pause() {
 	c.mu.Lock()
 	c.paused = true
@@ -234,7 +247,10 @@ func (c *Consumer) Pause() {
 		st.cancel()
 	}
 	signal(c.kick)
+	// A hand-out under way ends (the kick wakes it); later ones see paused.
+	c.handing.Lock()
 	c.log.Info().Msg("paused")
+	c.handing.Unlock()
 }
 
 // Resume undoes Pause: the consumer reconnects.
@@ -373,4 +389,29 @@ func signal(ch chan struct{}) {
 	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// Settle is for a consumer that was paused and whose handed-out batches
+// were all applied by the pipeline (a handover): it commits every durable
+// cursor now and waits until they are committed, then forgets the batches
+// that were handed out but will never be marked durable (held back by the
+// pipeline as redelivered): Nakadi re-sends those to whoever owns the
+// partition next. It returns how many events it forgot. With ctx ending
+// first, it returns ctx's error and forgets nothing.
+func (c *Consumer) Settle(ctx context.Context) (int, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for c.tr.committing() {
+		signal(c.commitNow)
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("nakadi: %d events durable but not committed: %w", c.tr.uncommittedEvents(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+	n := c.tr.forgetUndurable()
+	if n > 0 {
+		c.log.Info().Int("events", n).Msg("handed-out events never marked durable are left to Nakadi to re-send")
+	}
+	return n, nil
 }

@@ -1,6 +1,7 @@
 package nakadi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"os"
@@ -450,5 +451,38 @@ func TestSeveralEventTypes(t *testing.T) {
 	}
 	if len(firsts) != 3 || len(h.c.Status().Partitions) != 3 {
 		t.Fatalf("partitions seen %v", firsts)
+	}
+}
+
+// TestSettleAfterPause: after a pause, Settle commits what is durable,
+// forgets a batch that will never be marked durable (Nakadi re-sends it),
+// and Run's drain then has nothing left to wait for.
+func TestSettleAfterPause(t *testing.T) {
+	srv := newEmulator(t, emulator.Options{})
+	_ = srv.CreateEventType("et", 1, nil)
+	publish(t, srv, "et", 0, 30)
+	cfg := testConfig(t, srv, "et")
+	cfg.CommitTimeout, cfg.CommitInterval, cfg.DrainTimeout = time.Minute, 20*time.Second, time.Minute // only Settle commits
+	h := startConsumer(t, cfg)
+	first, second := h.next(), h.next()
+	h.c.Pause()
+	held := len(second.Events) // second and what follows it can never be committed
+	for len(h.out) > 0 {       // handed out before Pause returned
+		b := <-h.out
+		held += len(b.Events)
+		h.c.Durable(b)
+	}
+	h.c.Durable(first)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	forgot, err := h.c.Settle(ctx)
+	if err != nil || forgot != held {
+		t.Fatalf("Settle = %d, %v; want %d forgotten", forgot, err, held)
+	}
+	if got := srv.Committed(h.c.SubscriptionID())[0].Offset; got != first.Cursor.Offset {
+		t.Fatalf("committed %s, want %s", got, first.Cursor.Offset)
+	}
+	if err := h.stop(); err != nil { // fails if the drain waits its minute
+		t.Fatal(err)
 	}
 }

@@ -33,27 +33,44 @@ func (c *Consumer) dispatch(ctx context.Context, in <-chan *Batch, out chan<- *B
 				return
 			}
 		}
-		if !c.admit(head) {
-			head = nil
-			continue
-		}
-		select {
-		case out <- head:
-			head = nil
-		case <-c.kick: // a lost notice or a pause: look again
-		case <-ctx.Done():
+		gone, stop := c.handOut(ctx, head, out)
+		if stop {
 			return
+		}
+		if gone {
+			head = nil
 		}
 	}
 }
 
-// admit registers a batch for commit tracking, or drops it when its stream
-// was paused or its partition was lost since it was read.
+// handOut admits b and hands it out, holding c.handing meanwhile: Pause
+// takes c.handing after it marked the consumer paused, so once Pause
+// returns no batch is on its way out any more. gone: b was handed out or
+// dropped; stop: ctx ended.
+func (c *Consumer) handOut(ctx context.Context, b *Batch, out chan<- *Batch) (gone, stop bool) {
+	c.handing.Lock()
+	defer c.handing.Unlock()
+	if !c.admit(b) {
+		return true, false
+	}
+	select {
+	case out <- b:
+		return true, false
+	case <-c.kick: // a lost notice or a pause: look again
+		return false, false
+	case <-ctx.Done():
+		return false, true
+	}
+}
+
+// admit registers a batch for commit tracking, or drops it when the
+// consumer is paused, its stream was paused, or its partition was lost
+// since it was read.
 func (c *Consumer) admit(b *Batch) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	key := b.Cursor.Key()
-	if b.st.dropRest || b.st.epoch[key] != b.epoch {
+	if c.paused || b.st.dropRest || b.st.epoch[key] != b.epoch {
 		if b.entry != nil {
 			c.tr.abandon(b.entry)
 			b.entry = nil
@@ -84,8 +101,9 @@ func (c *Consumer) popLost() *Batch {
 // or /stats shows another stream): its pending cursors are dropped, batches
 // of it from sid not yet handed out are dropped, and — if sid is the
 // stream the pipeline last got the partition from — a Lost notice goes
-// downstream.
-func (c *Consumer) partitionLost(sid string, key PartitionKey, why string) {
+// downstream. owner is the stream /stats names as the partition's new
+// owner ("" when not known yet).
+func (c *Consumer) partitionLost(sid string, key PartitionKey, owner, why string) {
 	c.tr.drop(streamPart{sid, key})
 	c.mu.Lock()
 	if st := c.streams[sid]; st != nil && !st.lost[key] {
@@ -103,7 +121,10 @@ func (c *Consumer) partitionLost(sid string, key PartitionKey, why string) {
 		return
 	}
 	c.m.lost.WithLabelValues(key.EventType, key.Partition).Inc()
-	c.log.Warn().Str("stream_id", sid).Str("partition_event_type", key.EventType).Str("partition", key.Partition).
-		Str("why", why).Msg("partition lost")
+	ev := c.log.Warn().Str("stream_id", sid).Str("partition_event_type", key.EventType).Str("partition", key.Partition)
+	if owner != "" {
+		ev = ev.Str("new_owner_stream_id", owner)
+	}
+	ev.Str("why", why).Msg("partition lost")
 	signal(c.kick)
 }

@@ -10,17 +10,20 @@ import (
 
 // Status is a snapshot for /v1/status. It holds no secrets.
 type Status struct {
-	SubscriptionID string            `json:"subscription_id"`
-	EventTypes     []string          `json:"event_types"`
-	StreamID       string            `json:"stream_id,omitempty"`
-	Streaming      bool              `json:"streaming"`
-	Paused         bool              `json:"paused"`
-	Fatal          bool              `json:"fatal"`
-	LastError      string            `json:"last_error,omitempty"`
-	LastErrorAt    time.Time         `json:"last_error_at,omitzero"`
-	Reconnects     int64             `json:"reconnects"`
-	Uncommitted    int               `json:"uncommitted_events"`
-	Partitions     []PartitionStatus `json:"partitions"`
+	SubscriptionID string    `json:"subscription_id"`
+	EventTypes     []string  `json:"event_types"`
+	StreamID       string    `json:"stream_id,omitempty"`
+	Streaming      bool      `json:"streaming"`
+	Paused         bool      `json:"paused"`
+	Fatal          bool      `json:"fatal"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastErrorAt    time.Time `json:"last_error_at,omitzero"`
+	Reconnects     int64     `json:"reconnects"`
+	Uncommitted    int       `json:"uncommitted_events"`
+	// Rebalancing is true while a partition may be moving and /stats is
+	// polled every StatsFastInterval.
+	Rebalancing bool              `json:"rebalancing"`
+	Partitions  []PartitionStatus `json:"partitions"`
 }
 
 // PartitionStatus is one partition of a Status. The /stats fields are as of
@@ -72,7 +75,7 @@ func (c *Consumer) Status() Status {
 	defer c.mu.Unlock()
 	s := Status{SubscriptionID: c.subID, EventTypes: slices.Clone(c.cfg.EventTypes), Streaming: c.cur != nil,
 		Paused: c.paused, Fatal: c.fatal, LastError: c.lastErr, LastErrorAt: c.lastErrAt,
-		Reconnects: max(c.opened-1, 0), Uncommitted: c.tr.uncommittedEvents()}
+		Reconnects: max(c.opened-1, 0), Uncommitted: c.tr.uncommittedEvents(), Rebalancing: c.moves.fast}
 	if c.cur != nil {
 		s.StreamID = c.cur.id
 	}
@@ -93,27 +96,9 @@ func (c *Consumer) Status() Status {
 	return s
 }
 
-// statsLoop polls /stats every StatsInterval for lag and assignment.
-func (c *Consumer) statsLoop(ctx context.Context) {
-	if c.cfg.StatsInterval < 0 {
-		return
-	}
-	tick := time.NewTicker(c.cfg.StatsInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if err := c.pollStats(ctx); err != nil && ctx.Err() == nil {
-			c.log.Debug().Err(err).Msg("stats poll failed")
-		}
-	}
-}
-
-// pollStats updates lag and assignment, and declares partitions lost that
-// /stats shows assigned to a stream that is not ours.
+// pollStats updates lag and assignment, declares partitions lost that
+// /stats shows assigned to a stream that is not ours, and tells the move
+// watch (moves.go) what it saw.
 func (c *Consumer) pollStats(ctx context.Context) error {
 	c.mu.Lock()
 	subID, cur, seq := c.subID, c.cur, c.firstSeq
@@ -126,8 +111,9 @@ func (c *Consumer) pollStats(ctx context.Context) error {
 		return err
 	}
 	items = c.validStats(items)
-	var lost []streamPart
-	partitions := 0
+	var lost []lostPart
+	partitions, reassigning := 0, false
+	view := map[PartitionKey]string{}
 	c.mu.Lock()
 	for _, et := range items {
 		for _, p := range et.Partitions {
@@ -135,11 +121,14 @@ func (c *Consumer) pollStats(ctx context.Context) error {
 			key := PartitionKey{et.EventType, p.Partition}
 			ps := c.partStat(key)
 			ps.unconsumed, ps.lag, ps.state, ps.assigned, ps.atype = p.UnconsumedEvents, p.ConsumerLag, p.State, p.StreamID, p.AssignmentType
+			view[key] = p.State + " " + p.StreamID
+			reassigning = reassigning || p.State == "reassigning"
 			if sid := c.owner[key]; c.takenAway(sid, key, p.State, p.StreamID, cur, seq) {
-				lost = append(lost, streamPart{sid, key})
+				lost = append(lost, lostPart{streamPart{sid, key}, p.StreamID})
 			}
 		}
 	}
+	c.observeStats(view, reassigning)
 	warn := !c.windowWarn && partitions*c.cfg.BatchLimit > c.cfg.MaxUncommittedEvents
 	c.windowWarn = c.windowWarn || warn
 	c.mu.Unlock()
@@ -148,8 +137,8 @@ func (c *Consumer) pollStats(ctx context.Context) error {
 		c.log.Warn().Int("max_uncommitted_events", c.cfg.MaxUncommittedEvents).Int("batch_limit", c.cfg.BatchLimit).
 			Int("partitions", partitions).Msg("max_uncommitted_events is below batch_limit × partitions: batches will be small")
 	}
-	for _, sp := range lost {
-		c.partitionLost(sp.stream, sp.key, "stats shows the partition assigned to stream "+sp.stream)
+	for _, l := range lost {
+		c.partitionLost(l.stream, l.key, l.owner, "stats shows the partition assigned to another stream")
 	}
 	return nil
 }
@@ -170,6 +159,24 @@ func (c *Consumer) validStats(items []statsEventType) []statsEventType {
 		items[i].Partitions = ps
 	}
 	return items
+}
+
+// lostPart is a partition /stats shows taken away, with its new owner.
+type lostPart struct {
+	streamPart
+	owner string
+}
+
+// newOwner is the stream /stats last named for a partition that left
+// stream sid, "" when /stats named none of another stream.
+func (c *Consumer) newOwner(key PartitionKey, sid string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ps := c.parts[key]
+	if ps == nil || ps.state != "assigned" || ps.assigned == sid || (c.cur != nil && ps.assigned == c.cur.id) {
+		return ""
+	}
+	return ps.assigned
 }
 
 // takenAway decides whether /stats shows a partition, last handed out on

@@ -34,7 +34,8 @@ func (c *Consumer) openStream(ctx context.Context) (*streamState, *http.Response
 		return nil, nil, fmt.Errorf("nakadi: %s: answer without X-Nakadi-StreamId", opStream)
 	}
 	st := &streamState{id: id, ctx: sctx, cancel: cancel, opened: c.now(), epoch: map[PartitionKey]int{},
-		lost: map[PartitionKey]bool{}, first: map[PartitionKey]uint64{}}
+		lost: map[PartitionKey]bool{}, first: map[PartitionKey]uint64{},
+		lastLine: map[PartitionKey]time.Time{}, silent: map[PartitionKey]bool{}}
 	c.mu.Lock()
 	c.pruneStreams()
 	c.cur, c.streams[id] = st, st
@@ -47,6 +48,9 @@ func (c *Consumer) openStream(ctx context.Context) (*streamState, *http.Response
 		st.dropRest = true
 		cancel()
 	}
+	// A new stream may come with fewer partitions than the last one had:
+	// /stats tells which went to other streams (docs/nakadi.md §6.2).
+	c.suspectMoveLocked("stream opened")
 	c.mu.Unlock()
 	c.m.streaming.WithLabelValues(c.label).Set(1)
 	c.m.fatal.WithLabelValues(c.label).Set(0)
@@ -89,6 +93,9 @@ func (c *Consumer) readStream(ctx context.Context, st *streamState, resp *http.R
 	defer resp.Body.Close()
 	idle := newIdleReader(resp.Body, c.cfg.IdleTimeout, st.cancel)
 	defer idle.stop()
+	c.mu.Lock()
+	st.idle = idle
+	c.mu.Unlock()
 	r := newStreamReader(idle, readBufferSize, c.cfg.MaxLineBytes)
 	rs := &readState{epoch: map[PartitionKey]int{}, last: map[PartitionKey]string{}}
 	for {
@@ -151,6 +158,10 @@ func (c *Consumer) receive(ctx context.Context, st *streamState, rs *readState, 
 		st.first[key] = c.firstSeq
 	}
 	b.epoch, b.st = e, st
+	now := c.now()
+	st.lastLine[key], st.lastAny = now, now
+	delete(st.silent, key)
+	delete(st.silent, PartitionKey{}) // the whole stream's silence
 	ps := c.partStat(key)
 	c.accountLocked(ps, st, b)
 	c.mu.Unlock()
@@ -246,12 +257,14 @@ func (c *Consumer) fetchCommitted(ctx context.Context, key PartitionKey) (*Curso
 }
 
 // idleReader cancels the stream when one Read waits longer than d. Time
-// spent outside Read (downstream backpressure) does not count.
+// spent outside Read (downstream backpressure) does not count. waiting is
+// when the Read under way started (unix ns; 0 outside Read).
 type idleReader struct {
-	r     io.Reader
-	d     time.Duration
-	t     *time.Timer
-	fired atomic.Bool
+	r       io.Reader
+	d       time.Duration
+	t       *time.Timer
+	fired   atomic.Bool
+	waiting atomic.Int64
 }
 
 func newIdleReader(r io.Reader, d time.Duration, onIdle func()) *idleReader {
@@ -266,9 +279,19 @@ func newIdleReader(r io.Reader, d time.Duration, onIdle func()) *idleReader {
 
 func (ir *idleReader) Read(p []byte) (int, error) {
 	ir.t.Reset(ir.d)
+	ir.waiting.Store(time.Now().UnixNano())
 	n, err := ir.r.Read(p)
+	ir.waiting.Store(0)
 	ir.t.Stop()
 	return n, err
+}
+
+// waitingFor is how long the Read under way has waited (0 outside Read).
+func (ir *idleReader) waitingFor(now time.Time) time.Duration {
+	if since := ir.waiting.Load(); since != 0 {
+		return now.Sub(time.Unix(0, since))
+	}
+	return 0
 }
 
 func (ir *idleReader) stop() { ir.t.Stop() }

@@ -198,3 +198,36 @@ func (t *tracker) uncommittedEvents() int {
 	defer t.mu.Unlock()
 	return t.uncommitted
 }
+
+// committing reports whether a durable cursor waits for its commit (ready
+// or in flight).
+func (t *tracker) committing() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, q := range t.queues {
+		if q.ready != nil || q.inflight != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetUndurable drops the queues that hold only batches not marked
+// durable (none ready or in flight) and returns how many events they had.
+func (t *tracker) forgetUndurable() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for sp, q := range t.queues {
+		if q.ready != nil || q.inflight != nil {
+			continue
+		}
+		for _, e := range q.entries {
+			n += e.events
+			t.uncommitted -= e.events
+		}
+		q.dropped, q.entries = true, nil
+		delete(t.queues, sp)
+	}
+	return n
+}

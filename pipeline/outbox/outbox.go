@@ -7,17 +7,19 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"materializer/internal/backoff"
 
@@ -50,22 +52,33 @@ type Options struct {
 // Outbox drives sealed files through the outbox: upload, then notice,
 // then removal of the entry and the local file (docs/design.md, docs/files-and-notices.md). Uploads
 // run concurrently; notices of one file stream (event type, table, kind,
-// partition) go out in sequence order. Nothing leaves the outbox until its
-// notice is acknowledged, so a crash anywhere repeats at most an upload (the
-// same bytes to the same key) or a notice (the same bytes and Msg-Id, which
-// JetStream de-duplicates).
+// partition) go out in sequence order, those of different streams in
+// parallel, and the entries they deliver leave the outbox together (one
+// synced commit for a round of notices, not one per file). Nothing leaves
+// the outbox until its notice is acknowledged, so a crash anywhere repeats
+// at most an upload (the same bytes to the same key) or a notice (the same
+// bytes and Msg-Id, which JetStream de-duplicates).
+//
+// Every step costs in proportion to what it does, not to the size of the
+// outbox: a final flush of a thousand event types leaves tens of thousands
+// of files in it at once.
 type Outbox struct {
 	o   Options
 	log zerolog.Logger
 	m   *metrics
 
-	wake chan struct{}
+	wake     chan struct{} // new entries in state
+	uploaded chan struct{} // a file was stored: its notice may go out
 
-	mu        sync.Mutex
-	entries   map[string]*pending // by object key
-	delivered map[string]Delivered
-	changed   chan struct{} // closed and replaced on every delivery
-	last      Delivered     // the newest delivery (status)
+	mu           sync.Mutex
+	entries      map[string]*pending         // by object key
+	streams      map[state.FileID][]*pending // by sequence number
+	queue        []*pending                  // to upload, oldest sealed first
+	pendingBytes int64                       // of entries
+	delivered    map[string]Delivered
+	pruned       time.Time     // when delivered was last pruned
+	changed      chan struct{} // closed and replaced on every delivery
+	last         Delivered     // the newest delivery (status)
 }
 
 type pending struct {
@@ -103,6 +116,10 @@ type Status struct {
 	LastAt       time.Time `json:"last_delivered_at,omitzero"`
 }
 
+// noticeConcurrency bounds the notices in flight (each of another file
+// stream); JetStream acknowledges them in parallel.
+const noticeConcurrency = 64
+
 // New makes a deliverer.
 func New(o Options) *Outbox {
 	if o.Concurrency <= 0 {
@@ -119,15 +136,18 @@ func New(o Options) *Outbox {
 	}
 	return &Outbox{
 		o: o, log: o.Logger.With().Str("component", "outbox").Logger(), m: newMetrics(o.Registerer),
-		wake: make(chan struct{}, 1), entries: map[string]*pending{}, delivered: map[string]Delivered{},
+		wake: make(chan struct{}, 1), uploaded: make(chan struct{}, 1),
+		entries: map[string]*pending{}, streams: map[state.FileID][]*pending{}, delivered: map[string]Delivered{},
 		changed: make(chan struct{}),
 	}
 }
 
 // Wake tells the deliverer that the outbox has new entries. It never blocks.
-func (d *Outbox) Wake() {
+func (d *Outbox) Wake() { signal(d.wake) }
+
+func signal(c chan struct{}) {
 	select {
-	case d.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -137,7 +157,8 @@ func (d *Outbox) Wake() {
 func (d *Outbox) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	done := make(chan string, d.o.Concurrency)
+	wg.Go(func() { d.announceLoop(ctx) })
+	done := make(chan struct{}, d.o.Concurrency)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	inflight, reload := 0, true
@@ -146,25 +167,26 @@ func (d *Outbox) Run(ctx context.Context) error {
 			if err := d.load(); err != nil {
 				d.log.Error().Err(err).Msg("reading the outbox failed")
 			}
+			signal(d.uploaded) // entries stored before a restart
+			reload = false
 		}
 		inflight += d.startUploads(ctx, &wg, done, d.o.Concurrency-inflight)
-		d.announce(ctx)
 		d.publishMetrics()
-		reload = true
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-d.wake:
-		case <-tick.C:
+			reload = true
+		case <-tick.C: // a failed upload's backoff may be over
 		case <-done:
 			inflight--
-			reload = false
 		}
 	}
 }
 
-// load merges the outbox in state into memory (new entries only: what is
-// in memory is newer).
+// load merges the entries in state that are not in memory yet (what is in
+// memory is newer). The engine wakes the deliverer after every commit that
+// sealed files, so nothing else needs reading.
 func (d *Outbox) load() error {
 	all, err := d.o.DB.Outbox()
 	if err != nil {
@@ -172,39 +194,52 @@ func (d *Outbox) load() error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	added := false
 	for _, o := range all {
-		if _, ok := d.entries[o.Key]; !ok {
-			d.entries[o.Key] = &pending{Outbox: o}
+		if _, ok := d.entries[o.Key]; ok {
+			continue
 		}
+		p := &pending{Outbox: o}
+		d.entries[o.Key] = p
+		d.pendingBytes += p.Length
+		s := d.streams[o.ID]
+		i, _ := slices.BinarySearchFunc(s, p.Seq, func(q *pending, seq uint64) int { return cmp.Compare(q.Seq, seq) })
+		d.streams[o.ID] = slices.Insert(s, i, p)
+		if !p.Uploaded {
+			d.queue = append(d.queue, p)
+			added = true
+		}
+	}
+	if added {
+		slices.SortStableFunc(d.queue, func(a, b *pending) int { return cmp.Compare(a.Sealed, b.Sealed) })
 	}
 	return nil
 }
 
-// startUploads starts up to n uploads of entries not yet stored.
-func (d *Outbox) startUploads(ctx context.Context, wg *sync.WaitGroup, done chan<- string, n int) int {
+// startUploads starts up to n uploads, oldest sealed first, skipping files
+// in flight or backing off.
+func (d *Outbox) startUploads(ctx context.Context, wg *sync.WaitGroup, done chan<- struct{}, n int) int {
 	now := d.o.Now()
 	d.mu.Lock()
 	var todo []*pending
-	for _, p := range d.entries {
+	for len(d.queue) > 0 && d.queue[0].Uploaded {
+		d.queue = d.queue[1:]
+	}
+	for _, p := range d.queue {
+		if len(todo) == n {
+			break
+		}
 		if !p.Uploaded && !p.uploading && !now.Before(p.next) {
+			p.uploading = true
 			todo = append(todo, p)
 		}
 	}
-	sort.Slice(todo, func(i, j int) bool { return todo[i].Sealed < todo[j].Sealed })
-	if len(todo) > n {
-		todo = todo[:n]
-	}
-	for _, p := range todo {
-		p.uploading = true
-	}
 	d.mu.Unlock()
 	for _, p := range todo {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			d.upload(ctx, p)
-			done <- p.Key
-		}()
+			done <- struct{}{}
+		})
 	}
 	return len(todo)
 }
@@ -233,8 +268,7 @@ func (d *Outbox) upload(ctx context.Context, p *pending) {
 		d.log.Warn().Err(err).Str("key", p.Key).Msg("recording the upload failed; it will be repeated")
 	}
 	failpoint.Inject(failpoint.AfterUpload)
-	// No Wake: the send on done after this returns turns the loop, which
-	// announces without re-reading the outbox.
+	signal(d.uploaded)
 }
 
 func (d *Outbox) put(ctx context.Context, p *pending) (blobstore.Stored, error) {
@@ -278,46 +312,75 @@ func (d *Outbox) failed(p *pending, what string, err error) {
 		Msgf("%s failed; the file stays in the outbox", what)
 }
 
-// announce publishes, per file stream, the notice of the oldest entry once
-// it is stored, then removes it — repeating while that goes well.
-func (d *Outbox) announce(ctx context.Context) {
+// announceLoop announces stored files as they come (and retries failed
+// notices once their backoff is over) until ctx ends. While a round is on
+// its way, more uploads finish: the next round takes them all.
+func (d *Outbox) announceLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
-		p := d.nextNotice()
-		if p == nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.uploaded:
+		case <-tick.C:
+		}
+		d.announce(ctx)
+	}
+}
+
+// announce publishes, in rounds, the notice of every file stream's oldest
+// entry that is stored, then removes the acknowledged ones — until no
+// stream has one ready.
+func (d *Outbox) announce(ctx context.Context) {
+	for ctx.Err() == nil {
+		heads := d.readyHeads()
+		if len(heads) == 0 {
 			return
 		}
-		if err := d.notice(ctx, p); err != nil {
-			d.mu.Lock()
-			d.failed(p, "notice", err)
-			d.mu.Unlock()
-			continue
+		errs := make([]error, len(heads))
+		var g errgroup.Group
+		g.SetLimit(noticeConcurrency)
+		for i, p := range heads {
+			g.Go(func() error {
+				errs[i] = d.notice(ctx, p)
+				return nil
+			})
 		}
-		if err := d.remove(p); err != nil {
-			d.log.Error().Err(err).Str("key", p.Key).Msg("removing a delivered file from the outbox failed")
+		_ = g.Wait()
+		var acked []*pending
+		d.mu.Lock()
+		for i, p := range heads {
+			if errs[i] != nil {
+				d.failed(p, "notice", errs[i])
+			} else {
+				acked = append(acked, p)
+			}
+		}
+		d.mu.Unlock()
+		if len(acked) == 0 {
+			return
+		}
+		if err := d.remove(acked); err != nil {
+			d.log.Error().Err(err).Int("files", len(acked)).Msg("removing delivered files from the outbox failed")
 			return
 		}
 	}
 }
 
-// nextNotice returns an entry whose notice can go out now: stored, the
-// lowest sequence number of its stream, not backing off.
-func (d *Outbox) nextNotice() *pending {
+// readyHeads returns the entries whose notice can go out now: stored, the
+// lowest sequence number of their stream, not backing off.
+func (d *Outbox) readyHeads() []*pending {
 	now := d.o.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	heads := map[state.FileID]*pending{}
-	for _, p := range d.entries {
-		if h := heads[p.ID]; h == nil || p.Seq < h.Seq {
-			heads[p.ID] = p
+	var heads []*pending
+	for _, s := range d.streams {
+		if p := s[0]; p.Uploaded && !now.Before(p.next) {
+			heads = append(heads, p)
 		}
 	}
-	var best *pending
-	for _, p := range heads {
-		if p.Uploaded && !now.Before(p.next) && (best == nil || p.Sealed < best.Sealed) {
-			best = p
-		}
-	}
-	return best
+	return heads
 }
 
 func (d *Outbox) notice(ctx context.Context, p *pending) error {
@@ -355,40 +418,54 @@ func (d *Outbox) noticeOf(p *pending) notify.Notice {
 	return n
 }
 
-// remove drops a delivered entry from the outbox, then its local file.
-func (d *Outbox) remove(p *pending) error {
+// remove drops delivered entries from the outbox in one synced commit, then
+// their local files.
+func (d *Outbox) remove(ps []*pending) error {
 	b := d.o.DB.NewBatch()
 	defer b.Close()
-	b.DeleteOutbox(p.ID, p.Seq)
+	for _, p := range ps {
+		b.DeleteOutbox(p.ID, p.Seq)
+	}
 	if err := b.Commit(true); err != nil {
 		return err
 	}
-	if err := os.Remove(filepath.Join(d.o.StagingDir, p.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		d.log.Warn().Err(err).Str("file", p.Name).Msg("removing a delivered staging file failed")
+	for _, p := range ps {
+		if err := os.Remove(filepath.Join(d.o.StagingDir, p.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			d.log.Warn().Err(err).Str("file", p.Name).Msg("removing a delivered staging file failed")
+		}
 	}
 	now := d.o.Now()
-	d.m.delivered.Inc()
-	d.m.fileLatency.Observe(now.Sub(time.Unix(0, p.Sealed)).Seconds())
 	d.mu.Lock()
-	delete(d.entries, p.Key)
-	d.delivered[p.Key] = Delivered{
-		Key: p.Key, URL: d.o.Store.URL(p.Key), EventType: p.ID.EventType, Table: p.ID.Table, Kind: p.ID.Kind,
-		Partition: p.ID.Partition, Seq: p.Seq, Rows: p.Rows, Events: p.Events, Bytes: p.Bytes, SHA256: p.SHA256, At: now,
+	defer d.mu.Unlock()
+	for _, p := range ps {
+		d.m.delivered.Inc()
+		d.m.fileLatency.Observe(now.Sub(time.Unix(0, p.Sealed)).Seconds())
+		delete(d.entries, p.Key)
+		d.pendingBytes -= p.Length
+		if s := slices.DeleteFunc(d.streams[p.ID], func(q *pending) bool { return q == p }); len(s) > 0 {
+			d.streams[p.ID] = s
+		} else {
+			delete(d.streams, p.ID)
+		}
+		d.last = Delivered{
+			Key: p.Key, URL: d.o.Store.URL(p.Key), EventType: p.ID.EventType, Table: p.ID.Table, Kind: p.ID.Kind,
+			Partition: p.ID.Partition, Seq: p.Seq, Rows: p.Rows, Events: p.Events, Bytes: p.Bytes, SHA256: p.SHA256, At: now,
+		}
+		d.delivered[p.Key] = d.last
 	}
 	d.pruneDelivered(now)
-	d.last = d.delivered[p.Key]
 	close(d.changed)
 	d.changed = make(chan struct{})
-	d.mu.Unlock()
 	return nil
 }
 
-// pruneDelivered forgets deliveries older than an hour (Wait only needs
-// recent ones).
+// pruneDelivered forgets, once a minute, deliveries older than an hour
+// (Wait only needs recent ones).
 func (d *Outbox) pruneDelivered(now time.Time) {
-	if len(d.delivered) < 1024 {
+	if now.Sub(d.pruned) < time.Minute {
 		return
 	}
+	d.pruned = now
 	for k, v := range d.delivered {
 		if now.Sub(v.At) > time.Hour {
 			delete(d.delivered, k)
@@ -449,7 +526,7 @@ func (d *Outbox) Wait(ctx context.Context, eventType string, keys []string) ([]D
 func (d *Outbox) StagedBytes() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.statusLocked().PendingBytes
+	return d.pendingBytes
 }
 
 // Status returns the deliverer's status. It is computed from the entries
@@ -478,9 +555,11 @@ func (d *Outbox) statusLocked() Status {
 
 // publishMetrics sets the outbox gauges.
 func (d *Outbox) publishMetrics() {
-	s := d.Status()
-	d.m.pendingFiles.Set(float64(s.PendingFiles))
-	d.m.pendingBytes.Set(float64(s.PendingBytes))
+	d.mu.Lock()
+	files, bytes := len(d.entries), d.pendingBytes
+	d.mu.Unlock()
+	d.m.pendingFiles.Set(float64(files))
+	d.m.pendingBytes.Set(float64(bytes))
 }
 
 type metrics struct {

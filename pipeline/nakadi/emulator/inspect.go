@@ -156,3 +156,51 @@ func (s *Server) NewestOffset(eventType string, partition int) string {
 	}
 	return ""
 }
+
+// Grant is one hand-out of a partition to a stream: the stream was sent the
+// events after offset From (the committed offset when it got the
+// partition, or where retention had moved it), up to Sent so far. Offsets
+// count a partition's events from 0, and From is -1 before the first.
+type Grant struct {
+	EventType string
+	Partition int
+	Stream    string
+	From      int64
+	Sent      int64
+}
+
+// Grants returns every hand-out of a subscription's partitions to its
+// streams, in the order they happened.
+func (s *Server) Grants(subID string) []Grant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Grant
+	if sub := s.subs[subID]; sub != nil {
+		for _, g := range sub.grants {
+			out = append(out, *g)
+		}
+	}
+	return out
+}
+
+// StoredEvent is a retained event with its offset.
+type StoredEvent struct {
+	Offset int64
+	Data   []byte
+}
+
+// Stored returns the retained (enriched) events of a partition with their
+// offsets, oldest first.
+func (s *Server) Stored(eventType string, partition int) []StoredEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.partition(eventType, partition)
+	if err != nil {
+		return nil
+	}
+	out := make([]StoredEvent, len(p.events))
+	for i, e := range p.events {
+		out[i] = StoredEvent{Offset: e.off, Data: e.data}
+	}
+	return out
+}

@@ -54,6 +54,7 @@ type sessPart struct {
 	lastFlush  time.Time
 	keepAlives int    // keep-alives in a row
 	info       string // to attach to the partition's next line
+	grant      *Grant // the record of this hand-out (Grants)
 }
 
 // lineSpec is one line to write: a batch, a keep-alive or an info line.
@@ -90,6 +91,8 @@ func (s *Server) give(sub *subscription, k pkey, sess *session, now time.Time) {
 		sp.info = "skipped events due to retention time passed, count: " + itoa(oldest-sp.sent)
 		sp.sent = oldest
 	}
+	sp.grant = &Grant{EventType: k.et, Partition: k.p, Stream: sess.id, From: sp.sent, Sent: sp.sent}
+	sub.grants = append(sub.grants, sp.grant)
 	sub.owner[k] = sess
 	sess.parts[k] = sp
 	sess.noPartsSince = time.Time{}
@@ -368,6 +371,7 @@ func (s *Server) nextLine(sess *session, k pkey, free int, now time.Time) (*line
 		l.events[j] = e.data
 	}
 	sp.sent = part.events[i+n-1].off
+	sp.grant.Sent = sp.sent
 	l.off = sp.sent
 	sp.keepAlives = 0
 	part.sent += n

@@ -28,6 +28,7 @@ type subscription struct {
 	reassigned  map[pkey]time.Time
 	resetting   bool
 	joins       int
+	grants      []*Grant // every hand-out of a partition to a stream, in order
 }
 
 // Cursor is a subscription cursor on the wire.
