@@ -56,7 +56,8 @@ func TestPersistentStepFailureExits(t *testing.T) {
 	p.waitLog("pipeline not ready")
 	code := p.wait(2 * time.Minute)
 	give := p.waitLog("giving up: the engine stops, and the process with it")
-	last := p.lines[len(p.lines)-1]
+	out := strings.Split(strings.TrimSpace(p.stderr()), "\n")
+	last := out[len(out)-1]
 	if code != 1 || !strings.Contains(last, "materializer: run:") || !strings.Contains(last, "a processing step keeps failing") ||
 		!strings.Contains(last, "10 attempts in a row failed") || !strings.Contains(last, "not a directory") {
 		t.Fatalf("exit %d, last line %q", code, last)
