@@ -208,7 +208,7 @@ func Default() Config {
 			MaxRowsPerEvent:     10000,
 			MaxEventOutputBytes: Bytes(16 << 20),
 			MaxFieldBytes:       Bytes(1 << 20),
-			MaxRejectedRawBytes: Bytes(64 << 10),
+			MaxRejectedRawBytes: Bytes(60 << 10),
 		},
 		Notify: Notify{
 			SubjectPrefix:   "materializer.files",

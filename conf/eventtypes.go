@@ -6,10 +6,8 @@ import (
 	"strings"
 
 	"materializer/pipeline/flatten"
+	"materializer/pipeline/nakadi"
 )
-
-// Nakadi's event type name pattern.
-var eventTypeName = regexp.MustCompile(`^[a-zA-Z][-0-9a-zA-Z_]*(\.[0-9a-zA-Z][-0-9a-zA-Z_]*)*$`)
 
 // tableName is what every SQL dialect we emit DDL for accepts unquoted.
 var tableName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
@@ -39,8 +37,8 @@ func (et *EventType) validate(ps *problems, key string, csv CSV) {
 	switch {
 	case et.Name == "":
 		ps.missing(key + ".name")
-	case !eventTypeName.MatchString(et.Name):
-		ps.bad(key+".name", et.Name, "is not a Nakadi event type name ([a-zA-Z][-0-9a-zA-Z_]*, dot-separated)")
+	case !nakadi.ValidEventType(et.Name): // the consumer checks the names Nakadi sends the same way
+		ps.bad(key+".name", et.Name, "is not a Nakadi event type name ([a-zA-Z][-0-9a-zA-Z_]*, dot-separated, at most 255 bytes)")
 	}
 	et.validateKeys(ps, key)
 	et.validateWindows(ps, key)
@@ -169,4 +167,13 @@ func (c CSV) Flatten() flatten.CSV {
 		d = c.Delimiter[0]
 	}
 	return flatten.CSV{Delimiter: d, Header: c.Header, Null: c.Null}
+}
+
+// Flatten is the [limits] section in the form flatten takes (the rows and
+// bytes limits of one event; max_rejected_raw_bytes is the engine's).
+func (l Limits) Flatten() flatten.Limits {
+	return flatten.Limits{
+		EventBytes: int(l.MaxEventBytes.Bytes()), Rows: l.MaxRowsPerEvent,
+		OutputBytes: int(l.MaxEventOutputBytes.Bytes()), FieldBytes: int(l.MaxFieldBytes.Bytes()),
+	}
 }

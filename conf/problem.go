@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"materializer/internal/redact"
 )
 
 // Problem is one thing wrong with a config file: the key it concerns (in
@@ -16,11 +18,15 @@ type Problem struct {
 	Msg   string
 }
 
+// String prints the problem with the userinfo of every URL in it masked
+// (redact.Text): whatever key a URL with credentials was written to (a wrong
+// type, a misplaced value, an unknown key, a syntax error), a problem never
+// prints them.
 func (p Problem) String() string {
 	if p.Value == "" {
-		return p.Key + ": " + p.Msg
+		return redact.Text(p.Key + ": " + p.Msg)
 	}
-	return p.Key + ": " + p.Value + " " + p.Msg
+	return redact.Text(p.Key + ": " + p.Value + " " + p.Msg)
 }
 
 // Problems is every problem found in one config file. It is the error Load,

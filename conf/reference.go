@@ -57,11 +57,11 @@ var Reference = []KeyDoc{
 	{"csv.header", "true", "Start every file with the header line."},
 	{"csv.null", `""`, "Text of a missing value, e.g. `\"\\\\N\"`; must not contain the delimiter, `\"`, CR or LF."},
 
-	{"limits.max_event_bytes", `"8MiB"`, "An event larger than this is rejected unparsed (its reason names the limit)."},
-	{"limits.max_rows_per_event", "10000", "An event whose tables would get more rows than this is rejected (checked while the rows are built)."},
-	{"limits.max_event_output_bytes", `"16MiB"`, "An event whose rows would take more CSV bytes than this is rejected (checked while the rows are built)."},
-	{"limits.max_field_bytes", `"1MiB"`, "An event with a field (a column's value as written, e.g. an expanded decimal) longer than this is rejected."},
-	{"limits.max_rejected_raw_bytes", `"64KiB"`, "A rejected file keeps the raw event up to this size; a longer one is kept as its prefix, and the error column gives its full length and sha256."},
+	{"limits.max_event_bytes", `"8MiB"`, "An event larger than this is rejected unparsed; the reason names the limit. Applies to `materializer flatten` too."},
+	{"limits.max_rows_per_event", "10000", "An event whose tables together would get more rows than this is rejected; checked while the rows are built, before their memory is taken."},
+	{"limits.max_event_output_bytes", `"16MiB"`, "An event whose rows in all tables would take more CSV bytes than this is rejected; checked while the rows are built."},
+	{"limits.max_field_bytes", `"1MiB"`, "An event with a field (a column's CSV text, e.g. an expanded decimal) longer than this is rejected, as is one whose partition key or ordering value is longer."},
+	{"limits.max_rejected_raw_bytes", `"60KiB"`, "A rejected file's `raw_event` holds at most this many bytes (60KiB fits Redshift's `VARCHAR(65535)`); of a longer event it holds the prefix, and the error column says how many bytes of how many and gives the whole event's sha256."},
 
 	{"notify.nats_url", `""`, "Comma-separated `nats://` or `tls://` URLs of the NATS cluster; empty: no notices. No credentials in it."},
 	{"notify.subject_prefix", `"materializer.files"`, "Notices go to `{subject_prefix}.{event_type}`; a NATS subject without wildcards."},

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"materializer/internal/redact"
 )
 
 // Validate checks the config for `materializer run` and returns Problems
@@ -114,17 +116,10 @@ func httpURL(ps *problems, key, s, credentialsHint string) {
 	}
 }
 
-// redactURL hides a password in s so that problems never print secrets.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		if i := strings.Index(s, "@"); err != nil && i >= 0 {
-			return "xxxxx" + s[i:]
-		}
-		return s
-	}
-	return u.Redacted()
-}
+// redactURL hides the userinfo of s (a URL or a comma-separated list of
+// them) so that problems never print credentials: a password and a bare
+// token alike (https://TOKEN@host).
+func redactURL(s string) string { return redact.URL(s) }
 
 func (s *Storage) validate(ps *problems) {
 	if s.URL == "" {
@@ -179,12 +174,12 @@ func storageURL(ps *problems, key, s string) {
 		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
 			ps.bad(key, redactURL(s), "must be s3://bucket[/prefix] without credentials, query or fragment")
 		case !bucketName.MatchString(u.Host):
-			ps.bad(key, s, "does not name a valid S3 bucket (3-63 lowercase letters, digits, '.' and '-')")
+			ps.bad(key, redactURL(s), "does not name a valid S3 bucket (3-63 lowercase letters, digits, '.' and '-')")
 		case strings.Contains(u.Path, "//"):
-			ps.bad(key, s, "has an empty path segment in its prefix")
+			ps.bad(key, redactURL(s), "has an empty path segment in its prefix")
 		}
 	case "file":
-		if u.Host != "" || !strings.HasPrefix(u.Path, "/") || u.RawQuery != "" || u.Fragment != "" {
+		if u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || u.RawQuery != "" || u.Fragment != "" {
 			ps.bad(key, redactURL(s), "must be file:///absolute/path (three slashes, no host)")
 		}
 	default:

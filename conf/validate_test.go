@@ -202,7 +202,8 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 
 func TestValidateNeverPrintsURLPasswords(t *testing.T) {
 	for _, key := range []string{"nakadi.url", "storage.url", "storage.endpoint", "notify.nats_url", "checkpoint.url"} {
-		for _, v := range []string{`"https://u:hunter2@host"`, `"s3://u:hunter2@bucket"`, `"nats://u:hunter2@host:4222"`, `"%zz://u:hunter2@host"`} {
+		for _, v := range []string{`"https://u:hunter2@host"`, `"s3://u:hunter2@bucket"`, `"nats://u:hunter2@host:4222"`, `"%zz://u:hunter2@host"`,
+			`"https://hunter2@host"`, `"file://hunter2@/srv"`, `"nats://h1:4222,nats://u:hunter2@h2:4222"`, `"s3://u/x:hunter2@bucket"`} {
 			ps := problemsOf(t, edited(t, e(key, v)), ForRun)
 			if len(ps) == 0 {
 				t.Errorf("%s = %s: no problem reported", key, v)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,9 @@ func TestCheckUnreadableFile(t *testing.T) {
 	}
 }
 
+// The cases verified by hand: a URL whose userinfo is a bare token, a
+// password in the second URL of a NATS list, a password in a URL; and the
+// admin token file's content.
 func TestCheckDoesNotPrintSecrets(t *testing.T) {
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
@@ -82,16 +86,30 @@ func TestCheckDoesNotPrintSecrets(t *testing.T) {
 	}
 	path := testConfig(t, dir, configOpts{DataDir: dir, TokenFile: token})
 	data, _ := os.ReadFile(path)
-	bad := regexp.MustCompile(`(?m)^url                = ".*"$`).ReplaceAllString(string(data), `url = "https://me:hunter2@nakadi"`)
-	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	code, stdout, stderr := runBinary(t, "check", "-config", path)
-	if code != 2 || !strings.Contains(stderr, "nakadi.url") {
-		t.Fatalf("exit %d, stderr %q", code, stderr)
-	}
-	if out := stdout + stderr; strings.Contains(out, "hunter2") || strings.Contains(out, "s3cr3t") {
-		t.Fatalf("a secret is printed: %q", out)
+	nakadiURL := regexp.MustCompile(`(?m)^url                = ".*"$`)
+	for _, tc := range []struct{ nakadi, nats, key string }{
+		{`https://me:hunter2@nakadi`, "", "nakadi.url"},
+		{`https://SECRETTOKEN@nakadi.example.org`, "", "nakadi.url"},
+		{`https://nakadi.example.org`, `nats://h1:4222,nats://user:SECRETPW@h2:4222`, "notify.nats_url"},
+		{`https://SECRETTOKEN@nakadi.example.org`, `nats://SECRETTOKEN@h1:4222, nats://user:SECRETPW@h2:4222`, "notify.nats_url"},
+		{`https://nakadi.example.org`, `nats://user:SECRETPW@h1:4222,%zz://user:SECRETPW@h2`, "notify.nats_url"},
+	} {
+		bad := nakadiURL.ReplaceAllString(string(data), fmt.Sprintf("url = %q", tc.nakadi))
+		if tc.nats != "" {
+			bad += fmt.Sprintf("\n[notify]\nnats_url = %q\n", tc.nats)
+		}
+		if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runBinary(t, "check", "-config", path)
+		if code != 2 || !strings.Contains(stderr, tc.key) {
+			t.Fatalf("%s / %s: exit %d, stderr %q", tc.nakadi, tc.nats, code, stderr)
+		}
+		for _, secret := range []string{"hunter2", "s3cr3t", "SECRETTOKEN", "SECRETPW"} {
+			if out := stdout + stderr; strings.Contains(out, secret) {
+				t.Fatalf("%s / %s: %s is printed: %q", tc.nakadi, tc.nats, secret, out)
+			}
+		}
 	}
 }
 

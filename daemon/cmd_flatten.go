@@ -11,8 +11,9 @@ import (
 
 // cmdFlatten is `materializer flatten`: NDJSON events on stdin → the CSV the
 // main file of one table would hold, without compaction, on stdout
-// (docs/mapping.md). Rejected events are reported on stderr as `line N:
-// reason`. Exit 1 when any event was rejected, 2 on usage or config errors.
+// (docs/mapping.md). Rejected events — also those over the [limits] — are
+// reported on stderr as `line N: reason`. Exit 1 when any event was
+// rejected, 2 on usage or config errors.
 func cmdFlatten(args []string, io stdio) int {
 	fs := newFlags("flatten", io)
 	path := fs.String("config", defaultConfigPath, "config `file`")
@@ -40,6 +41,8 @@ func cmdFlatten(args []string, io stdio) int {
 		fmt.Fprintf(io.err, "materializer flatten: event type %s: %v\n", et.Name, err)
 		return exitUsage
 	}
+	m = m.WithLimits(cfg.Limits.Flatten()) // the daemon's per-event limits
+
 	ti := 0
 	if *table != "" {
 		if ti = m.TableIndex(*table); ti < 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -87,5 +88,37 @@ func TestFlattenUsageErrors(t *testing.T) {
 		if code != 2 || stdout != "" || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.args, code, stdout, stderr, tc.want)
 		}
+	}
+}
+
+// The row bomb of issue 15 through `materializer flatten`: once 4 GB of CSV
+// and 15 GB of peak RSS over a minute. Under the default [limits] it is
+// rejected at once, naming the limit, without the memory being taken; so is
+// an event above max_event_bytes, which is not even held whole; the good
+// events around them are flattened.
+func TestFlattenObeysTheLimits(t *testing.T) {
+	bomb := `{"article_id":1,"brand":"` + strings.Repeat("b", 200<<10) + `","sizes":[` +
+		strings.Repeat(`{"size":"S","qty":1},`, 19999) + `{"size":"S","qty":1}]}`
+	huge := `{"article_id":2,"brand":"` + strings.Repeat("h", 9<<20) + `"}`
+	input := `{"article_id":7,"sizes":[{"size":"M","qty":3}]}` + "\n" + bomb + "\n" + huge + "\n" + `{"article_id":8}` + "\n"
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(binPath, "flatten", "-config", "../conf/demo.toml", "-event-type", "article.updated", "-table", "article_size")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(input), &stdout, &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v; stderr %q", err, stderr.String())
+	}
+	want := "line 2: table article_size: more than 10000 rows (limits.max_rows_per_event = 10000)\n" +
+		"line 3: event of 9437211 bytes exceeds limits.max_event_bytes = 8388608: rejected unparsed\n" +
+		"materializer flatten: 2 events rejected\n"
+	if stdout.String() != "article_id,size,qty,version\n7,M,3,\n" || stderr.String() != want {
+		t.Fatalf("stdout %q\nstderr %q\nwant   %q", stdout.String(), stderr.String(), want)
+	}
+	limit := int64(256 << 20) // the race detector multiplies memory
+	if raceEnabled {
+		limit = 1 << 30
+	}
+	if rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10; rss > limit {
+		t.Errorf("peak RSS %d MiB, want at most %d", rss>>20, limit>>20)
 	}
 }

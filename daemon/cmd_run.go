@@ -32,7 +32,7 @@ func cmdRun(args []string, io stdio) int {
 		Getenv: os.Getenv, Signals: signals, Now: time.Now,
 	})
 	if err != nil {
-		fmt.Fprintf(io.err, "materializer: run: %v\n", err)
+		fmt.Fprintf(io.err, "materializer: run: %v\n", safeErr(err))
 		return exitFailure
 	}
 	return exitOK

@@ -83,6 +83,12 @@ func printStatus(w io.Writer, st *statusView, base string, now time.Time) error 
 	}
 	p.printf("materializer %s on %s: %s, up %s (since %s)\n", st.Version, strings.TrimPrefix(base, "http://"),
 		state, roundDuration(now.Sub(st.StartedAt)), st.StartedAt.UTC().Format(time.RFC3339))
+	switch {
+	case st.DiskFull:
+		p.printf("STAGING DISK FULL: consuming paused until space returns: %s\n", st.StepError)
+	case st.StepError != "":
+		p.printf("PROCESSING STEPS FAIL (retried, then the daemon exits): %s\n", st.StepError)
+	}
 	if st.WriterID != "" {
 		p.printf("writer %s\n", st.WriterID)
 	}

@@ -195,7 +195,7 @@ func (d *daemon) waitForStop(signals <-chan os.Signal, pipe, admin *task) error 
 			d.log.Info().Str("signal", sig.String()).Str("budget", d.cfg.Daemon.DrainTimeout.String()).Msg("stopping")
 			return nil
 		case <-pipe.done:
-			d.log.Error().Err(pipe.err).Msg("pipeline stopped on its own")
+			d.log.Error().Err(safeErr(pipe.err)).Msg("pipeline stopped on its own")
 			return stoppedError("pipeline", pipe.err)
 		case <-admin.done:
 			d.log.Error().Err(admin.err).Msg("admin server stopped on its own")

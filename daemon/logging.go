@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"os"
 	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"materializer/internal/redact"
 )
 
 // newLogger returns the daemon's root logger writing to w in format
@@ -40,4 +43,14 @@ func setLogLevel(level string) {
 		l = zerolog.InfoLevel
 	}
 	zerolog.SetGlobalLevel(l)
+}
+
+// safeErr is err with the userinfo of every URL in its message masked
+// (redact.Text), for log lines and the last line of a failed run: an error
+// that quotes a URL must not print its credentials.
+func safeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(redact.Text(err.Error()))
 }

@@ -48,7 +48,7 @@ func (d *daemon) reload() {
 			Msg("reload refused: these changes would change the meaning of the stored state; keeping the running configuration (restore a checkpoint taken with the new config, or use a new data dir and consumer group)")
 		return
 	case err != nil:
-		d.log.Error().Err(err).Msg("reload failed while applying: keeping the running configuration")
+		d.log.Error().Err(safeErr(err)).Msg("reload failed while applying: keeping the running configuration")
 		return
 	}
 	run := d.pipe.Config()

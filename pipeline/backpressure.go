@@ -11,8 +11,9 @@ import (
 
 // backpressure pauses every consumer while staged bytes (open staging files
 // plus sealed files waiting for delivery) exceed storage.max_staged_bytes,
-// and resumes them below 80 % of it. Durable cursors keep being committed
-// while paused; nothing is dropped.
+// or while the staging disk is full (the engine waits for space), and
+// resumes them below 80 % of it with space back. Durable cursors keep being
+// committed while paused; nothing is dropped.
 type backpressure struct {
 	p      *Pipeline
 	log    zerolog.Logger
@@ -59,7 +60,12 @@ func (b *backpressure) check(ctx context.Context) {
 	limit := b.limit.Load()
 	staged := b.p.eng.OpenFileBytes() + b.p.outbox.StagedBytes()
 	b.m.staged.Set(float64(staged))
+	f := b.p.eng.Failing()
+	full := f != nil && f.DiskFull
 	switch active := b.active.Load(); {
+	case !active && full:
+		b.set(true)
+		b.log.Warn().Str("error", f.Err).Msg("backpressure: the staging disk is full; consuming paused until space returns")
 	case !active && staged > limit:
 		b.set(true)
 		b.log.Warn().Int64("staged_bytes", staged).Int64("max_staged_bytes", limit).
@@ -71,7 +77,7 @@ func (b *backpressure) check(ctx context.Context) {
 				b.log.Error().Err(err).Msg("backpressure: sealing the open files failed")
 			}
 		}()
-	case active && staged < limit/10*8:
+	case active && !full && staged < limit/10*8:
 		b.set(false)
 		b.log.Info().Int64("staged_bytes", staged).Msg("backpressure released: consuming again")
 	}

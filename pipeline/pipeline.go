@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -212,8 +213,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if p.govern {
 		g.Go(func() error { p.governMemory(gctx); return nil })
 	}
-	for _, name := range p.names {
-		p.startConsumer(name, p.consumers[name])
+	p.mu.Lock() // a reload may add consumers as soon as the engine recovered
+	start := maps.Clone(p.consumers)
+	p.mu.Unlock()
+	for name, c := range start {
+		p.startConsumer(name, c)
 	}
 	if p.publisher != nil {
 		g.Go(func() error { p.ensureStream(gctx, p.publisher); return nil })
@@ -332,6 +336,7 @@ func (p *Pipeline) build(ctx context.Context) (err error) {
 		DB: p.db, StagingDir: staging, Compression: c.Storage.Compression, CompressionLevel: c.Storage.CompressionLevel,
 		RollMaxBytes: c.Storage.RollMaxBytes.Bytes(), RollMaxRows: int64(c.Storage.RollMaxRows),
 		RollMaxAge: c.Storage.RollMaxAge.Duration(), CSV: p.csv, MaxUncommitted: c.Nakadi.MaxUncommittedEvents,
+		Limits: c.Limits.Flatten(), MaxRejectedRaw: int(c.Limits.MaxRejectedRawBytes.Bytes()),
 		Tick: p.opts.Tick, Now: p.now, Logger: p.log, Metrics: engine.NewMetrics(p.reg), Sealed: p.outbox.Wake,
 		KeyCacheBytes: p.budget.KeyCache, MaxOpenFiles: stagingHandles,
 	}, types)
@@ -392,10 +397,11 @@ func (p *Pipeline) ensureStream(ctx context.Context, pub *notify.Publisher) {
 	}
 }
 
-// Ready: recovered, not drained, and every event type not paused by an
-// operator streams.
+// Ready: recovered, not drained, processing steps succeed (a step that
+// fails, or waits for disk space, is not ready), and every event type not
+// paused by an operator or by backpressure streams.
 func (p *Pipeline) Ready() bool {
-	if !p.recovered.Load() {
+	if !p.recovered.Load() || p.eng.Failing() != nil {
 		return false
 	}
 	p.mu.Lock()

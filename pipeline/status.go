@@ -17,7 +17,12 @@ type Status struct {
 	Drained bool `json:"drained"`
 	// WriterID is this data dir's writer id: the writer of its files and
 	// notices.
-	WriterID   string            `json:"writer_id,omitempty"`
+	WriterID string `json:"writer_id,omitempty"`
+	// StepError is the error of a processing step that fails and is
+	// retried (disk_full: it waits for space on the staging disk); empty
+	// while steps succeed.
+	StepError  string            `json:"step_error,omitempty"`
+	DiskFull   bool              `json:"disk_full,omitempty"`
 	Memory     MemoryStatus      `json:"memory"`
 	EventTypes []EventTypeStatus `json:"event_types"`
 }
@@ -25,7 +30,7 @@ type Status struct {
 // EventTypeStatus is one entry of Status.EventTypes.
 type EventTypeStatus struct {
 	Name            string            `json:"name"`
-	State           string            `json:"state"` // consuming | drained | paused | backpressure | not streaming
+	State           string            `json:"state"` // consuming | drained | paused | disk full | backpressure | not streaming
 	Counters        state.Counters    `json:"counters"`
 	Balanced        bool              `json:"counters_balanced"`
 	CompactionRatio float64           `json:"compaction_ratio"`
@@ -59,6 +64,9 @@ func (p *Pipeline) Status(context.Context) (Status, error) {
 		return s, nil
 	}
 	s.WriterID = p.db.WriterID()
+	if f := p.eng.Failing(); f != nil {
+		s.StepError, s.DiskFull = f.Err, f.DiskFull
+	}
 	es := p.eng.Status()
 	delivery := p.outbox.Status()
 	p.mu.Lock()
@@ -86,12 +94,19 @@ func (p *Pipeline) stateOf(name string, c *nakadi.Consumer) string {
 		return "drained"
 	case p.paused[name]:
 		return "paused"
+	case p.bp.engaged() && p.diskFull():
+		return "disk full"
 	case p.bp.engaged():
 		return "backpressure"
 	case c.Streaming():
 		return "consuming"
 	}
 	return "not streaming"
+}
+
+func (p *Pipeline) diskFull() bool {
+	f := p.eng.Failing()
+	return f != nil && f.DiskFull
 }
 
 // mergePartitions joins the engine's view (applied offsets, files) with the

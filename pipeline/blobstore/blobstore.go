@@ -2,12 +2,15 @@ package blobstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"path"
 	"strings"
 	"time"
+
+	"materializer/internal/redact"
 )
 
 // Store is where delivered files live. Keys are slash-separated paths
@@ -76,10 +79,14 @@ func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %w", ErrConfig, rawURL, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold credentials
+		}
+		return nil, fmt.Errorf("%w: %q: %w", ErrConfig, redact.URL(rawURL), err)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%w: %q: no user info, query or fragment allowed", ErrConfig, u.Redacted())
+		return nil, fmt.Errorf("%w: %q: no user info, query or fragment allowed", ErrConfig, redact.URL(rawURL))
 	}
 	switch u.Scheme {
 	case "s3":
@@ -87,7 +94,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 	case "file":
 		return openFile(u, opts)
 	}
-	return nil, fmt.Errorf("%w: %q: scheme must be s3 or file", ErrConfig, u.Redacted())
+	return nil, fmt.Errorf("%w: %q: scheme must be s3 or file", ErrConfig, redact.URL(rawURL))
 }
 
 // checkKey accepts clean relative slash paths: no leading or trailing

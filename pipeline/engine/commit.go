@@ -60,10 +60,11 @@ func (e *Engine) commit(st *step) error {
 	}
 	failpoint.Inject(failpoint.BeforeStateCommit)
 	if err := st.batch.Commit(true); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errStateCommit, err)
 	}
 	failpoint.Inject(failpoint.AfterStateCommit)
-	return e.afterCommit(st)
+	e.afterCommit(st)
+	return nil
 }
 
 // sortKeys sorts key entries by slot key. It compares the keys' first 16
@@ -232,19 +233,16 @@ func (e *Engine) seal(st *step, id state.FileID) error {
 }
 
 // afterCommit updates what depends on the committed state and tells the
-// consumers and the deliverer.
-func (e *Engine) afterCommit(st *step) error {
+// consumers and the deliverer. It cannot fail: the step is committed, and a
+// failure here would have it applied again (a timer that cannot be read is
+// due at once instead, see earliest).
+func (e *Engine) afterCommit(st *step) {
 	for sl, scan := range st.timers {
-		var err error
 		if scan&scannedSessions != 0 {
-			if sl.nextSession, err = e.nextTimer(state.SessionTimer, sl); err != nil {
-				return err
-			}
+			sl.nextSession = e.earliest(state.SessionTimer, sl)
 		}
 		if scan&scannedExpiries != 0 {
-			if sl.nextExpiry, err = e.nextTimer(state.ExpiryTimer, sl); err != nil {
-				return err
-			}
+			sl.nextExpiry = e.earliest(state.ExpiryTimer, sl)
 		}
 	}
 	for _, o := range st.sealed {
@@ -276,7 +274,10 @@ func (e *Engine) afterCommit(st *step) error {
 	// batch released with it, which the ring does not know (redelivery.go).
 	for i := len(st.durable) - 1; i >= 0; i-- {
 		b := st.durable[i]
-		if et := e.types[b.Cursor.EventType]; et != nil && et.Durable != nil {
+		switch et := e.types[b.Cursor.EventType]; {
+		case et == nil:
+			b.Durable() // not configured: committed without processing, by its own consumer
+		case et.Durable != nil:
 			et.Durable(b)
 		}
 	}
@@ -284,10 +285,14 @@ func (e *Engine) afterCommit(st *step) error {
 		e.opts.Sealed()
 	}
 	e.publishStatus(st)
-	return nil
 }
 
 func (e *Engine) nextTimer(kind state.TimerKind, sl *slot) (int64, error) {
+	if e.timerFault != nil {
+		if err := e.timerFault(); err != nil {
+			return 0, err
+		}
+	}
 	from := sl.sessionFloor
 	if kind == state.ExpiryTimer {
 		from = sl.expiryFloor

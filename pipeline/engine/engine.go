@@ -28,8 +28,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"materializer/internal/backoff"
-
 	"materializer/pipeline/compact"
 	"materializer/pipeline/files"
 	"materializer/pipeline/flatten"
@@ -65,6 +63,11 @@ type Options struct {
 	RollMaxRows      int64 // 0 = no limit
 	RollMaxAge       time.Duration
 	CSV              flatten.CSV
+	// Limits bound what one event may cost (limits.*): every event type's
+	// mapping enforces them, when an event arrives and when its rows are
+	// written; MaxRejectedRaw caps the raw event kept in a rejected file.
+	Limits         flatten.Limits
+	MaxRejectedRaw int
 	// MaxUncommitted is Nakadi's max_uncommitted_events; it bounds how far
 	// back a redelivery can start, hence how many recent batches to keep.
 	MaxUncommitted int
@@ -74,9 +77,13 @@ type Options struct {
 	MaxOpenFiles   int           // staging files holding an OS handle at most; default 256
 	LogSegmentSize int64         // when a session log segment is full; default 64 MiB (tests make it small)
 	Tick           time.Duration // how often due timers and file ages are checked; default 250 ms
-	Now            func() time.Time
-	Logger         zerolog.Logger
-	Metrics        *Metrics
+	// MaxStepFailures is how many times in a row a step may fail (other
+	// than for a full disk) before Run gives up with the error; default 10
+	// (about half a minute of retries). See faults.go.
+	MaxStepFailures int
+	Now             func() time.Time
+	Logger          zerolog.Logger
+	Metrics         *Metrics
 	// Sealed is called after a step that sealed files committed (wakes the
 	// deliverer). It must not block.
 	Sealed func()
@@ -87,11 +94,15 @@ var ErrStopped = errors.New("engine: stopped")
 
 // Engine is the state writer. Create it with New and run it with Run.
 type Engine struct {
-	opts  Options
-	log   zerolog.Logger
-	db    *state.DB
-	types map[string]*eventType
-	ctl   chan func()
+	opts Options
+	log  zerolog.Logger
+	db   *state.DB
+	ctl  chan func()
+	// types is written on the Run goroutine only (New, AddEventType), with
+	// typesMu held; other goroutines (the dispatcher, Flush) read it with
+	// typesMu held, the Run goroutine without.
+	typesMu sync.RWMutex
+	types   map[string]*eventType
 
 	// Barrier calls go to the dispatcher (barrierIn), which stamps them
 	// with queued and passes them to the state writer (barrierOut), which
@@ -119,12 +130,23 @@ type Engine struct {
 	forceSeal  map[state.FileID]bool   // open files to seal in the next step
 	rows       []rowBuf                // per-table row buffers of emit
 	rejBuf     []byte
+	// A failed step's retry (faults.go): recover before the next attempt;
+	// undo holds, per slot the failed step touched, its memory from before;
+	// kept, the memory to carry over a recovery that has to be retried.
+	stopped        error // a step gave up: Run returns it
+	mustRecover    bool
+	undo           map[state.Partition]slotMemory
+	kept           map[state.Partition]slotMemory
+	diskFullLogged time.Time
 
 	trace func(format string, args ...any) // tests: narrates decisions
+	// timerFault, set by tests, fails the reads of a slot's earliest timer.
+	timerFault func() error
 
 	recovered     atomic.Bool
-	heartbeat     atomic.Int64 // unix ns of the loop's last turn
-	keyCacheBytes atomic.Int64 // the key cache's memory in use, as of the last step
+	heartbeat     atomic.Int64                // unix ns of the loop's last turn
+	keyCacheBytes atomic.Int64                // the key cache's memory in use, as of the last step
+	failing       atomic.Pointer[FailingStep] // set while a step fails and is retried
 
 	rollChecked int64 // unix ns of the last look at every open file (roll)
 	// What publishStatus keeps between steps (nil after a recovery or a
@@ -179,6 +201,9 @@ func New(opts Options, types []EventType) (*Engine, error) {
 	if opts.MaxUncommitted <= 0 {
 		opts.MaxUncommitted = 50000
 	}
+	if opts.MaxStepFailures <= 0 {
+		opts.MaxStepFailures = 10
+	}
 	e := &Engine{
 		opts:       opts,
 		log:        opts.Logger.With().Str("component", "engine").Logger(),
@@ -201,14 +226,15 @@ func New(opts Options, types []EventType) (*Engine, error) {
 		if _, dup := e.types[t.Name]; dup {
 			return nil, fmt.Errorf("engine: event type %s configured twice", t.Name)
 		}
-		e.types[t.Name] = newEventType(t)
+		e.types[t.Name] = newEventType(t, opts.Limits)
 	}
 	status := e.Status
 	opts.Metrics.counters.status.Store(&status)
 	return e, nil
 }
 
-func newEventType(t EventType) *eventType {
+func newEventType(t EventType, limits flatten.Limits) *eventType {
+	t.Mapping = t.Mapping.WithLimits(limits)
 	et := &eventType{EventType: t}
 	for _, p := range t.PartitionKey {
 		et.keyNames = append(et.keyNames, p.String())
@@ -251,9 +277,18 @@ func (e *Engine) Run(ctx context.Context, in <-chan *nakadi.Batch) error {
 // startWorkers starts the dispatcher (in → order + jobs) and the workers.
 func (e *Engine) startWorkers(ctx context.Context, in <-chan *nakadi.Batch, order chan<- *job, wg *sync.WaitGroup) {
 	jobs := make(chan *job, 4*e.opts.Workers)
+	big := make(chan struct{}, 1) // one big event parsed at a time (prepare.go)
 	wg.Add(1 + e.opts.Workers)
 	queue := func(b *nakadi.Batch) bool {
-		j := &job{b: b, et: e.types[b.Cursor.EventType], done: make(chan struct{})}
+		if !nakadi.ValidPartition(b.Cursor.Partition) {
+			// The consumer refuses such names (ErrInvalidName); a batch
+			// from elsewhere never becomes a slot or a file name. Not
+			// applied and never durable: Nakadi sends it again.
+			e.log.Error().Bool("alert", true).Str("event_type", b.Cursor.EventType).Int("partition_bytes", len(b.Cursor.Partition)).
+				Msg("batch with an invalid partition id dropped: it is neither applied nor committed")
+			return true
+		}
+		j := &job{b: b, et: e.eventType(b.Cursor.EventType), done: make(chan struct{}), big: big}
 		select {
 		case order <- j:
 		case <-ctx.Done():
@@ -314,6 +349,9 @@ func (e *Engine) loop(ctx context.Context, order <-chan *job) error {
 			return nil
 		case fn := <-e.ctl:
 			fn()
+			if e.stopped != nil { // a step of fn (a flush) gave up
+				return e.stopped
+			}
 			continue
 		case b := <-e.barrierOut:
 			e.barriers = append(e.barriers, b)
@@ -359,46 +397,16 @@ func (e *Engine) gather(ctx context.Context, j *job, order <-chan *job) []*job {
 	return jobs
 }
 
-// runStep applies jobs (maybe none: a timer step) and commits. A step that
-// fails is retried from recovered state with backoff until it succeeds or ctx
-// ends: a full disk or a failing fsync must stall the pipeline, not lose or
-// duplicate anything.
-func (e *Engine) runStep(ctx context.Context, jobs []*job, extra func(*step) error) error {
-	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 30 * time.Second}
-	for {
-		e.heartbeat.Store(time.Now().UnixNano())
-		var err error
-		if e.stage == nil {
-			// The recovery after a failed step failed too: no step may run
-			// on a half-recovered engine; retry the recovery.
-			if err = e.recover(); err != nil {
-				err = fmt.Errorf("recovery after a failed step: %w", err)
-			}
-		}
-		if err == nil {
-			if err = e.applyStep(jobs, extra); err == nil {
-				return nil
-			}
-		}
-		if errors.Is(err, errBroken) {
-			return err
-		}
-		e.opts.Metrics.StepErrors.Inc()
-		delay := bo.Next(0)
-		e.log.Error().Err(err).Stringer("retry_in", delay).Msg("step failed; recovering staging files and state, then retrying")
-		if !backoff.Sleep(ctx, delay) {
-			return ctx.Err()
-		}
-		if e.stage != nil {
-			if err := e.recover(); err != nil {
-				e.log.Error().Err(err).Msg("recovery after a failed step failed; retrying it")
-			}
-		}
-	}
-}
-
 // errBroken marks failures that retrying cannot fix (a broken invariant).
 var errBroken = errors.New("engine: broken invariant")
+
+// eventType returns the configured event type called name, or nil; safe on
+// any goroutine.
+func (e *Engine) eventType(name string) *eventType {
+	e.typesMu.RLock()
+	defer e.typesMu.RUnlock()
+	return e.types[name]
+}
 
 // Do runs fn on the engine's goroutine between two steps, with everything up
 // to the last step durable (checkpoints, flushes and status use it).
@@ -426,9 +434,9 @@ func (e *Engine) Recovered() bool { return e.recovered.Load() }
 var ErrStalled = errors.New("engine: loop stalled")
 
 // Healthy returns an error when the engine's loop has not turned for a
-// minute (a step hung in I/O, a deadlock); the watchdog then stops feeding
-// systemd, which restarts the process. A step failing and being retried
-// still turns the loop.
+// minute (a step hung in I/O, a deadlock, a step that keeps failing); the
+// watchdog then stops feeding systemd, which restarts the process. A step
+// waiting for disk space counts as turning (faults.go).
 func (e *Engine) Healthy() error {
 	last := e.heartbeat.Load()
 	if last == 0 || !e.recovered.Load() {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 	"github.com/klauspost/compress/gzip"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
 	"materializer/pipeline/compact"
@@ -206,6 +208,10 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) string {
 		if v := args["roll_rows"]; v != "" {
 			fmt.Sscan(v, &h.opts.RollMaxRows)
 		}
+		for k, dst := range map[string]*int{"max_event": &h.opts.Limits.EventBytes, "max_rows": &h.opts.Limits.Rows,
+			"max_bytes": &h.opts.Limits.OutputBytes, "max_field": &h.opts.Limits.FieldBytes, "max_raw": &h.opts.MaxRejectedRaw} {
+			fmt.Sscan(args[k], dst)
+		}
 		name := orDefault(args["name"], "article")
 		h.types = []EventType{testEventType(t, name, args, strings.Split(strings.TrimSpace(d.Input), "\n"))}
 		h.open()
@@ -259,6 +265,8 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) string {
 		return h.files(t)
 	case "durable":
 		return strings.Join(h.durable, "\n")
+	case "rejections":
+		return rejections(h.e.opts.Metrics)
 	}
 	t.Fatalf("unknown command %s", d.Cmd)
 	return ""
@@ -358,7 +366,7 @@ func (h *harness) files(t *testing.T) string {
 	}
 	var names []string
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), logEventType+".") {
+		if !e.IsDir() && !strings.HasPrefix(e.Name(), logEventType+".") {
 			names = append(names, e.Name())
 		}
 	}
@@ -389,6 +397,26 @@ func (h *harness) files(t *testing.T) string {
 		return "no files"
 	}
 	return strings.Join(out, "\n")
+}
+
+// rejections lists materializer_events_rejected_total by event type and
+// reason.
+func rejections(m *Metrics) string {
+	ch := make(chan prometheus.Metric, 64)
+	m.Rejected.Collect(ch)
+	close(ch)
+	var out []string
+	for c := range ch {
+		var d dto.Metric
+		_ = c.Write(&d)
+		var labels []string
+		for _, l := range d.GetLabel() {
+			labels = append(labels, l.GetName()+"="+l.GetValue())
+		}
+		out = append(out, fmt.Sprintf("%s: %g", strings.Join(labels, " "), d.GetCounter().GetValue()))
+	}
+	sort.Strings(out)
+	return orDefault(strings.Join(out, "\n"), "none")
 }
 
 func TestGolden(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 // outbox entries of the files it sealed, once durable. Delivery is the
 // deliverer's: wait for these entries there.
 func (e *Engine) Flush(ctx context.Context, eventType string) ([]state.Outbox, error) {
-	if eventType != "" && e.types[eventType] == nil {
+	if eventType != "" && e.eventType(eventType) == nil {
 		return nil, fmt.Errorf("engine: event type %q is not configured", eventType)
 	}
 	var sealed []state.Outbox
@@ -22,7 +22,10 @@ func (e *Engine) Flush(ctx context.Context, eventType string) ([]state.Outbox, e
 		sealed, err = e.flush(ctx, eventType)
 		return err
 	})
-	return sealed, err
+	if err != nil {
+		return nil, err // maybe ctx's, with the flush still running: sealed is not ours to read
+	}
+	return sealed, nil
 }
 
 // flush runs, on the engine goroutine, the steps of a flush: sessions close
@@ -73,5 +76,8 @@ func (e *Engine) SealAll(ctx context.Context) ([]state.Outbox, error) {
 		}
 		return err
 	})
-	return sealed, err
+	if err != nil {
+		return nil, err // maybe ctx's, with the step still running: sealed is not ours to read
+	}
+	return sealed, nil
 }

@@ -13,6 +13,7 @@ type Metrics struct {
 	StepEvents         prometheus.Counter
 	SessionsClosed     prometheus.Counter
 	StepErrors         prometheus.Counter
+	DiskFull           prometheus.Gauge
 	RedeliveryMismatch prometheus.Counter
 	OpenFileBytes      prometheus.Gauge
 	FilesSealed        prometheus.Counter
@@ -21,6 +22,9 @@ type Metrics struct {
 	// found in the key cache, those the key filter knew to be new, and
 	// those it read from Pebble.
 	KeyCacheHits, NewKeys, KeyStateReads prometheus.Counter
+	// Rejected counts rejected events by event type and cause
+	// (docs/operations.md#metrics).
+	Rejected *prometheus.CounterVec
 
 	counters countersCollector
 }
@@ -36,6 +40,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StepEvents:     prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_engine_events_applied_total", Help: "Events applied by processing steps (redelivered ones excluded)."}),
 		SessionsClosed: prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_engine_sessions_closed_total", Help: "Sessions closed and emitted to main files."}),
 		StepErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "materializer_engine_step_errors_total", Help: "Processing steps that failed and were retried (disk full, fsync errors)."}),
+		DiskFull: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "materializer_engine_disk_full", Help: "1 while a step waits for space on the staging disk (consuming is paused meanwhile).",
+		}),
 		RedeliveryMismatch: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "materializer_engine_redelivery_mismatch_total", Help: "Redeliveries that could not be matched exactly against the recent batches (see logs).",
 		}),
@@ -52,9 +59,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Key states the engine needed, by where it found them: source=cache (the key cache), new (the key filter knew the key had none) or state (a Pebble read).",
 	}, []string{"source"})
 	m.KeyCacheHits, m.NewKeys, m.KeyStateReads = lookups.WithLabelValues("cache"), lookups.WithLabelValues("new"), lookups.WithLabelValues("state")
+	m.Rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "materializer_events_rejected_total",
+		Help: "Events written to rejected files, by cause: parse, utf8, missing_key, ordering, type, required, limit_rows, limit_bytes, limit_field, limit_event, other.",
+	}, []string{"event_type", "reason"})
 	if reg != nil {
-		reg.MustRegister(m.StepDuration, m.StepEvents, m.SessionsClosed, m.StepErrors, m.RedeliveryMismatch, m.OpenFileBytes,
-			m.FilesSealed, m.EventToFile, lookups, &m.counters)
+		reg.MustRegister(m.StepDuration, m.StepEvents, m.SessionsClosed, m.StepErrors, m.DiskFull, m.RedeliveryMismatch, m.OpenFileBytes,
+			m.FilesSealed, m.EventToFile, lookups, m.Rejected, &m.counters)
 	}
 	return m
 }
@@ -98,7 +109,25 @@ func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// rejectCount keys a step's rejected events.
+type rejectCount struct{ eventType, cause string }
+
+// countReject counts one rejected event of the step; the metric is added
+// once the step is durable (a failed step is retried and counts again).
+func (st *step) countReject(eventType, cause string) {
+	if st.rejects == nil {
+		st.rejects = map[rejectCount]int{}
+	}
+	if cause == "" {
+		cause = "other"
+	}
+	st.rejects[rejectCount{eventType, cause}]++
+}
+
 func (m *Metrics) observeStep(st *step, d time.Duration) {
+	for k, n := range st.rejects {
+		m.Rejected.WithLabelValues(k.eventType, k.cause).Add(float64(n))
+	}
 	if st.events == 0 && len(st.emitWaits) == 0 && len(st.sealed) == 0 && len(st.order) == 0 {
 		return
 	}

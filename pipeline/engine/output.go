@@ -24,6 +24,13 @@ func rejectedTable(csv flatten.CSV) tableInfo {
 // validated), it goes to the rejected file instead and counts as rejected.
 func (e *Engine) emit(st *step, sl *slot, kind string, raw []byte, offset string, occurred int64, bucket *uint64) error {
 	et := sl.et
+	defer e.shrinkRows()
+	if len(raw) > bigEvent {
+		defer e.parser.Shrink()
+	}
+	if err := flatten.CheckEventBytes(raw, et.Mapping.Limits()); err != nil {
+		return e.rejectAtEmit(st, sl, raw, offset, err)
+	}
 	doc, err := e.parser.Parse(raw)
 	if err != nil {
 		return e.rejectAtEmit(st, sl, raw, offset, err)
@@ -62,18 +69,41 @@ type rowBuf struct {
 	n int
 }
 
-func (e *Engine) rejectAtEmit(st *step, sl *slot, raw []byte, offset string, cause error) error {
-	e.log.Warn().Err(cause).Str("event_type", sl.et.Name).Str("partition", sl.part.Partition).Str("offset", offset).
-		Msg("event rejected when its rows were written (the mapping changed since it was accepted)")
-	sl.et.counters.Rejected++
-	return e.appendRejected(st, sl, offset, cause.Error(), raw)
+// keepRowBytes is the capacity the row buffers keep between events: one
+// event's rows may take up to limits.max_event_output_bytes, but that
+// memory is not held for the small events after it.
+const keepRowBytes = 1 << 20
+
+// shrinkRows drops the row buffers that a large event grew.
+func (e *Engine) shrinkRows() {
+	for i := range e.rows {
+		if cap(e.rows[i].b) > keepRowBytes {
+			e.rows[i] = rowBuf{}
+		}
+	}
 }
 
-// appendRejected writes one rejected event (docs/files-and-notices.md).
-func (e *Engine) appendRejected(st *step, sl *slot, offset, reason string, raw []byte) error {
+func (e *Engine) rejectAtEmit(st *step, sl *slot, raw []byte, offset string, cause error) error {
+	e.log.Warn().Err(cause).Str("event_type", sl.et.Name).Str("partition", sl.part.Partition).Str("offset", offset).
+		Msg("event rejected when its rows were written (the mapping or the limits changed since it was accepted)")
+	sl.et.counters.Rejected++
+	return e.appendRejected(st, sl, offset, cause.Error(), flatten.Cause(cause), raw)
+}
+
+// appendRejected writes one rejected event (docs/files-and-notices.md) and
+// counts it by cause (a metric label, added once the step is durable).
+func (e *Engine) appendRejected(st *step, sl *slot, offset, reason, cause string, raw []byte) error {
 	id := state.FileID{EventType: sl.et.Name, Table: files.RejectedTable, Kind: files.KindRejected, Partition: sl.part.Partition}
-	e.rejBuf = flatten.AppendRejectedRow(e.rejBuf[:0], e.opts.CSV, sl.part.Partition, offset, reason, raw)
-	return e.appendRows(st, id, &e.rejected, e.rejBuf, 1, 0)
+	e.rejBuf = flatten.AppendRejectedRow(e.rejBuf[:0], e.opts.CSV, sl.part.Partition, offset, reason, raw, e.opts.MaxRejectedRaw)
+	err := e.appendRows(st, id, &e.rejected, e.rejBuf, 1, 0)
+	if cap(e.rejBuf) > keepRowBytes {
+		e.rejBuf = nil // grown for a large event
+	}
+	if err != nil {
+		return err
+	}
+	st.countReject(sl.et.Name, cause)
+	return nil
 }
 
 // appendRows appends rows to the open file of id, opening one first if

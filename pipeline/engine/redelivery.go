@@ -26,15 +26,7 @@ type slot struct {
 	cur  state.Cursor
 	ring []state.RingEntry
 
-	// Per stream, in memory only.
-	stream      string
-	skip        int    // events still to skip
-	expectEID   string // eid of the first event to skip, checked when known
-	skipThrough string // fallback: skip whole batches up to this offset
-	held        []*nakadi.Batch
-
-	closing        bool // close every open session, over as many steps as it takes
-	sealWhenClosed bool // then seal the partition's files (lost partition)
+	slotMemory // per stream and while closing, in memory only (faults.go)
 
 	nextSession int64 // earliest session timer (MaxInt64: none)
 	nextExpiry  int64 // earliest retention timer

@@ -22,6 +22,17 @@ func (e *Engine) SetRoll(ctx context.Context, r Roll) error {
 	})
 }
 
+// setType adds (et nil: removes) an event type; on the Run goroutine.
+func (e *Engine) setType(name string, et *eventType) {
+	e.typesMu.Lock()
+	defer e.typesMu.Unlock()
+	if et == nil {
+		delete(e.types, name)
+		return
+	}
+	e.types[name] = et
+}
+
 // AddEventType starts applying batches of a new event type (a config
 // reload). State the event type left behind earlier must have been shaped
 // the same way (its fingerprint is checked, as at start-up).
@@ -30,10 +41,10 @@ func (e *Engine) AddEventType(ctx context.Context, t EventType) error {
 		if _, ok := e.types[t.Name]; ok {
 			return fmt.Errorf("engine: event type %s is already configured", t.Name)
 		}
-		et := newEventType(t)
-		e.types[t.Name] = et
+		et := newEventType(t, e.opts.Limits)
+		e.setType(t.Name, et)
 		if err := e.checkFingerprints(); err != nil {
-			delete(e.types, t.Name)
+			e.setType(t.Name, nil)
 			return err
 		}
 		all, next, err := e.db.Slots()

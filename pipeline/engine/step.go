@@ -47,6 +47,7 @@ type step struct {
 	// the key filter knew to be new; the rest of the step's keys (order)
 	// were read from Pebble.
 	cacheHits, newKeys int
+	rejects            map[rejectCount]int // rejected events by event type and cause (metrics.go)
 }
 
 // timerScan says which timer kinds of a slot a step scanned. Only a scan
@@ -246,6 +247,7 @@ func (e *Engine) applyJob(st *step, j *job) error {
 		return nil
 	}
 	sl := e.slotFor(st, j.et, b.Cursor.Partition)
+	e.remember(sl) // admit, holdOrRelease, advance and partitionLost change its memory
 	if b.Lost {
 		return e.partitionLost(st, sl, b)
 	}
@@ -282,7 +284,7 @@ func (e *Engine) applyEvent(st *step, sl *slot, j *job, i int) error {
 			e.trace("%s/%s event %d: rejected: %s", et.Name, sl.part.Partition, i, ev.reject)
 		}
 		et.counters.Rejected++
-		return e.appendRejected(st, sl, j.b.Cursor.Offset, ev.reject, raw)
+		return e.appendRejected(st, sl, j.b.Cursor.Offset, ev.reject, ev.cause, raw)
 	}
 	ke, err := e.keyEntry(st, sl, j.bytes(ev.key))
 	if err != nil {
@@ -374,6 +376,7 @@ func (e *Engine) runTimers(st *step) error {
 
 // closed ends a slot's closing: a lost partition's files are sealed now.
 func (e *Engine) closed(st *step, sl *slot) {
+	e.remember(sl)
 	sl.closing = false
 	if !sl.sealWhenClosed {
 		return

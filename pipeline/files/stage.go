@@ -297,6 +297,7 @@ func (s *Stage) Flush() ([]state.File, error) {
 			return nil, err
 		}
 	}
+	s.shrink()
 	s.dirty = s.dirty[:0]
 	if created {
 		if err := fsync.Dir(s.opts.Dir); err != nil {
@@ -304,6 +305,25 @@ func (s *Stage) Flush() ([]state.File, error) {
 		}
 	}
 	return out, nil
+}
+
+// Buffers kept from one step to the next up to these sizes; larger ones,
+// grown for a large event or step, are dropped once written, so that the
+// memory budget holds over time: each open file's pending rows, and the
+// stage's one header scratch and gzip buffer.
+const (
+	keepPending = 64 << 10
+	keepBuffer  = 1 << 20
+)
+
+// shrink drops the stage's buffers that grew beyond keepBuffer.
+func (s *Stage) shrink() {
+	if cap(s.scratch) > keepBuffer {
+		s.scratch = nil
+	}
+	if s.zbuf.Cap() > keepBuffer {
+		s.zbuf = bytes.Buffer{} // the gzip writer is reset onto it before each use
+	}
 }
 
 // write appends a dirty file's pending rows (the header first in a new file).
@@ -339,6 +359,9 @@ func (s *Stage) write(f *file) error {
 	f.rec.Length += int64(len(data))
 	f.isNew = false
 	f.dirty = false
+	if cap(f.pending) > keepPending {
+		f.pending = nil // grown for a large step
+	}
 	return nil
 }
 

@@ -140,6 +140,38 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// Buffers grown for one large step (a file's pending rows, the header
+// scratch, the gzip buffer) are not kept for the small steps after it.
+func TestBuffersShrinkAfterALargeStep(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), Compression: "gzip", Level: 1}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Create(newRec(1, "gzip"), []byte("h\n")); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef\n"), 4<<20/17) // 4 MiB, compresses badly enough
+	for i := range big {
+		big[i] ^= byte(i * 7919 >> 3)
+	}
+	step := func(rows []byte) {
+		t.Helper()
+		if err := s.Append(id, rows, 1, 1, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step(big)
+	step([]byte("small\n"))
+	f := s.open[id]
+	if cap(f.pending) > keepPending || cap(s.scratch) > keepBuffer || s.zbuf.Cap() > keepBuffer {
+		t.Fatalf("after a small step: pending %d, scratch %d, gzip %d bytes of capacity", cap(f.pending), cap(s.scratch), s.zbuf.Cap())
+	}
+}
+
 // Many open staging files hold at most MaxOpenFiles OS handles: each step
 // writes to more files than that, yet every file holds exactly its rows,
 // also after a recovery.

@@ -38,7 +38,8 @@ func benchSetup(b *testing.B) (*Mapping, []byte) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return m, event
+	// The daemon's default limits (conf: [limits]).
+	return m.WithLimits(Limits{EventBytes: 8 << 20, Rows: 10000, OutputBytes: 16 << 20, FieldBytes: 1 << 20}), event
 }
 
 // reportEvents reports events per wall-clock second and per CPU-second of

@@ -13,8 +13,10 @@ const (
 	maxFracDigits = 16383
 )
 
-// appendDecimalNumber appends the plain notation of the JSON number raw.
-func appendDecimalNumber(dst []byte, raw []byte) ([]byte, string) {
+// appendDecimalNumber appends the plain notation of the JSON number raw;
+// when it is longer than room bytes it appends nothing and returns
+// overRoom, having measured it first.
+func appendDecimalNumber(dst []byte, raw []byte, room int) ([]byte, string) {
 	neg := raw[0] == '-'
 	i := 0
 	if neg {
@@ -32,10 +34,13 @@ func appendDecimalNumber(dst []byte, raw []byte) ([]byte, string) {
 		if len(frac) > maxFracDigits || significantIntDigits(intPart) > maxIntDigits {
 			return dst, outOfRange
 		}
+		if len(raw) > room {
+			return dst, overRoom
+		}
 		return append(dst, raw...), ""
 	}
 	exp := parseExponent(raw[i+1:])
-	return appendShifted(dst, neg, intPart, frac, exp)
+	return appendShifted(dst, neg, intPart, frac, exp, room)
 }
 
 const outOfRange = "out of the decimal range (131072 digits before the point, 16383 after)"
@@ -59,8 +64,9 @@ func parseExponent(b []byte) int64 {
 }
 
 // appendShifted writes the digits intPart‖frac with the point moved exp
-// places right of its place after intPart.
-func appendShifted(dst []byte, neg bool, intPart, frac []byte, exp int64) ([]byte, string) {
+// places right of its place after intPart, unless that is longer than
+// room.
+func appendShifted(dst []byte, neg bool, intPart, frac []byte, exp int64, room int) ([]byte, string) {
 	n := int64(len(intPart) + len(frac))
 	point := int64(len(intPart)) + exp // digits before the point
 	zeros := int64(0)                  // leading zeros of the digits
@@ -73,6 +79,9 @@ func appendShifted(dst []byte, neg bool, intPart, frac []byte, exp int64) ([]byt
 	}
 	if intDigits > maxIntDigits || n-point > maxFracDigits {
 		return dst, outOfRange
+	}
+	if shiftedLen(neg, n, point, zeros) > int64(room) {
+		return dst, overRoom
 	}
 	if neg {
 		dst = append(dst, '-')
@@ -100,6 +109,28 @@ func appendShifted(dst []byte, neg bool, intPart, frac []byte, exp int64) ([]byt
 		}
 	}
 	return dst, ""
+}
+
+// shiftedLen is the length of what appendShifted writes for n digits with
+// the point after digit point and zeros leading zeros.
+func shiftedLen(neg bool, n, point, zeros int64) int64 {
+	var l int64
+	if neg {
+		l++
+	}
+	if point <= 0 {
+		return l + 2 - point + n // "0." zeros digits
+	}
+	intEnd := min(point, n)
+	if zeros >= intEnd {
+		l++ // "0"
+	} else {
+		l += intEnd - zeros + point - intEnd
+	}
+	if point < n {
+		l += 1 + n - point
+	}
+	return l
 }
 
 func digitAt(intPart, frac []byte, k int) byte {

@@ -10,6 +10,7 @@ type Doc struct {
 	cols    []colState // per column, while rows are written
 	cache   []byte     // fields rendered once per element (colState)
 	scratch []byte     // typed values while validating
+	used    cost       // rows and bytes appended by AppendRows since Parse (the event's limits)
 }
 
 // Raw returns the event's bytes as given to Parse.

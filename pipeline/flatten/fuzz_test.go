@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"reflect"
@@ -327,4 +328,77 @@ func hasNUL(x any) bool {
 		}
 	}
 	return false
+}
+
+// FuzzLimits: the limits are exact. For any event, a mapping with small
+// limits accepts it exactly when the rows the unlimited mapping writes fit
+// them (rows, bytes, every field's CSV text), rejects it with a
+// *LimitError otherwise (unless a column rejects it first), and AppendRows
+// over the tables in order agrees with Validate.
+func FuzzLimits(f *testing.F) {
+	for _, s := range []string{
+		`{"s":"a,b","items":[{"v":"x"},{"v":"y"}]}`, `{"s":"` + strings.Repeat(`"`, 30) + `"}`,
+		`{"d":1e39}`, `{"d":1e40}`, `{"items":[1,2,3,4]}`, `{"j":{"k":[1,2,3,4,5,6,7,8,9,10]}}`, `{}`,
+	} {
+		f.Add([]byte(s))
+	}
+	unlimited, err := Compile(fuzzTables, CSV{Delimiter: ';', Null: `\N`})
+	if err != nil {
+		f.Fatal(err)
+	}
+	// Tight limits (most events are decided by measuring) and loose ones
+	// (most are decided by the bound alone).
+	tight := unlimited.WithLimits(Limits{Rows: 4, OutputBytes: 160, FieldBytes: 40})
+	loose := unlimited.WithLimits(Limits{Rows: 8, OutputBytes: 4096, FieldBytes: 1024})
+	f.Fuzz(func(t *testing.T, event []byte) {
+		checkLimits(t, unlimited, tight, event)
+		checkLimits(t, unlimited, loose, event)
+	})
+}
+
+func checkLimits(t *testing.T, unlimited, m *Mapping, event []byte) {
+	lim := m.Limits()
+	var p Parser
+	d, err := p.Parse(event)
+	if err != nil || unlimited.Validate(d) != nil {
+		return
+	}
+	rows, bytes, field := 0, 0, 0
+	for ti := range fuzzTables {
+		out, n, _ := unlimited.AppendRows(nil, ti, d, Lineage{Partition: "7"})
+		rows, bytes, field = rows+n, bytes+len(out), max(field, widestField(out, ';'))
+	}
+	fits := rows <= lim.Rows && bytes <= lim.OutputBytes && field <= lim.FieldBytes
+	verr := m.Validate(d)
+	var le *LimitError
+	if fits != (verr == nil) || (verr != nil && !errors.As(verr, &le)) {
+		t.Fatalf("event %q, %+v: %d rows, %d bytes, widest field %d; Validate: %v", event, lim, rows, bytes, field, verr)
+	}
+	d, _ = p.Parse(event) // AppendRows counts what was appended since Parse
+	var aerr error
+	for ti := range fuzzTables {
+		if _, _, err := m.AppendRows(nil, ti, d, Lineage{Partition: "7"}); err != nil {
+			aerr = err
+			break
+		}
+	}
+	if fmt.Sprint(aerr) != fmt.Sprint(verr) {
+		t.Fatalf("event %q, %+v: AppendRows %v, Validate %v", event, lim, aerr, verr)
+	}
+}
+
+// widestField is the longest field of CSV text, quotes included.
+func widestField(out []byte, delim byte) int {
+	widest, n, quoted := 0, 0, false
+	for _, c := range out {
+		switch {
+		case c == '"':
+			quoted = !quoted
+		case !quoted && (c == delim || c == '\n'):
+			widest, n = max(widest, n), 0
+			continue
+		}
+		n++
+	}
+	return max(widest, n)
 }

@@ -28,10 +28,11 @@ var update = flag.Bool("update", false, "rewrite the expected outputs of testdat
 //
 // (an output holding blank lines sits between "----\n----" pairs). Commands:
 //
-//	mapping [delimiter=X] [null=X] [header=false]   TOML [[tables]] → "ok" or the Problems
+//	mapping [delimiter=X] [null=X] [header=false] [max_rows=N] [max_bytes=N] [max_field=N] [max_event=N]
+//	                                TOML [[tables]] → "ok" or the Problems; max_* set the Limits
 //	flatten [table=NAME] [long=N]   NDJSON → per table "== name", the CSV, then "== rejected" lines
 //	files [table=NAME] [long=N]     like flatten; the input lines name JSON files under testdata/
-//	rejected [delimiter=X] [null=X] Go-quoted partition, offset, reason, raw per line → CSV
+//	rejected [delimiter=X] [null=X] [max_raw=N] Go-quoted partition, offset, reason, raw per line → CSV
 //	ddl dialect=D event_type=E      the DDL of the current mapping
 //
 // An event line "q:<Go-quoted string>" is unquoted (for invalid UTF-8).
@@ -246,6 +247,8 @@ func (g *goldenRun) mapping(c *goldenCase) string {
 	if err != nil {
 		return strings.Join(strings.Split(err.Error(), "; "), "\n")
 	}
+	num := func(k string) int { n, _ := strconv.Atoi(c.args[k]); return n }
+	g.m = g.m.WithLimits(Limits{Rows: num("max_rows"), OutputBytes: num("max_bytes"), FieldBytes: num("max_field"), EventBytes: num("max_event")})
 	return "ok"
 }
 
@@ -410,7 +413,8 @@ func (g *goldenRun) rejected(c *goldenCase) string {
 			f[i], _ = strconv.Unquote(q)
 			rest = strings.TrimLeft(rest, " ")[len(q):]
 		}
-		out = AppendRejectedRow(out, o, f[0], f[1], f[2], []byte(f[3]))
+		maxRaw, _ := strconv.Atoi(c.args["max_raw"])
+		out = AppendRejectedRow(out, o, f[0], f[1], f[2], []byte(f[3]), maxRaw)
 	}
 	return strings.TrimSuffix(string(out), "\n")
 }

@@ -13,7 +13,7 @@ import (
 // import: no os, net, syscall, time, Pebble, AWS, NATS or logging. io is
 // allowed in ndjson.go only, for io.Reader and io.Writer.
 var pureImports = map[string]bool{
-	"bytes": true, "encoding/binary": true, "errors": true, "fmt": true, "math": true, "math/bits": true, "slices": true, "strconv": true,
+	"bytes": true, "crypto/sha256": true, "encoding/binary": true, "encoding/hex": true, "errors": true, "fmt": true, "math": true, "math/bits": true, "slices": true, "strconv": true,
 	"strings": true, "unicode/utf8": true, "unicode/utf16": true,
 }
 

@@ -56,12 +56,15 @@ func scanString(b []byte, start int) (end int, esc bool, reason string) {
 		default:
 			r, size := decodeRune(b, i)
 			if r == utf8.RuneError && size <= 1 {
-				return i, esc, "invalid UTF-8"
+				return i, esc, reasonUTF8
 			}
 			i += size
 		}
 	}
 }
+
+// reasonUTF8 is the ParseError reason of a string holding invalid UTF-8.
+const reasonUTF8 = "invalid UTF-8"
 
 // skipPlain returns the index of the first byte at or after b[i] that is
 // not plain (see strPlain), looking at eight bytes at a time.

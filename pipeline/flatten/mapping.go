@@ -8,6 +8,7 @@ type Mapping struct {
 	csv    csvOut
 	header bool
 	tables []table
+	limits Limits
 }
 
 // table is one compiled table.

@@ -15,8 +15,10 @@ import (
 //
 // Lines are numbered from 1. A blank line (empty or JSON whitespace only) is
 // skipped. An event that does not parse, or that any column of any table
-// rejects (events are atomic, so every table is checked, not only ti), is
-// reported on stderr as one line `line N: <reason>` and counted in rejected.
+// rejects (events are atomic, so every table is checked, not only ti), or
+// that exceeds the mapping's Limits, is reported on stderr as one line
+// `line N: <reason>` and counted in rejected. A line longer than
+// Limits.EventBytes is skipped without being held in memory.
 // lin gives the lineage of the event on line N; nil means none. err is
 // only a read or write error (after a read error, the rows of the complete
 // lines before it are still written); the caller exits 1 when rejected > 0.
@@ -25,14 +27,20 @@ func WriteNDJSON(r io.Reader, stdout, stderr io.Writer, m *Mapping, ti int, lin 
 	if m.header {
 		out = append(out, m.tables[ti].header...)
 	}
-	lr := lineReader{r: r}
+	lr := lineReader{r: r, max: m.limits.EventBytes}
 	var p Parser
 	for n := 1; ; n++ {
-		line, ok := lr.next()
+		line, skipped, ok := lr.next()
 		if !ok {
 			break
 		}
-		if reason := flattenLine(&p, m, ti, line, n, lin, &out); reason != "" {
+		reason := ""
+		if skipped > 0 {
+			reason = (&LimitError{Limit: LimitEventBytes, Max: m.limits.EventBytes, Size: skipped}).Error()
+		} else {
+			reason = flattenLine(&p, m, ti, line, n, lin, &out)
+		}
+		if reason != "" {
 			rejected++
 			msg = append(append(append(msg[:0], "line "...), strconv.Itoa(n)...), ": "...)
 			msg = append(append(msg, reason...), '\n')
@@ -77,32 +85,56 @@ func flattenLine(p *Parser, m *Mapping, ti int, line []byte, n int, lin func(int
 	return ""
 }
 
-// lineReader splits a reader into lines without a length limit.
+// lineReader splits a reader into lines; a line longer than max bytes (when
+// max > 0) is skipped without being held in memory.
 type lineReader struct {
 	r          io.Reader
+	max        int
 	buf        []byte
 	start, end int // the unread bytes are buf[start:end]
 	eof        bool
 	err        error
 }
 
-// next returns the next line without its "\n"; ok is false at the end of
-// the input or on a read error (then err is set).
-func (l *lineReader) next() (line []byte, ok bool) {
+// next returns the next line without its "\n", or for a line longer than
+// max, nil and its length (skipped > 0); ok is false at the end of the
+// input or on a read error (then err is set).
+func (l *lineReader) next() (line []byte, skipped int, ok bool) {
 	for scanned := 0; ; {
 		if i := bytes.IndexByte(l.buf[l.start+scanned:l.end], '\n'); i >= 0 {
 			line = l.buf[l.start : l.start+scanned+i]
 			l.start += scanned + i + 1
-			return line, true
+			return line, 0, true
 		}
 		scanned = l.end - l.start
+		if l.max > 0 && scanned > l.max {
+			return nil, l.skip(), true
+		}
 		if l.eof {
 			if scanned == 0 || l.err != nil {
-				return nil, false
+				return nil, 0, false
 			}
 			line = l.buf[l.start:l.end]
 			l.start = l.end
-			return line, true
+			return line, 0, true
+		}
+		l.fill()
+	}
+}
+
+// skip drops the rest of a line whose start is buffered and returns the
+// line's length.
+func (l *lineReader) skip() int {
+	n := 0
+	for {
+		if i := bytes.IndexByte(l.buf[l.start:l.end], '\n'); i >= 0 {
+			l.start += i + 1
+			return n + i
+		}
+		n += l.end - l.start
+		l.start, l.end = 0, 0
+		if l.eof {
+			return n
 		}
 		l.fill()
 	}

@@ -72,7 +72,13 @@ type Parser struct {
 // must not modify event meanwhile.
 func (p *Parser) Parse(event []byte) (*Doc, error) {
 	d := &p.doc
-	d.src, d.tape = event, d.tape[:0]
+	d.shrink(len(event))
+	if len(event) > presize {
+		if n := countNodes(event); cap(d.tape) < n {
+			d.tape = make([]node, 0, n) // once, at its size: growing it would hold about twice as much
+		}
+	}
+	d.src, d.tape, d.used = event, d.tape[:0], cost{}
 	if len(event) > math.MaxUint32-1 {
 		return nil, &ParseError{Offset: -1, Reason: "event larger than 4 GiB"}
 	}
@@ -85,6 +91,62 @@ func (p *Parser) Parse(event []byte) (*Doc, error) {
 		return nil, &ParseError{Offset: -1, Reason: "not a JSON object: the event is " + article(k)}
 	}
 	return d, nil
+}
+
+// Buffers a Doc keeps from one event to the next up to these sizes; larger
+// ones, grown for a large event, are dropped when a smaller event comes, so
+// that one huge event does not hold memory for the parser's lifetime.
+const (
+	keepNodes = 4096     // tape nodes (20 bytes each)
+	keepBytes = 64 << 10 // rendered fields, scratch
+)
+
+// Shrink drops the buffers a large event made the parser grow, for a
+// caller that keeps the parser idle after one (Parse does it by itself
+// when a smaller event comes). The last Doc is invalid afterwards.
+func (p *Parser) Shrink() {
+	p.doc.shrink(0)
+	if cap(p.stack) > keepNodes {
+		p.stack = nil
+	}
+}
+
+// presize is the event size above which Parse counts the values first and
+// makes the tape exactly that large.
+const presize = 1 << 20
+
+// countNodes is an upper bound of the tape nodes of event: the root, plus
+// one per '{', '[', ',' and ':' outside strings (each value and key but the
+// root follows exactly one of them).
+func countNodes(event []byte) int {
+	n := 1
+	for i := 0; i < len(event); i++ {
+		switch event[i] {
+		case '{', '[', ',', ':':
+			n++
+		case '"':
+			for i++; i < len(event) && event[i] != '"'; i++ {
+				if event[i] == '\\' {
+					i++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// shrink drops the buffers that are far larger than an event of n bytes
+// needs: its tape has at most n nodes, its fields about 2n bytes.
+func (d *Doc) shrink(n int) {
+	if cap(d.tape) > max(keepNodes, n) {
+		d.tape = nil
+	}
+	if cap(d.cache) > max(keepBytes, 2*n) {
+		d.cache = nil
+	}
+	if cap(d.scratch) > max(keepBytes, 2*n) {
+		d.scratch = nil
+	}
 }
 
 func article(k Kind) string {

@@ -165,6 +165,9 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if n := countNodes(b); n < len(d.tape) {
+			t.Fatalf("countNodes(%q) = %d, the tape has %d nodes", b, n, len(d.tape))
+		}
 		var ref any
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.UseNumber()
@@ -217,4 +220,50 @@ func toAny(v Value) any {
 		return out
 	}
 	panic("missing")
+}
+
+// The buffers a huge event made the parser grow are dropped at the next
+// small event, so one huge event does not hold its memory for the parser's
+// lifetime (the memory budget holds over time).
+func TestParserShrinksAfterAHugeEvent(t *testing.T) {
+	m, err := Compile([]TableSpec{{Name: "t", Columns: []ColumnSpec{{Name: "s", Path: "s"}, {Name: "v", Path: "a[*]", Type: TypeInt}}}}, CSV{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Parser
+	huge := []byte(`{"s":"` + strings.Repeat("x", 1<<20) + `","a":[1,2],"b":[` + strings.Repeat("1,", 1<<18) + `1]}`)
+	d, err := p.Parse(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.AppendRows(nil, 0, d, Lineage{}); err != nil {
+		t.Fatal(err)
+	}
+	if cap(p.doc.tape) < 1<<18 || cap(p.doc.cache) < 1<<20 {
+		t.Fatalf("the huge event did not grow the buffers: tape %d, cache %d", cap(p.doc.tape), cap(p.doc.cache))
+	}
+	for range 3 {
+		d, err := p.Parse([]byte(`{"s":"small","a":[1,2]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := m.AppendRows(nil, 0, d, Lineage{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tape, cache := cap(p.doc.tape), cap(p.doc.cache); tape > keepNodes || cache > keepBytes {
+		t.Fatalf("after small events: tape %d nodes, cache %d bytes", tape, cache)
+	}
+	// Above 1 MiB the tape is made at its size once, not grown (growing
+	// holds the old and the new array at once); Shrink drops it.
+	if _, err := p.Parse(huge); err != nil {
+		t.Fatal(err)
+	}
+	if n, want := cap(p.doc.tape), countNodes(huge); n != want || len(p.doc.tape) > want {
+		t.Fatalf("tape of %d nodes made with capacity %d, want %d", len(p.doc.tape), n, want)
+	}
+	p.Shrink()
+	if cap(p.doc.tape) != 0 || cap(p.doc.cache) > keepBytes {
+		t.Fatalf("Shrink kept tape %d, cache %d", cap(p.doc.tape), cap(p.doc.cache))
+	}
 }

@@ -235,7 +235,7 @@ func TestPostgresRealistic(t *testing.T) {
 	// U+FFFD), NULL partition when unknown.
 	raw := []byte("{\"a\":\"x,\\\"y\"\r\n  \xff}\x00")
 	rej := RejectedHeader(CSV{})
-	rej = AppendRejectedRow(rej, CSV{}, "", "001-0001-000000000000000042", "invalid JSON: test", raw)
+	rej = AppendRejectedRow(rej, CSV{}, "", "001-0001-000000000000000042", "invalid JSON: test", raw, 0)
 	file := filepath.Join(t.TempDir(), "rejected.csv")
 	if err := os.WriteFile(file, rej, 0o644); err != nil {
 		t.Fatal(err)

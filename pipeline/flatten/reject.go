@@ -1,6 +1,11 @@
 package flatten
 
-import "unicode/utf8"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"unicode/utf8"
+)
 
 // rejectedColumns are the columns of a rejected file (docs/files-and-notices.md).
 var rejectedColumns = [...]string{"partition", "offset", "error", "raw_event"}
@@ -33,18 +38,60 @@ const maxReason = 1000
 // part of valid UTF-8, and each NUL byte, is written as U+FFFD; every other
 // byte is kept (newlines included, the field is then quoted). An empty
 // partition or offset is written as the null marker.
-func AppendRejectedRow(dst []byte, csv CSV, partition, offset, reason string, raw []byte) []byte {
+//
+// When the raw_event field would be longer than maxRaw bytes (0: no limit;
+// limits.max_rejected_raw_bytes), it holds the longest prefix of the event
+// that fits (whole characters), and the error says so: how many of how many
+// bytes it holds and the sha256 of the whole event, so the event can still
+// be identified in Nakadi.
+func AppendRejectedRow(dst []byte, csv CSV, partition, offset, reason string, raw []byte, maxRaw int) []byte {
 	c := csvOf(csv)
 	dst = c.appendNullable(dst, partition)
 	dst = append(dst, c.delim)
 	dst = c.appendNullable(dst, offset)
 	dst = append(dst, c.delim)
-	dst = c.appendStringField(dst, cutReason(sanitize(reason)))
+	kept := sanitizedPrefix(raw, maxRaw)
+	reason = cutReason(sanitize(reason))
+	if kept < len(raw) {
+		sum := sha256.Sum256(raw)
+		reason += " (raw_event holds the first " + strconv.Itoa(kept) + " of " + strconv.Itoa(len(raw)) +
+			" bytes; sha256 of the whole event " + hex.EncodeToString(sum[:]) + ")"
+	}
+	dst = c.appendStringField(dst, reason)
 	dst = append(dst, c.delim)
 	start := len(dst)
-	dst = appendSanitized(dst, raw)
+	dst = appendSanitized(dst, raw[:kept])
 	dst = c.finishField(dst, start)
 	return append(dst, '\n')
+}
+
+// sanitizedPrefix returns how many bytes of b appendSanitized writes in at
+// most limit bytes (0: all), cutting between characters.
+func sanitizedPrefix(b []byte, limit int) int {
+	if limit <= 0 || len(b) <= limit/3 {
+		return len(b) // U+FFFD, 3 bytes, is the most one byte becomes
+	}
+	out := 0
+	for i := 0; i < len(b); {
+		in, n := 1, 1 // bytes read, bytes written
+		switch c := b[i]; {
+		case c == 0:
+			n = 3
+		case c >= utf8.RuneSelf:
+			r, size := decodeRune(b, i)
+			if r == utf8.RuneError && size == 1 {
+				n = 3
+			} else {
+				in, n = size, size
+			}
+		}
+		if out+n > limit {
+			return i
+		}
+		out += n
+		i += in
+	}
+	return len(b)
 }
 
 func csvOf(o CSV) csvOut {

@@ -5,8 +5,11 @@ import "unicode/utf8"
 // appendTyped appends the field text of the present (not missing, not null)
 // value node i for typ. On rejection it returns dst unchanged and a reason.
 // When dry is set, string and json values (which only reject for U+0000)
-// are checked without being written.
-func (d *Doc) appendTyped(dst []byte, i int32, typ Type, dry bool) ([]byte, string) {
+// are checked without being written. A value that would expand beyond
+// the event's own size (a decimal's exponent) is measured first: longer
+// than room bytes, it is not written and the reason is
+// overRoom.
+func (d *Doc) appendTyped(dst []byte, i int32, typ Type, dry bool, room int) ([]byte, string) {
 	n := &d.tape[i]
 	switch typ {
 	case TypeString:
@@ -30,7 +33,7 @@ func (d *Doc) appendTyped(dst []byte, i int32, typ Type, dry bool) ([]byte, stri
 		}
 		return dst, d.describe(i) + " is not a bool"
 	case TypeDecimal:
-		return d.appendDecimal(dst, i)
+		return d.appendDecimal(dst, i, room)
 	case TypeTimestamp:
 		return d.appendTimestampValue(dst, i)
 	}
@@ -38,6 +41,10 @@ func (d *Doc) appendTyped(dst []byte, i int32, typ Type, dry bool) ([]byte, stri
 }
 
 const nulReason = " holds U+0000, which SQL text columns cannot store"
+
+// overRoom is the reason of a value longer than the room a limit leaves; it
+// becomes a *LimitError, never a RejectError.
+const overRoom = "\x00over the limit"
 
 func (d *Doc) appendStringValue(dst []byte, i int32, dry bool) ([]byte, string) {
 	n := &d.tape[i]
@@ -106,12 +113,15 @@ func appendInt(dst, raw []byte, d *Doc, i int32) ([]byte, string) {
 	return append(dst, raw...), ""
 }
 
-func (d *Doc) appendDecimal(dst []byte, i int32) ([]byte, string) {
+func (d *Doc) appendDecimal(dst []byte, i int32, room int) ([]byte, string) {
 	n := &d.tape[i]
 	var reason string
 	switch n.kind {
 	case KindNumber:
-		dst, reason = appendDecimalNumber(dst, d.src[n.start:n.end])
+		dst, reason = appendDecimalNumber(dst, d.src[n.start:n.end], room)
+		if reason == overRoom {
+			return dst, reason
+		}
 	case KindString:
 		start := len(dst)
 		dst = d.appendStringText(dst, n)

@@ -30,8 +30,20 @@ type Batch struct {
 	bytes int          // length of the line, for metrics
 	held  int64        // memory reserved in Config.Buffers until handed out or dropped
 	entry *entry       // commit tracking, once handed out
+	from  *Consumer    // the consumer that handed it out
 	st    *streamState // the stream it came from
 	epoch int          // the partition's epoch on st when read
+}
+
+// Durable is Consumer.Durable of the consumer that handed the batch out:
+// for a batch of an event type the pipeline does not know (Nakadi's
+// dead-letter redrive event type can appear in any subscription), whose
+// consumer it cannot otherwise name. A batch no consumer handed out is
+// ignored.
+func (b *Batch) Durable() {
+	if b.from != nil {
+		b.from.Durable(b)
+	}
 }
 
 // keepAlive reports whether the line had no events.

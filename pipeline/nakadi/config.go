@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"materializer/internal/redact"
 )
 
 // ErrConfig is wrapped by every Config.Validate problem.
@@ -228,11 +230,6 @@ func (c Config) streamQuery() url.Values {
 	return q
 }
 
-// redactURL drops userinfo from a URL for messages.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable)"
-	}
-	return u.Redacted()
-}
+// redactURL masks the userinfo of a URL for messages: a password and a
+// bare token (https://TOKEN@host) alike.
+func redactURL(s string) string { return redact.URL(s) }

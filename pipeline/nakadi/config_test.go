@@ -119,3 +119,23 @@ func TestIdleReaderCancelsASilentStream(t *testing.T) {
 		t.Fatal("not marked fired")
 	}
 }
+
+// A URL's userinfo never reaches an error: neither a password nor a bare
+// token (https://TOKEN@host), in config problems and in transport errors.
+func TestErrorsNeverCarryURLCredentials(t *testing.T) {
+	for _, u := range []string{"ftp://SECRETTOKEN@nakadi", "ftp://user:SECRETPW@nakadi"} {
+		err := Config{URL: u, OwningApplication: "a", EventTypes: []string{"a"}}.Validate()
+		if err == nil || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("Validate(%s): %v", u, err)
+		}
+	}
+	for _, u := range []string{"http://SECRETTOKEN@127.0.0.1:1/x", "http://user:SECRETPW@127.0.0.1:1/x"} {
+		_, err := http.Get(u) // net/http masks a password itself, not a bare token
+		if err == nil {
+			t.Fatalf("GET %s: no error", u)
+		}
+		if got := redactErr(err).Error(); strings.Contains(got, "SECRET") {
+			t.Errorf("GET %s: %s", u, got)
+		}
+	}
+}

@@ -341,6 +341,8 @@ func (c *Consumer) noteErr(err error) {
 		ev = c.log.Info()
 	case "bad_request", "unprocessable", "unauthorized":
 		ev = c.log.Error()
+	case "invalid_name":
+		ev = c.log.Error().Bool("alert", true)
 	}
 	ev.Err(err).Str("kind", kind).Int("suppressed", suppressed).Msg("nakadi: will retry")
 }
@@ -373,6 +375,7 @@ func errKind(err error) string {
 		{ErrNotFound, "not_found"}, {ErrTooManyRequests, "too_many_requests"}, {ErrServer, "server"},
 		{ErrUnprocessable, "unprocessable"}, {ErrBadRequest, "bad_request"}, {ErrIdleTimeout, "idle_timeout"},
 		{ErrStreamEnded, "stream_ended"}, {ErrMalformedBatch, "malformed"}, {ErrLineTooLong, "line_too_long"},
+		{ErrInvalidName, "invalid_name"},
 	}
 	for _, k := range kinds {
 		if errors.Is(err, k.target) {

@@ -85,6 +85,7 @@ func (c *Consumer) admit(b *Batch) bool {
 	}
 	if b.entry == nil {
 		b.entry = c.tr.add(b, c.now())
+		b.from = c
 		c.owner[key] = b.StreamID
 	}
 	return true

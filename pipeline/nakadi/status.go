@@ -2,6 +2,7 @@ package nakadi
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -109,6 +110,7 @@ func (c *Consumer) pollStats(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	items = c.validStats(items)
 	var lost []lostPart
 	partitions, reassigning := 0, false
 	view := map[PartitionKey]string{}
@@ -139,6 +141,24 @@ func (c *Consumer) pollStats(ctx context.Context) error {
 		c.partitionLost(l.stream, l.key, l.owner, "stats shows the partition assigned to another stream")
 	}
 	return nil
+}
+
+// validStats drops the partitions of a /stats answer whose event type or
+// partition is not a valid name (names.go): they are counted and logged as
+// errors, never used as labels or keys.
+func (c *Consumer) validStats(items []statsEventType) []statsEventType {
+	for i := range items {
+		ps := items[i].Partitions[:0]
+		for _, p := range items[i].Partitions {
+			if err := checkNames(Cursor{EventType: items[i].EventType, Partition: p.Partition}); err != nil {
+				c.noteErr(fmt.Errorf("stats: %w", err))
+				continue
+			}
+			ps = append(ps, p)
+		}
+		items[i].Partitions = ps
+	}
+	return items
 }
 
 // lostPart is a partition /stats shows taken away, with its new owner.

@@ -149,8 +149,13 @@ func (c *Consumer) readErr(ctx context.Context, st *streamState, idle *idleReade
 
 // receive accounts one line and decides whether it goes downstream. The
 // first event batch of a partition in this stream (or after the partition
-// came back) gets the committed cursor, read now.
+// came back) gets the committed cursor, read now. A line whose event type
+// or partition is not a valid name (names.go) ends the stream with an error
+// wrapping ErrInvalidName, before the name is used for anything.
 func (c *Consumer) receive(ctx context.Context, st *streamState, rs *readState, b *Batch) (bool, error) {
+	if err := checkNames(b.Cursor); err != nil {
+		return false, err // ends the stream: the batch is neither handed out nor committed
+	}
 	key := b.Cursor.Key()
 	c.mu.Lock()
 	e := st.epoch[key]

@@ -37,6 +37,8 @@ type faults struct {
 	cutNext int
 	// dup duplicates the next event batch of a partition.
 	dup map[pkey]int
+	// names replaces a partition's id in the lines streamed.
+	names map[pkey]string
 }
 
 type publishFaultKey struct{}
@@ -111,6 +113,49 @@ func (s *Server) DuplicateNextBatch(eventType string, partition int) {
 		s.faults.dup = make(map[pkey]int)
 	}
 	s.faults.dup[pkey{eventType, partition}]++
+}
+
+// ServePartitionAs makes the lines of a partition carry id as their
+// cursor's partition instead of its number, as a broken or hostile Nakadi
+// (or proxy) would; commits of that id are refused (422, unknown
+// partition). An empty id undoes it.
+func (s *Server) ServePartitionAs(eventType string, partition int, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults.names == nil {
+		s.faults.names = make(map[pkey]string)
+	}
+	if id == "" {
+		delete(s.faults.names, pkey{eventType, partition})
+		return
+	}
+	s.faults.names[pkey{eventType, partition}] = id
+}
+
+// AppendRaw stores events in a partition as they are: not validated, not
+// enriched, as no real producer could (Nakadi validates events), to test
+// what a consumer does with any bytes a batch line can carry. They go into
+// the line verbatim, so they must keep it one batch line: no newline,
+// balanced brackets, terminated strings.
+func (s *Server) AppendRaw(eventType string, partition int, events ...[]byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.partition(eventType, partition)
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	for _, ev := range events {
+		p.append(ev, now, s.opts.RetainEvents)
+	}
+	for _, sub := range s.subs {
+		if sub.reads(eventType) {
+			for _, sess := range sub.sessions {
+				sess.wakeUp()
+			}
+		}
+	}
+	return nil
 }
 
 // InjectGap makes the partition skip n offsets before its next event (as

@@ -63,6 +63,7 @@ type lineSpec struct {
 	off    int64
 	events [][]byte
 	info   string
+	name   string // the partition id to send instead of k's number (ServePartitionAs)
 }
 
 func (sess *session) wakeUp() {

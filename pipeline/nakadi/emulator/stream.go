@@ -71,6 +71,9 @@ func (s *Server) serveStream(w http.ResponseWriter, rc *http.ResponseController,
 	for {
 		s.mu.Lock()
 		lines, end, abort, more := s.plan(sess, s.now())
+		for i := range lines {
+			lines[i].name = s.faults.names[lines[i].k]
+		}
 		s.mu.Unlock()
 		if len(lines) > 0 {
 			buf.Reset()
@@ -111,9 +114,13 @@ func (s *Server) clientGone(sess *session) {
 
 // writeLine writes one batch line in the byte layout of docs/nakadi.md §4.2.
 func writeLine(b *bytes.Buffer, l lineSpec) {
-	b.WriteString(`{"cursor":{"partition":"`)
-	b.WriteString(strconv.Itoa(l.k.p))
-	b.WriteString(`","offset":"`)
+	b.WriteString(`{"cursor":{"partition":`)
+	if l.name != "" {
+		b.Write(quote(l.name))
+	} else {
+		b.WriteString(`"` + strconv.Itoa(l.k.p) + `"`)
+	}
+	b.WriteString(`,"offset":"`)
 	b.WriteString(Offset(l.off))
 	b.WriteString(`","event_type":`)
 	b.Write(quote(l.k.et))
