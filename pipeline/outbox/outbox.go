@@ -70,6 +70,11 @@ type Outbox struct {
 	wake     chan struct{} // new entries in state
 	uploaded chan struct{} // a file was stored: its notice may go out
 
+	// loading orders a read of the outbox in state (load) against the
+	// removal of delivered entries: a read from before a removal must not
+	// bring the entry back after it.
+	loading sync.Mutex
+
 	mu           sync.Mutex
 	entries      map[string]*pending         // by object key
 	streams      map[state.FileID][]*pending // by sequence number
@@ -190,6 +195,8 @@ func (d *Outbox) Run(ctx context.Context) error {
 // memory is newer). The engine wakes the deliverer after every commit that
 // sealed files, so nothing else needs reading.
 func (d *Outbox) load() error {
+	d.loading.Lock()
+	defer d.loading.Unlock()
 	all, err := d.o.DB.Outbox()
 	if err != nil {
 		return err
@@ -436,6 +443,8 @@ func (d *Outbox) noticeOf(p *pending) notify.Notice {
 // remove drops delivered entries from the outbox in one synced commit, then
 // their local files.
 func (d *Outbox) remove(ps []*pending) error {
+	d.loading.Lock()
+	defer d.loading.Unlock()
 	b := d.o.DB.NewBatch()
 	defer b.Close()
 	for _, p := range ps {

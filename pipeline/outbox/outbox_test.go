@@ -179,7 +179,7 @@ func TestDeliversEveryStreamInSequence(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := r.box.Wait(ctx, "", keys); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; %+v", err, r.box.Status())
 	}
 	r.checkDelivered(t, streams, files)
 }
