@@ -266,9 +266,12 @@ func vmHWM(pid int) int64 {
 }
 
 // saveProfiles stores a heap and a 10 s CPU profile of the daemon into dir
-// (MATERIALIZER_BENCH_PROFILE=dir), for `go tool pprof`.
+// (MATERIALIZER_BENCH_PROFILE=dir), for `go tool pprof`, then a 3 s
+// execution trace (`go tool trace -pprof=syscall trace.out` shows where
+// the state writer waits).
 func saveProfiles(b *testing.B, base, dir string) {
-	for name, path := range map[string]string{"heap.pprof": "/debug/pprof/heap", "cpu.pprof": "/debug/pprof/profile?seconds=10"} {
+	for _, p := range [][2]string{{"heap.pprof", "/debug/pprof/heap"}, {"cpu.pprof", "/debug/pprof/profile?seconds=10"}, {"trace.out", "/debug/pprof/trace?seconds=3"}} {
+		name, path := p[0], p[1]
 		code, body := get(b, base+path)
 		if code != 200 {
 			b.Logf("profile %s: %d", path, code)
