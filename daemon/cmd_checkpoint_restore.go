@@ -178,8 +178,6 @@ func (r *restorer) plan(ctx context.Context, m *checkpoint.Manifest) ([]checkpoi
 	return plans, nil
 }
 
-// nakadiConfig is the consumer's config for one event type's subscription
-// (the same identity: owning_application, event type, consumer_group).
 // describe prints what the restore will do, with the warnings.
 func (r *restorer) describe(st *checkpoint.Staged, plans []checkpoint.ResetPlan, writer string) {
 	w, m := r.io.out, st.Manifest

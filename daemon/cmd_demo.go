@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,10 +34,8 @@ func cmdDemo(args []string, io stdio) int {
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
-	// Subscribe before anything starts so that an early Ctrl-C is not lost.
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(signals)
+	signals, unsubscribe := serviceSignals()
+	defer unsubscribe()
 	o.Signals = signals
 	o.Host = &demoHost{stderr: io.err, reg: newRegistry()}
 	err := demo.Run(o)

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,9 +27,8 @@ func cmdLoad(args []string, io stdio) int {
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(signals)
+	signals, unsubscribe := serviceSignals()
+	defer unsubscribe()
 
 	cfg, ok := loadConfig(*path, conf.ForLoad, io.err)
 	if !ok {
@@ -47,7 +44,9 @@ func cmdLoad(args []string, io stdio) int {
 	if *replay != "" {
 		return replayNotice(opts, *replay, io)
 	}
-	lp := &loaderProc{cfg: cfg, configPath: *path, log: root.With().Str("component", "daemon").Logger(), sd: sdNotifierFromEnv(os.Getenv)}
+	lp := &loaderProc{cfg: cfg, configPath: *path}
+	lp.service = service{name: "loader", log: root.With().Str("component", "daemon").Logger(), sd: sdNotifierFromEnv(os.Getenv),
+		drainTimeout: cfg.Daemon.DrainTimeout.Duration(), stopStatus: "stopping", onHangup: lp.reload, onReady: lp.readyStatus}
 	err = lp.run(opts, root, signals)
 	switch {
 	case errors.Is(err, load.ErrTablesDiffer):
@@ -111,13 +110,11 @@ func replayNotice(opts load.Options, id string, io stdio) int {
 // loaderProc is one `materializer load`: the loader, its admin API, systemd
 // notification and signals.
 type loaderProc struct {
+	service
 	cfg        *conf.Config
 	configPath string
-	log        zerolog.Logger
-	sd         *sdNotifier
 	auth       *adminAuth
 	loader     *load.Loader
-	admin      *adminServer
 }
 
 // run serves until a stop signal, then stops the loader (within
@@ -142,53 +139,12 @@ func (p *loaderProc) run(opts load.Options, root zerolog.Logger, signals <-chan 
 	}
 	p.admin.serveLoader(p.loader)
 	p.log.Info().Str("addr", p.admin.Addr()).Msg("admin server listening")
-	lctx, stopLoader := context.WithCancel(context.Background())
-	defer stopLoader()
-	actx, stopAdmin := context.WithCancel(context.Background())
-	defer stopAdmin()
-	loader := goTask(func() error { return p.loader.Run(lctx) })
-	admin := goTask(func() error { return p.admin.Run(actx) })
-	super := goTask(func() error { p.supervise(actx); return nil })
-	cause := p.waitForStop(signals, loader, admin)
-	p.admin.SetDraining()
-	p.notify("STOPPING=1", "STATUS=stopping")
-	stopLoader()
-	select {
-	case <-loader.done:
-	case <-time.After(p.cfg.Daemon.DrainTimeout.Duration()):
-		cause = errors.Join(cause, fmt.Errorf("the loader did not stop within daemon.drain_timeout (%s)", p.cfg.Daemon.DrainTimeout))
+	p.runMain, p.isReady, p.health = p.loader.Run, p.loader.Ready, p.loader.Healthy
+	if err := p.serve(signals); err != nil {
+		return err
 	}
-	stopAdmin()
-	<-admin.done
-	<-super.done
-	if cause == nil && loader.err != nil {
-		cause = loader.err
-	}
-	if cause == nil {
-		p.log.Info().Msg("stopped")
-	}
-	return cause
-}
-
-// waitForStop handles SIGHUP until a stop signal (nil) or until the loader
-// or the admin server ends on its own (the error).
-func (p *loaderProc) waitForStop(signals <-chan os.Signal, loader, admin *task) error {
-	for {
-		select {
-		case sig := <-signals:
-			if isHangup(sig) {
-				p.reload()
-				continue
-			}
-			p.log.Info().Str("signal", sig.String()).Msg("stopping")
-			return nil
-		case <-loader.done:
-			p.log.Error().Err(loader.err).Msg("the loader stopped on its own")
-			return stoppedError("loader", loader.err)
-		case <-admin.done:
-			return stoppedError("admin server", admin.err)
-		}
-	}
+	p.log.Info().Msg("stopped")
+	return nil
 }
 
 // reload (SIGHUP) re-reads load.dsn_file and the admin token file; other
@@ -211,55 +167,12 @@ func (p *loaderProc) reload() {
 	p.log.Info().Msg("reloaded: new transactions use the connection string of load.dsn_file")
 }
 
-// supervise sends READY=1 once the loader is consuming, STATUS= on every
-// change, and feeds the watchdog while the loader makes progress.
-func (p *loaderProc) supervise(ctx context.Context) {
-	poll := time.NewTicker(100 * time.Millisecond)
-	defer poll.Stop()
-	var watchdog <-chan time.Time
-	if iv := p.sd.WatchdogInterval(); iv > 0 {
-		t := time.NewTicker(iv)
-		defer t.Stop()
-		watchdog = t.C
-	}
-	ready, sent := false, false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-poll.C:
-			if r := p.loader.Ready(); r != ready {
-				ready = r
-				p.readyChanged(r, &sent)
-			}
-		case <-watchdog:
-			if err := p.loader.Healthy(); err != nil {
-				p.log.Error().Err(err).Msg("unhealthy: not feeding the systemd watchdog")
-				continue
-			}
-			p.notify("WATCHDOG=1")
-		}
-	}
-}
-
-func (p *loaderProc) readyChanged(ready bool, sent *bool) {
+// readyStatus logs a change of the loader's readiness and returns its
+// STATUS= text.
+func (p *loaderProc) readyStatus(ready bool) string {
 	if !ready {
 		p.log.Warn().Msg("loader not ready")
-		p.notify("STATUS=not ready (see /v1/status last_error)")
-		return
+		return "not ready (see /v1/status last_error)"
 	}
-	p.log.Info().Msg("ready")
-	status := fmt.Sprintf("STATUS=loading into schema %s, admin on %s", p.cfg.Load.Schema, p.admin.Addr())
-	if !*sent {
-		*sent = true
-		p.notify("READY=1", status)
-		return
-	}
-	p.notify(status)
-}
-
-func (p *loaderProc) notify(states ...string) {
-	if err := p.sd.Send(states...); err != nil {
-		p.log.Warn().Err(err).Strs("states", states).Msg("sd_notify failed")
-	}
+	return fmt.Sprintf("loading into schema %s, admin on %s", p.cfg.Load.Schema, p.admin.Addr())
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"materializer/conf"
@@ -18,10 +16,8 @@ func cmdRun(args []string, io stdio) int {
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
-	// Subscribe before anything starts so that an early SIGTERM is not lost.
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(signals)
+	signals, unsubscribe := serviceSignals()
+	defer unsubscribe()
 
 	cfg, ok := loadConfig(*path, conf.ForRun, io.err)
 	if !ok {
