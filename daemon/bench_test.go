@@ -147,12 +147,12 @@ type daemonResult struct {
 	ratio          float64
 }
 
-// daemonRun runs the real binary on the events and waits until all are
-// applied, then flushes.
-func daemonRun(b *testing.B, nakadiURL, natsURL string, n int, w benchWorkload) daemonResult {
-	dir := b.TempDir()
+// writeBenchConfig writes the benchmarks' config into dir (file:// storage
+// and the data dir there, gzip, NATS): head goes before its tables, tail
+// after them.
+func writeBenchConfig(b *testing.B, dir, nakadiURL, natsURL, head, tail string) string {
 	path := filepath.Join(dir, "materializer.toml")
-	text := fmt.Sprintf(`
+	text := fmt.Sprintf(`%s
 [daemon]
 data_dir = %q
 admin_listen = "127.0.0.1:0"
@@ -169,11 +169,19 @@ url = "file://%s"
 compression = "gzip"
 [notify]
 nats_url = %q
-%s`, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL,
-		strings.Replace(e2etest.ArticleTypeTOML, `session_gap   = "1h"`, fmt.Sprintf("session_gap   = %q", w.sessionGap), 1))
+%s`, head, filepath.Join(dir, "data"), nakadiURL, filepath.Join(dir, "storage"), natsURL, tail)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		b.Fatal(err)
 	}
+	return path
+}
+
+// daemonRun runs the real binary on the events and waits until all are
+// applied, then flushes.
+func daemonRun(b *testing.B, nakadiURL, natsURL string, n int, w benchWorkload) daemonResult {
+	dir := b.TempDir()
+	path := writeBenchConfig(b, dir, nakadiURL, natsURL, "",
+		strings.Replace(e2etest.ArticleTypeTOML, `session_gap   = "1h"`, fmt.Sprintf("session_gap   = %q", w.sessionGap), 1))
 	p := startRun(b, path)
 	start := time.Now()
 	base := p.adminURL()

@@ -228,6 +228,19 @@ func (p *proc) waitLog(msg string) map[string]any {
 	}
 }
 
+// logged returns the first log line with message msg seen so far.
+func (p *proc) logged(msg string) (map[string]any, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, line := range p.lines {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
+			return m, true
+		}
+	}
+	return nil, false
+}
+
 // adminURL waits for the admin server and returns its base URL.
 func (p *proc) adminURL() string {
 	p.t.Helper()

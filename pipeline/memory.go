@@ -26,7 +26,7 @@ type MemoryInUse struct {
 	Resident   int64 `json:"resident_bytes"`    // the process's resident set size: compare it with the limit
 	GoHeap     int64 `json:"go_heap_bytes"`     // heap objects (live and not yet collected)
 	GoTotal    int64 `json:"go_total_bytes"`    // all memory the Go runtime has mapped and not released
-	BlockCache int64 `json:"block_cache_bytes"` // Pebble's block cache (memtables included: they are reserved in it)
+	BlockCache int64 `json:"block_cache_bytes"` // the blocks in Pebble's block cache (its memtables are counted apart)
 	MemTables  int64 `json:"memtables_bytes"`   // Pebble's memtables
 	KeyCache   int64 `json:"key_cache_bytes"`   // the key cache's ring, as far as written
 	// ConsumerBatches is what batches read from Nakadi and not yet handed

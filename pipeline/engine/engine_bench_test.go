@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,7 +73,8 @@ func appendHex(b []byte, v uint64, width int) []byte {
 // 100k events/s, so with a 20 s session gap sessions open and close all the
 // time. Run with -benchtime=20000000x: the 10M keys case then reports its
 // rate against the 1M keys case of the same run (x_1M_keys); peakRSS_MiB is
-// the benchmark process's (the generator's version of every key included).
+// the benchmark process's, with the daemon's runtime settings (TestMain),
+// the generator's version of every key included (4 bytes a key).
 //
 // In the daemon the workers prepare (parse, extract, validate) each Nakadi
 // batch in parallel before the state writer takes it; here the same
@@ -184,6 +186,7 @@ func benchStep(b *testing.B, size, keys int, budget conf.Budget) {
 	h.open()
 	defer h.close()
 	h.e.trace = nil
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(budget.GoHeap)) // as the daemon starts
 	load := newBenchLoad(size, keys)
 	var prepared time.Duration
 	var p flatten.Parser
