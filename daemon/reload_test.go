@@ -112,3 +112,69 @@ func TestSIGHUPAppliesSafeChangesAndRefusesLayoutChanges(t *testing.T) {
 	}
 	p.stopOK(15*time.Second, "stop")
 }
+
+// A SIGHUP reads the include patterns again: an event type in a file added
+// since the start starts consuming; a broken file added later is refused
+// with its file and key, and the daemon keeps running.
+func TestSIGHUPStartsEventTypesOfAddedIncludeFiles(t *testing.T) {
+	nk := emulator.NewServer(emulator.Options{})
+	t.Cleanup(nk.Close)
+	for _, et := range []string{"article.updated", "price.changed"} {
+		if err := nk.CreateEventType(et, 2, []string{"id"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	incDir := filepath.Join(dir, "event-types.d")
+	if err := os.MkdirAll(incDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeInc := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(incDir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeInc("article.toml", eventTypeTOML("article.updated", "id"))
+	path := reloadConfig(t, dir, nk.URL(), 0)
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append([]byte(`include = ["event-types.d/*.toml"]`), text...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startRun(t, path)
+	base := p.adminURL()
+	waitStatus(t, base+"/readyz", 200)
+
+	writeInc("price.toml", eventTypeTOML("price.changed", "id"))
+	p.signal(syscall.SIGHUP)
+	if applied := fmt.Sprint(p.waitLog("configuration reloaded")["applied"]); !strings.Contains(applied, "event_types[name=price.changed] (added)") {
+		t.Errorf("applied %s", applied)
+	}
+	p.waitLog("reload: consuming a new event type")
+	waitStatus(t, base+"/readyz", 200)
+
+	writeInc("broken.toml", strings.Replace(eventTypeTOML("stock.changed", "id"), `ordering = "number"`, `ordering = "sometimes"`, 1))
+	p.signal(syscall.SIGHUP)
+	problems := fmt.Sprint(p.waitLog("reload failed: keeping the running configuration")["problems"])
+	if !strings.Contains(problems, "broken.toml") || !strings.Contains(problems, "ordering") {
+		t.Errorf("the problem does not name the file and the key: %s", problems)
+	}
+	code, body := get(t, base+"/v1/status")
+	var st struct {
+		EventTypes []pipeline.EventTypeStatus `json:"event_types"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil {
+		t.Fatalf("status: %d %v %s", code, err, body)
+	}
+	var names []string
+	for _, et := range st.EventTypes {
+		names = append(names, et.Name)
+	}
+	if fmt.Sprint(names) != "[article.updated price.changed]" {
+		t.Errorf("event types after the reloads: %v", names)
+	}
+	p.stopOK(15*time.Second, "stop")
+}
