@@ -19,7 +19,7 @@ var Reference = []KeyDoc{
 	{"include", "[]", "Glob patterns (relative to this file's directory) of more files holding `[[event_types]]` only, e.g. `[\"/etc/materializer/event-types.d/*.toml\"]`; their event types are added to this file's. A problem names the file and the key in it. A SIGHUP reload reads the patterns again (added files start their event types)."},
 	{"daemon.data_dir", "required", "Directory for Pebble state, staging files and local checkpoints (EBS). Created with mode 0750; locked with `LOCK` (flock) so only one daemon uses it."},
 	{"daemon.admin_listen", `"127.0.0.1:8080"`, "host:port of the admin HTTP API (`/healthz`, `/readyz`, `/metrics`, `/v1/...`)."},
-	{"daemon.admin_token_file", `""`, "File holding the bearer token for the mutating `POST` endpoints. Empty: those endpoints accept loopback clients only."},
+	{"daemon.admin_token_file", `""`, "File holding the bearer token the admin API requires for every `/v1` endpoint (reads included) and `/debug/pprof`; `/healthz`, `/readyz` and `/metrics` stay open. Empty: no token, and the `POST` endpoints accept loopback clients only. Re-read on SIGHUP."},
 	{"daemon.log_level", `"info"`, "trace, debug, info, warn, error, fatal, panic or disabled. Applied again on SIGHUP."},
 	{"daemon.log_format", `"json"`, "`json` (one object per line, for journald) or `console` (for humans)."},
 	{"daemon.drain_timeout", `"90s"`, "Budget for a stop on SIGTERM/SIGINT: the handover (closing every session, delivering every file, committing) and the last commits; what does not finish in time stays in the data dir (exit 1). The unit's `TimeoutStopSec` (120s) must be larger. How long a handover takes: docs/performance.md."},

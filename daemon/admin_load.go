@@ -13,7 +13,7 @@ type loaderAPI interface {
 }
 
 // serveLoader adds the /v1 routes of `materializer load`
-// (docs/loader.md#admin-api).
+// (docs/loader.md#admin-api-metrics-signals).
 func (a *adminServer) serveLoader(l loaderAPI) {
 	a.read("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, loadStatusDoc{Version: version, StartedAt: a.started.UTC(),
