@@ -38,6 +38,20 @@ roll_max_rows = %d
 	return path
 }
 
+// reloadEmulator serves the reload tests' event types, article.updated and
+// price.changed, with two partitions each.
+func reloadEmulator(t *testing.T) *emulator.Server {
+	t.Helper()
+	nk := emulator.NewServer(emulator.Options{})
+	t.Cleanup(nk.Close)
+	for _, et := range []string{"article.updated", "price.changed"} {
+		if err := nk.CreateEventType(et, 2, []string{"id"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nk
+}
+
 func eventTypeTOML(name, key string) string {
 	return fmt.Sprintf(`
 [[event_types]]
@@ -57,13 +71,7 @@ session_max = "2h"
 // as a whole, a reload that would change the state's layout — naming the
 // key, old and new value — and keeps running on the old config.
 func TestSIGHUPAppliesSafeChangesAndRefusesLayoutChanges(t *testing.T) {
-	nk := emulator.NewServer(emulator.Options{})
-	t.Cleanup(nk.Close)
-	for _, et := range []string{"article.updated", "price.changed"} {
-		if err := nk.CreateEventType(et, 2, []string{"id"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nk := reloadEmulator(t)
 	dir := t.TempDir()
 	article, price := eventTypeTOML("article.updated", "id"), eventTypeTOML("price.changed", "id")
 	path := reloadConfig(t, dir, nk.URL(), 0, article)
@@ -117,13 +125,7 @@ func TestSIGHUPAppliesSafeChangesAndRefusesLayoutChanges(t *testing.T) {
 // since the start starts consuming; a broken file added later is refused
 // with its file and key, and the daemon keeps running.
 func TestSIGHUPStartsEventTypesOfAddedIncludeFiles(t *testing.T) {
-	nk := emulator.NewServer(emulator.Options{})
-	t.Cleanup(nk.Close)
-	for _, et := range []string{"article.updated", "price.changed"} {
-		if err := nk.CreateEventType(et, 2, []string{"id"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nk := reloadEmulator(t)
 	dir := t.TempDir()
 	incDir := filepath.Join(dir, "event-types.d")
 	if err := os.MkdirAll(incDir, 0o755); err != nil {
