@@ -254,12 +254,15 @@ func newEventType(t EventType, limits flatten.Limits) *eventType {
 // returns after its goroutines exit; batches not yet durable are simply not
 // marked (Nakadi resends them).
 func (e *Engine) Run(ctx context.Context, in <-chan *nakadi.Batch) error {
-	if err := e.recover(); err != nil {
+	if err := e.start(); err != nil {
 		return err
 	}
 	defer func() {
 		if e.stage != nil {
 			e.stage.Close()
+		}
+		if e.sessions != nil {
+			e.sessions.close()
 		}
 	}()
 	e.recovered.Store(true)

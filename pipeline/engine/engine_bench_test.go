@@ -216,9 +216,9 @@ func benchStep(b *testing.B, size, keys int, budget conf.Budget) {
 	reportStep(b, load, cpuTime()-cpu0)
 	b.ReportMetric(float64(b.N)/(b.Elapsed()+prepared).Seconds(), "events/s+prepare")
 	m := h.e.opts.Metrics
-	hits, reads := counterValue(m.KeyCacheHits), counterValue(m.KeyStateReads)
+	hits, reads := metricValue(m.KeyCacheHits), metricValue(m.KeyStateReads)
 	b.ReportMetric(100*hits/(hits+reads), "cache-hit%")
-	b.ReportMetric(counterValue(m.SessionsClosed), "sessions-closed")
+	b.ReportMetric(metricValue(m.SessionsClosed), "sessions-closed")
 	b.ReportMetric(float64(peakRSS())/(1<<20), "peakRSS_MiB")
 	// The same-run baseline: the step at 1M keys (of the same size), when
 	// it ran before in this process.

@@ -61,9 +61,13 @@ func TestFailedStepAndFailedRecoveryAreRetried(t *testing.T) {
 	}
 }
 
-func counterValue(c interface{ Write(*dto.Metric) error }) float64 {
+// metricValue reads a counter's or a gauge's value.
+func metricValue(c interface{ Write(*dto.Metric) error }) float64 {
 	var m dto.Metric
 	_ = c.Write(&m)
+	if m.Gauge != nil {
+		return m.GetGauge().GetValue()
+	}
 	return m.GetCounter().GetValue()
 }
 
@@ -85,7 +89,7 @@ func breakStaging(t *testing.T, h *harness, n float64) (wait func()) {
 	stepErrors, ctx := h.e.opts.Metrics.StepErrors, t.Context()
 	go func() {
 		defer close(freed)
-		for counterValue(stepErrors) < n {
+		for metricValue(stepErrors) < n {
 			select {
 			case <-ctx.Done():
 				return
@@ -180,8 +184,8 @@ func TestFailureAfterCommitDoesNotReapply(t *testing.T) {
 		t.Fatalf("the committed batch was marked durable %d times", n)
 	}
 	c := h.e.Status().EventTypes[0].Counters
-	if c.Received != 2 || c.Duplicate != 0 || c.Main != 1 || c.Open != 1 || counterValue(h.e.opts.Metrics.StepErrors) != 0 {
-		t.Fatalf("counters %+v, %g step errors", c, counterValue(h.e.opts.Metrics.StepErrors))
+	if c.Received != 2 || c.Duplicate != 0 || c.Main != 1 || c.Open != 1 || metricValue(h.e.opts.Metrics.StepErrors) != 0 {
+		t.Fatalf("counters %+v, %g step errors", c, metricValue(h.e.opts.Metrics.StepErrors))
 	}
 	h.e.timerFault = nil
 	h.clock = h.clock.Add(61 * time.Second)
@@ -222,8 +226,8 @@ func TestPersistentFailureGivesUp(t *testing.T) {
 	if h.e.heartbeat.Load() != 1 {
 		t.Fatal("failed attempts fed the heartbeat")
 	}
-	if counterValue(h.e.opts.Metrics.StepErrors) != 3 {
-		t.Fatalf("%g step errors", counterValue(h.e.opts.Metrics.StepErrors))
+	if metricValue(h.e.opts.Metrics.StepErrors) != 3 {
+		t.Fatalf("%g step errors", metricValue(h.e.opts.Metrics.StepErrors))
 	}
 }
 
@@ -252,7 +256,7 @@ func TestFullDiskIsWaitedFor(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- h.e.runStep(t.Context(), []*job{j}, nil) }()
 	deadline := time.Now().Add(time.Minute)
-	for counterValue(h.e.opts.Metrics.StepErrors) < 4 { // twice MaxStepFailures
+	for metricValue(h.e.opts.Metrics.StepErrors) < 4 { // twice MaxStepFailures
 		if time.Now().After(deadline) {
 			t.Fatal("the step did not fail on the full disk")
 		}
@@ -261,7 +265,7 @@ func TestFullDiskIsWaitedFor(t *testing.T) {
 	if f := h.e.Failing(); f == nil || !f.DiskFull || !strings.Contains(f.Err, "no space left on device") {
 		t.Fatalf("Failing: %+v", f)
 	}
-	if gaugeValue(h.e.opts.Metrics.DiskFull) != 1 || time.Since(time.Unix(0, h.e.heartbeat.Load())) > 10*time.Second {
+	if metricValue(h.e.opts.Metrics.DiskFull) != 1 || time.Since(time.Unix(0, h.e.heartbeat.Load())) > 10*time.Second {
 		t.Fatal("disk full: the gauge is not set, or the heartbeat is not fed")
 	}
 	if err := os.Remove(filler); err != nil {
@@ -275,16 +279,10 @@ func TestFullDiskIsWaitedFor(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the step did not resume when space returned")
 	}
-	if c := h.e.Status().EventTypes[0].Counters; c.Rejected != 50 || c.Received != 50 || h.e.Failing() != nil || gaugeValue(h.e.opts.Metrics.DiskFull) != 0 {
+	if c := h.e.Status().EventTypes[0].Counters; c.Rejected != 50 || c.Received != 50 || h.e.Failing() != nil || metricValue(h.e.opts.Metrics.DiskFull) != 0 {
 		t.Fatalf("after space returned: %+v, failing %+v", c, h.e.Failing())
 	}
 	if out := h.files(t); strings.Count(out, `"x`) != 50 {
 		t.Fatalf("%d rejected rows, want 50", strings.Count(out, `"x`))
 	}
-}
-
-func gaugeValue(g interface{ Write(*dto.Metric) error }) float64 {
-	var m dto.Metric
-	_ = g.Write(&m)
-	return m.GetGauge().GetValue()
 }

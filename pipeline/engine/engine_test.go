@@ -150,7 +150,7 @@ func (h *harness) open() {
 		h.t.Fatal(err)
 	}
 	e.trace = func(format string, args ...any) { h.log = append(h.log, fmt.Sprintf(format, args...)) }
-	if err := e.recover(); err != nil {
+	if err := e.start(); err != nil {
 		h.t.Fatal(err)
 	}
 	h.e = e

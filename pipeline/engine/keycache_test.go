@@ -179,7 +179,7 @@ func TestKeyStateLookups(t *testing.T) {
 	m := h.e.opts.Metrics
 	check := func(when string, hits, news, reads float64) {
 		t.Helper()
-		if h, n, r := counterValue(m.KeyCacheHits), counterValue(m.NewKeys), counterValue(m.KeyStateReads); h != hits || n != news || r != reads {
+		if h, n, r := metricValue(m.KeyCacheHits), metricValue(m.NewKeys), metricValue(m.KeyStateReads); h != hits || n != news || r != reads {
 			t.Fatalf("%s: %v cache hits, %v new, %v state reads; want %v, %v and %v", when, h, n, r, hits, news, reads)
 		}
 	}

@@ -12,13 +12,12 @@ import (
 // lookups. A false "maybe" costs only the lookup. It is fixed in size (part
 // of the key cache's share of the memory budget): past the keys it was
 // sized for, it answers "maybe" more often, never wrongly "no". It is
-// rebuilt from the key states at every recovery and learns a key once its
-// state is committed.
+// rebuilt from the key states at start (not at a failed step's retry: it
+// stays a superset) and learns a key once its state is committed.
 type keyFilter struct {
 	words []uint64
 	mask  uint64 // bits - 1
 	seed  maphash.Seed
-	keys  int // keys added
 }
 
 // filterProbes is how many bits a key sets (k); with 10 bits per key, k=7
@@ -55,7 +54,6 @@ func (f *keyFilter) add(mk string) {
 	if f.words == nil {
 		return
 	}
-	f.keys++
 	f.probes(mk, func(b uint64) bool { f.words[b/64] |= 1 << (b % 64); return true })
 }
 
@@ -70,7 +68,6 @@ func (f *keyFilter) mayHave(mk string) bool {
 // clear forgets every key (before a rebuild).
 func (f *keyFilter) clear() {
 	clear(f.words)
-	f.keys = 0
 }
 
 // bytes is the filter's memory.

@@ -23,9 +23,23 @@ func Fingerprint(partitionKey []string, orderingKey, ordering string) string {
 	return fmt.Sprintf("partition_key=%s\nordering_key=%s\nordering=%s\n", strings.Join(partitionKey, ","), orderingKey, ordering)
 }
 
-// recover rebuilds the engine's memory from the committed state: it is what
-// start-up does, and what a failed step does before it is retried. It reads
-// first, decides, then mutates (truncating staging files).
+// start recovers at start-up (recover) and rebuilds the key filter from the
+// key states. A failed step's retry (recoverKeeping) keeps the filter: it
+// learns a key only once its state is committed (afterCommit), so it still
+// holds every key with state, and refilling it would scan every slot's keys
+// at every retry.
+func (e *Engine) start() error {
+	if err := e.recover(); err != nil {
+		return err
+	}
+	e.filter.clear()
+	return e.fillFilter(e.slotOrder)
+}
+
+// recover rebuilds the engine's memory from the committed state, but for
+// the key filter (see start): it is what start-up does, and what a failed
+// step does before it is retried. It reads first, decides, then mutates
+// (truncating staging files).
 func (e *Engine) recover() error {
 	e.statusOf = nil // rebuilt from what is recovered
 	if e.stage != nil {
@@ -78,10 +92,6 @@ func (e *Engine) recover() error {
 		e.log.Warn().Int("files", len(e.forceSeal)).Msg("staging files opened under another table mapping are sealed before new rows are written")
 	}
 	if err := e.loadSlots(); err != nil {
-		return err
-	}
-	e.filter.clear()
-	if err := e.fillFilter(e.slotOrder); err != nil {
 		return err
 	}
 	return e.rebuildLog()

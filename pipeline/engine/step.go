@@ -448,12 +448,18 @@ func (e *Engine) dueSessions(st *step, sl *slot, budget int, until int64, force 
 // keep copies b into the step's arena (a scan's values are valid only
 // during its callback).
 func (st *step) keep(b []byte) []byte {
-	if cap(st.kept)-len(st.kept) < len(b) {
-		st.kept = make([]byte, 0, max(64<<10, 2*cap(st.kept), len(b)))
-	}
+	st.reserve(len(b))
 	n := len(st.kept)
 	st.kept = append(st.kept, b...)
 	return st.kept[n:len(st.kept):len(st.kept)]
+}
+
+// reserve makes room for n more bytes in the step's arena: when it has too
+// little, a new arena (the old one stays as it is for what uses it).
+func (st *step) reserve(n int) {
+	if cap(st.kept)-len(st.kept) < n {
+		st.kept = make([]byte, 0, max(64<<10, 2*cap(st.kept), n))
+	}
 }
 
 // appendSessionHead appends the head of a session record: the key state,
@@ -485,11 +491,8 @@ func (e *Engine) bestOf(st *step, body []byte) ([]byte, error) {
 	case !inLog:
 		return st.keep(inline), nil
 	}
+	st.reserve(int(loc.len))
 	n := len(st.kept)
-	if cap(st.kept)-n < int(loc.len) {
-		st.kept = make([]byte, 0, max(64<<10, 2*cap(st.kept), int(loc.len)))
-		n = 0
-	}
 	if st.kept, err = e.sessions.read(st.kept, loc); err != nil {
 		return nil, err
 	}
