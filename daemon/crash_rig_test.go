@@ -167,36 +167,12 @@ func (r *crashRig) start(env ...string) *proc {
 // closes when all are out.
 func (r *crashRig) publishAsync(n int, span time.Duration) <-chan struct{} {
 	from := int(r.published.Load())
-	to := min(from+n, len(r.events))
-	sizes := make([]int, 0, 16)
-	for i := from; i < to; {
-		k := min(1+r.rng.IntN(60), to-i)
-		sizes = append(sizes, k)
-		i += k
-	}
+	sizes := randomBatches(r.rng, min(from+n, len(r.events))-from)
 	pauses := make([]time.Duration, len(sizes))
 	for i := range pauses {
 		pauses[i] = time.Duration(r.rng.Int64N(2*int64(span)/int64(len(sizes)) + 1))
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		i := from
-		for k, size := range sizes {
-			raw := make([][]byte, 0, size)
-			for _, a := range r.events[i : i+size] {
-				raw = append(raw, a.Raw)
-			}
-			if err := r.nk.Publish("article.updated", raw...); err != nil {
-				r.t.Errorf("publish: %v", err)
-				return
-			}
-			i += size
-			r.published.Store(int64(i))
-			time.Sleep(pauses[k]) // pacing the producer, not waiting for a result
-		}
-	}()
-	return done
+	return publishPaced(r.t, r.nk, r.events, &r.published, from, sizes, pauses)
 }
 
 // crashLogLine returns the first JSON log line with message msg, if any yet.

@@ -298,27 +298,12 @@ func (r *fleetRig) evenly(o map[string]int) bool {
 func (r *fleetRig) publishAsync(n int, span time.Duration) <-chan struct{} {
 	from := int(r.published.Load())
 	to := min(from+n, len(r.events))
-	done := make(chan struct{})
-	batches := max(1, (to-from)/30)
-	pause := span / time.Duration(batches)
-	go func() {
-		defer close(done)
-		for i := from; i < to; {
-			k := min(1+r.rng.IntN(60), to-i)
-			raw := make([][]byte, 0, k)
-			for _, a := range r.events[i : i+k] {
-				raw = append(raw, a.Raw)
-			}
-			if err := r.nk.Publish("article.updated", raw...); err != nil {
-				r.t.Errorf("publish: %v", err)
-				return
-			}
-			i += k
-			r.published.Store(int64(i))
-			time.Sleep(pause) // pacing the producer, not waiting for a result
-		}
-	}()
-	return done
+	sizes := randomBatches(r.rng, to-from)
+	pauses := make([]time.Duration, len(sizes))
+	for i := range pauses {
+		pauses[i] = span / time.Duration(max(1, (to-from)/30))
+	}
+	return publishPaced(r.t, r.nk, r.events, &r.published, from, sizes, pauses)
 }
 
 // waitCommitted waits until the subscription's cursors reached every

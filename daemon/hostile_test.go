@@ -2,11 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"os"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
@@ -261,14 +258,9 @@ func waitCampaign(t *testing.T, base string, want map[string]int) {
 // peakRSS is the process's VmHWM.
 func peakRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(status)
-	if m == nil {
+	hwm := vmHWM(pid)
+	if hwm == 0 {
 		t.Fatalf("no VmHWM in /proc/%d/status", pid)
 	}
-	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return kb << 10
+	return hwm
 }
