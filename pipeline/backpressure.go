@@ -95,7 +95,7 @@ func (b *backpressure) set(on bool) {
 		switch {
 		case on:
 			c.Pause()
-		case !p.paused[name] && !p.drained:
+		case !p.held(name):
 			c.Resume()
 		}
 	}

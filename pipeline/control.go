@@ -88,7 +88,7 @@ func (p *Pipeline) setPaused(eventType string, paused bool) error {
 		return nil
 	}
 	delete(p.paused, eventType)
-	if !p.bp.engaged() && !p.drained {
+	if !p.held(eventType) {
 		c.Resume()
 	}
 	p.plog.Info().Str("event_type", eventType).Msg("resumed by operator")

@@ -91,7 +91,7 @@ func (p *Pipeline) Undrain(context.Context) error {
 	}
 	p.drained = false
 	for name, c := range p.consumers {
-		if !p.paused[name] && !p.bp.engaged() {
+		if !p.held(name) {
 			c.Resume()
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,7 +89,6 @@ type Pipeline struct {
 
 	mu        sync.Mutex
 	consumers map[string]*nakadi.Consumer
-	names     []string
 	paused    map[string]bool // paused by an operator (admin API)
 	drained   bool            // a handover stopped reading (drain, stop)
 }
@@ -124,10 +122,6 @@ func New(o Options) (*Pipeline, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
-	for _, et := range p.cfg.EventTypes {
-		p.names = append(p.names, et.Name)
-	}
-	slices.Sort(p.names)
 	lock, err := datadir.Create(p.cfg.Daemon.DataDir)
 	if err != nil {
 		return nil, err
@@ -365,18 +359,8 @@ func (p *Pipeline) newSchedule(types []engine.EventType) *checkpoint.Schedule {
 // watchRecovery marks the pipeline recovered once the engine finished its
 // recovery.
 func (p *Pipeline) watchRecovery(ctx context.Context) {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if p.eng.Recovered() {
-			p.recovered.Store(true)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	if p.waitRecovered(ctx) {
+		p.recovered.Store(true)
 	}
 }
 
@@ -410,11 +394,18 @@ func (p *Pipeline) Ready() bool {
 		return false
 	}
 	for name, c := range p.consumers {
-		if !p.paused[name] && !p.bp.engaged() && !c.Ready() {
+		if !p.held(name) && !c.Ready() {
 			return false
 		}
 	}
 	return true
+}
+
+// held reports whether an event type's consumer must stay paused: by an
+// operator, by a drain or a stop's handover, or by backpressure. Called
+// with p.mu held.
+func (p *Pipeline) held(name string) bool {
+	return p.paused[name] || p.drained || p.bp.engaged()
 }
 
 // consumerList returns the consumers, in no particular order.

@@ -228,8 +228,7 @@ func (p *Pipeline) addEventType(ctx context.Context, et *conf.EventType) error {
 	p.ckpt.EventTypeAdded(CheckpointEventType(pet))
 	p.mu.Lock()
 	p.consumers[et.Name] = c
-	p.names = append(p.names, et.Name)
-	if p.bp.engaged() || p.drained {
+	if p.held(et.Name) {
 		c.Pause()
 	}
 	p.mu.Unlock()

@@ -78,7 +78,7 @@ func (p *Pipeline) Status(context.Context) (Status, error) {
 		}
 		cs := c.Status()
 		s.EventTypes = append(s.EventTypes, EventTypeStatus{
-			Name: et.Name, State: p.stateOf(et.Name, c), Counters: et.Counters, Balanced: et.Counters.Balanced(),
+			Name: et.Name, State: p.stateOf(et.Name, c, s.DiskFull), Counters: et.Counters, Balanced: et.Counters.Balanced(),
 			CompactionRatio: et.CompactionRatio, OpenSessions: et.Counters.Open, OpenFiles: et.OpenFiles,
 			OpenFileBytes: et.OpenFileBytes, Subscription: cs.SubscriptionID, StreamID: cs.StreamID, Rebalancing: cs.Rebalancing,
 			LastError: cs.LastError, Delivery: delivery, Partitions: mergePartitions(et.Partitions, cs),
@@ -87,14 +87,15 @@ func (p *Pipeline) Status(context.Context) (Status, error) {
 	return s, nil
 }
 
-// stateOf names what an event type's consumer does. Called with p.mu held.
-func (p *Pipeline) stateOf(name string, c *nakadi.Consumer) string {
+// stateOf names what an event type's consumer does; diskFull: a step
+// waits for space on the staging disk. Called with p.mu held.
+func (p *Pipeline) stateOf(name string, c *nakadi.Consumer, diskFull bool) string {
 	switch {
 	case p.drained:
 		return "drained"
 	case p.paused[name]:
 		return "paused"
-	case p.bp.engaged() && p.diskFull():
+	case p.bp.engaged() && diskFull:
 		return "disk full"
 	case p.bp.engaged():
 		return "backpressure"
@@ -102,11 +103,6 @@ func (p *Pipeline) stateOf(name string, c *nakadi.Consumer) string {
 		return "consuming"
 	}
 	return "not streaming"
-}
-
-func (p *Pipeline) diskFull() bool {
-	f := p.eng.Failing()
-	return f != nil && f.DiskFull
 }
 
 // mergePartitions joins the engine's view (applied offsets, files) with the
