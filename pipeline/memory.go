@@ -38,14 +38,20 @@ type MemoryInUse struct {
 	GoLimit int64 `json:"go_limit_bytes"`
 }
 
-// memoryInUse reads what each part of the budget holds.
-func (p *Pipeline) memoryInUse() MemoryInUse {
+// goMemory reads the process's resident size, Go's heap objects and all
+// the memory the Go runtime holds (not released to the OS).
+func goMemory() (resident, goHeap, goTotal int64) {
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"},
 		{Name: "/memory/classes/heap/released:bytes"}}
 	metrics.Read(sample)
-	m := MemoryInUse{GoHeap: int64(sample[0].Value.Uint64()), GoTotal: int64(sample[1].Value.Uint64() - sample[2].Value.Uint64()),
-		ConsumerBatches: p.buffers.InUse(), ConsumerWaitSeconds: p.buffers.Waited().Seconds(), GoLimit: debug.SetMemoryLimit(-1)}
-	m.Resident, _ = residentBytes()
+	resident, _ = residentBytes()
+	return resident, int64(sample[0].Value.Uint64()), int64(sample[1].Value.Uint64() - sample[2].Value.Uint64())
+}
+
+// memoryInUse reads what each part of the budget holds.
+func (p *Pipeline) memoryInUse() MemoryInUse {
+	m := MemoryInUse{ConsumerBatches: p.buffers.InUse(), ConsumerWaitSeconds: p.buffers.Waited().Seconds(), GoLimit: debug.SetMemoryLimit(-1)}
+	m.Resident, m.GoHeap, m.GoTotal = goMemory()
 	if p.recovered.Load() {
 		pm := p.db.Metrics()
 		m.BlockCache, m.MemTables = pm.BlockCache.Size, int64(pm.MemTable.Size)
@@ -67,9 +73,10 @@ func (p *Pipeline) memoryInUse() MemoryInUse {
 func (p *Pipeline) governMemory(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	b := p.budget
 	for {
-		if b, u := p.budget, p.memoryInUse(); u.Resident > 0 {
-			debug.SetMemoryLimit(max(b.GoHeap, b.Limit-b.Reserve/2-max(0, u.Resident-u.GoTotal)))
+		if resident, _, goTotal := goMemory(); resident > 0 {
+			debug.SetMemoryLimit(max(b.GoHeap, b.Limit-b.Reserve/2-max(0, resident-goTotal)))
 		}
 		select {
 		case <-ctx.Done():

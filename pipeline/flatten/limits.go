@@ -83,6 +83,10 @@ const (
 	CauseLimitEvent = "limit_event" // limits.max_event_bytes
 )
 
+// limitCauses maps a LimitError's limit to its cause.
+var limitCauses = map[string]string{LimitRows: CauseLimitRows, LimitOutputBytes: CauseLimitBytes,
+	LimitFieldBytes: CauseLimitField, LimitEventBytes: CauseLimitEvent}
+
 // Cause names why err (from Parse, Validate, AppendRows or
 // CheckEventBytes) rejects an event: one of the Cause* values, "" for
 // another error.
@@ -102,8 +106,7 @@ func Cause(err error) string {
 	case errors.As(err, &re):
 		return CauseType
 	case errors.As(err, &le):
-		return map[string]string{LimitRows: CauseLimitRows, LimitOutputBytes: CauseLimitBytes,
-			LimitFieldBytes: CauseLimitField, LimitEventBytes: CauseLimitEvent}[le.Limit]
+		return limitCauses[le.Limit]
 	}
 	return ""
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"materializer/internal/redact"
 	"net/http"
 	"net/url"
 	"strings"
@@ -240,7 +241,7 @@ func flowID() string {
 func redactErr(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return &url.Error{Op: ue.Op, URL: redactURL(ue.URL), Err: ue.Err}
+		return &url.Error{Op: ue.Op, URL: redact.URL(ue.URL), Err: ue.Err}
 	}
 	return err
 }

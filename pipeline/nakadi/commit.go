@@ -85,10 +85,13 @@ func (c *Consumer) commitGroup(ctx context.Context, sid string, items []commitIt
 			c.commitGroup(ctx, sid, []commitItem{it})
 		}
 	case errors.Is(err, ErrSessionGone):
-		// Ask /stats now: it names the new owner if the move is done.
+		// Ask /stats now: it names the new owner if the move is done. The
+		// poll counts as the one suspectMove asked for.
 		c.suspectMove("422 on commit")
-		if err := c.pollStats(ctx); err != nil {
-			c.log.Debug().Err(err).Msg("stats poll after a 422 failed")
+		if c.statsDue(c.now()) {
+			if err := c.pollStats(ctx); err != nil {
+				c.log.Debug().Err(err).Msg("stats poll after a 422 failed")
+			}
 		}
 		key := items[0].sp.key
 		c.partitionLost(sid, key, c.newOwner(key, sid), err.Error())

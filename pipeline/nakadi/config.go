@@ -168,7 +168,7 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("%w: %s = %v: %s", ErrConfig, key, v, why))
 	}
 	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("url", redactURL(c.URL), "want an http(s) URL")
+		bad("url", redact.URL(c.URL), "want an http(s) URL")
 	}
 	if c.OwningApplication == "" {
 		bad("owning_application", `""`, "required")
@@ -229,7 +229,3 @@ func (c Config) streamQuery() url.Values {
 	}
 	return q
 }
-
-// redactURL masks the userinfo of a URL for messages: a password and a
-// bare token (https://TOKEN@host) alike.
-func redactURL(s string) string { return redact.URL(s) }

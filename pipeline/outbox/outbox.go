@@ -564,10 +564,8 @@ func (d *Outbox) Status() Status {
 }
 
 func (d *Outbox) statusLocked() Status {
-	s := Status{LastKey: d.last.Key, LastAt: d.last.At}
+	s := Status{LastKey: d.last.Key, LastAt: d.last.At, PendingFiles: int64(len(d.entries)), PendingBytes: d.pendingBytes}
 	for _, p := range d.entries {
-		s.PendingFiles++
-		s.PendingBytes += p.Length
 		if p.Uploaded {
 			s.Uploaded++
 		}
